@@ -1,0 +1,28 @@
+//! The execute side of a node agent: verify a signed [`HealingCommand`], apply it to a
+//! [`RouteTarget`], and say what happened in a [`CommandResult`].
+//!
+//! The actuator trusts nothing: a command that is malformed, names an action outside
+//! the closed set, is meant for another node, is unsigned or badly signed, has
+//! expired, or was already applied is rejected with a reason and never reaches the
+//! target. Targets are the simulated mesh (in `lab`) and, later, the kernel's routing
+//! table through netlink; both sit behind the same trait.
+//!
+//! ```
+//! use x0_actuator::{Actuator, RouteTarget, TargetError};
+//! use x0_schema::{Action, RouteEntry, ResultStatus};
+//! struct Table(Vec<RouteEntry>);
+//! impl RouteTarget for Table {
+//!     fn apply(&mut self, _: &Action) -> Result<(), TargetError> { Ok(()) }
+//!     fn routes(&self) -> Vec<RouteEntry> { self.0.clone() }
+//! }
+//! let key = x0_schema::generate_signing_key();
+//! let mut actuator = Actuator::new("n1", key.verifying_key(), Table(vec![]));
+//! let result = actuator.handle(b"not a command", 0);
+//! assert_eq!(result.status, ResultStatus::Rejected);
+//! ```
+
+mod actuator;
+mod target;
+
+pub use actuator::Actuator;
+pub use target::{RouteTarget, TargetError};

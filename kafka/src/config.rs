@@ -1,0 +1,115 @@
+//! Client configuration and the small helpers every producer and consumer shares.
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use thiserror::Error;
+use x0_schema::{Topics, REASON_HEADER};
+
+/// Errors talking to Kafka. Usually external (broker unreachable, misconfigured);
+/// retrying helps when the broker comes back, not when the config is wrong.
+#[derive(Debug, Error)]
+pub enum KafkaError {
+    /// librdkafka refused the configuration or the operation.
+    #[error("kafka: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    /// A message could not be delivered.
+    #[error("kafka delivery to {topic} failed: {source}")]
+    Delivery { topic: String, #[source] source: rdkafka::error::KafkaError },
+}
+
+/// Where the brokers are and how to talk to them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `host:port,...`; empty means "start the embedded dev broker" where a command allows it.
+    pub brokers: String,
+    /// Consumer group of the stream job; more instances in one group split the partitions.
+    pub group_id: String,
+    /// Any librdkafka option, passed through as is (`security.protocol`, `ssl.ca.location`, ...).
+    pub options: BTreeMap<String, String>,
+    pub topics: Topics,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig { brokers: String::new(), group_id: "x0tta6bl4".into(), options: BTreeMap::new(), topics: Topics::default() }
+    }
+}
+
+impl KafkaConfig {
+    pub fn for_brokers(brokers: &str) -> Self {
+        KafkaConfig { brokers: brokers.to_string(), ..Self::default() }
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.options {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// A producer tuned for latency: batches for at most 2 ms, never a per-message flush.
+    pub fn producer(&self) -> Result<FutureProducer, KafkaError> {
+        let mut c = self.base();
+        set_default(&mut c, "linger.ms", "2");
+        set_default(&mut c, "message.timeout.ms", "10000");
+        set_default(&mut c, "enable.idempotence", "true");
+        Ok(c.create()?)
+    }
+
+    /// A consumer in `group`, subscribed to `topics`, reading from the earliest
+    /// uncommitted offset and waiting at most a few ms for data.
+    pub fn consumer(&self, group: &str, topics: &[&str]) -> Result<StreamConsumer, KafkaError> {
+        let mut c = self.base();
+        c.set("group.id", group);
+        set_default(&mut c, "auto.offset.reset", "earliest");
+        set_default(&mut c, "fetch.wait.max.ms", "5");
+        set_default(&mut c, "fetch.error.backoff.ms", "20");
+        set_default(&mut c, "session.timeout.ms", "6000");
+        set_default(&mut c, "enable.auto.commit", "true");
+        set_default(&mut c, "auto.commit.interval.ms", "500");
+        set_default(&mut c, "topic.metadata.refresh.interval.ms", "1000");
+        let consumer: StreamConsumer = c.create()?;
+        consumer.subscribe(topics)?;
+        Ok(consumer)
+    }
+}
+
+fn set_default(c: &mut ClientConfig, key: &str, value: &str) {
+    if c.get(key).is_none() {
+        c.set(key, value);
+    }
+}
+
+/// The value of header `name` on a message, if present and UTF-8.
+pub fn header<'a, M: Message>(msg: &'a M, name: &str) -> Option<&'a str> {
+    let headers = msg.headers()?;
+    headers.iter().find(|h| h.key == name).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Sends rejected bytes to the dead-letter topic with the reason in a header.
+pub async fn dead_letter(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    reason: &str,
+) -> Result<(), KafkaError> {
+    let headers = OwnedHeaders::new().insert(Header { key: REASON_HEADER, value: Some(reason) });
+    let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload).headers(headers);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    producer
+        .send(record, Duration::from_secs(5))
+        .await
+        .map(|_| ())
+        .map_err(|(source, _)| KafkaError::Delivery { topic: topic.to_string(), source })
+}

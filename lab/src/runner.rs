@@ -1,0 +1,143 @@
+//! Drives a simulated mesh against Kafka in (scaled) real time.
+
+use crate::{SimMesh, SimRouteTarget};
+use futures::future::join_all;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::watch;
+use x0_actuator::Actuator;
+use x0_kafka::rdkafka;
+use x0_kafka::{KafkaConfig, KafkaError};
+use x0_ingest::TelemetryPublisher;
+use x0_schema::{CommandResult, ContentType, ResultStatus, VerifyingKey};
+
+#[derive(Debug, Error)]
+pub enum SimRunError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+}
+
+/// Counts from one simulation run.
+#[derive(Debug, Default, Clone)]
+pub struct SimRunStats {
+    pub ticks: u64,
+    pub telemetry_messages: u64,
+    pub samples: u64,
+    pub send_failures: u64,
+    pub commands: u64,
+    pub commands_applied: u64,
+}
+
+fn lock(mesh: &Mutex<SimMesh>) -> std::sync::MutexGuard<'_, SimMesh> {
+    mesh.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs the mesh until its scenario ends: telemetry out every interval (divided by
+/// `speed`), commands in through one actuator per node, results out. `on_tick` sees
+/// the mesh after each step (progress display).
+pub async fn run_simulation(
+    mesh: Arc<Mutex<SimMesh>>,
+    kafka: &KafkaConfig,
+    key: VerifyingKey,
+    speed: f64,
+    encoding: ContentType,
+    mut on_tick: impl FnMut(&SimMesh),
+) -> Result<SimRunStats, SimRunError> {
+    let producer = kafka.producer()?;
+    let publisher = TelemetryPublisher::new(kafka, encoding)?;
+    let consumer = kafka.consumer("x0-sim-actuators", &[&kafka.topics.commands])?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let actuators = actuator_host(consumer, producer.clone(), kafka.topics.command_results.clone(), mesh.clone(), key, stop_rx);
+    let actuators = tokio::spawn(actuators);
+
+    let interval = lock(&mesh).scenario().telemetry_interval.div_f64(speed.max(0.01));
+    let mut timer = tokio::time::interval(interval);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut stats = SimRunStats::default();
+    loop {
+        timer.tick().await;
+        let batches = {
+            let mut m = lock(&mesh);
+            if m.finished() {
+                break;
+            }
+            let out = m.step();
+            on_tick(&m);
+            out
+        };
+        stats.ticks += 1;
+        stats.samples += batches.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+        let sends = batches.iter().map(|(node, batch)| publisher.publish(node, batch));
+        for sent in join_all(sends).await {
+            stats.telemetry_messages += 1;
+            if let Err(e) = sent {
+                stats.send_failures += 1;
+                tracing::warn!(error = %e, "telemetry not delivered");
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    let (commands, applied) = actuators.await.unwrap_or_default();
+    stats.commands = commands;
+    stats.commands_applied = applied;
+    Ok(stats)
+}
+
+/// One consumer for the whole simulated mesh, one [`Actuator`] per node: each command
+/// is verified by its target node's actuator exactly as a real agent would.
+async fn actuator_host(
+    consumer: StreamConsumer,
+    producer: FutureProducer,
+    results_topic: String,
+    mesh: Arc<Mutex<SimMesh>>,
+    key: VerifyingKey,
+    mut stop: watch::Receiver<bool>,
+) -> (u64, u64) {
+    let names: Vec<String> = lock(&mesh).topology().names().to_vec();
+    let mut actuators: HashMap<String, Actuator<SimRouteTarget>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), Actuator::new(n.clone(), key, SimRouteTarget::new(mesh.clone(), i))))
+        .collect();
+    let (mut handled, mut applied) = (0, 0);
+    loop {
+        let msg = tokio::select! {
+            _ = stop.changed() => break,
+            m = consumer.recv() => m,
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "command consumer error");
+                continue;
+            }
+        };
+        let payload = msg.payload().unwrap_or_default();
+        let target = msg.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or_default().to_string();
+        let now = lock(&mesh).now_ns();
+        let result = match actuators.get_mut(&target) {
+            Some(a) => a.handle(payload, now),
+            None => CommandResult {
+                command_id: x0_schema::HealingCommand::id_of_malformed(payload).unwrap_or_default(),
+                node: target.clone(),
+                status: ResultStatus::Rejected,
+                reason: format!("no node {target:?} in this mesh"),
+                applied_at: now,
+                routes: vec![],
+            },
+        };
+        handled += 1;
+        applied += u64::from(result.status == ResultStatus::Applied);
+        let bytes = result.to_json();
+        let record = FutureRecord::to(&results_topic).key(result.node.as_str()).payload(&bytes);
+        if let Err((e, _)) = producer.send(record, Duration::from_secs(5)).await {
+            tracing::warn!(error = %e, "could not publish command result");
+        }
+    }
+    (handled, applied)
+}

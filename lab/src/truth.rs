@@ -1,0 +1,79 @@
+//! Ground truth: which probe-flow packets the faults cost, and every route change.
+
+use std::collections::HashMap;
+use x0_schema::Element;
+
+/// Why a packet was lost or impaired, when it was not random background loss.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Cause {
+    /// A faulted element dropped or delayed it.
+    At(Element),
+    /// Routing dropped it: no route, or a forwarding loop.
+    Routing,
+}
+
+/// One change of a node's route to a destination (override set or withdrawn).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteChange {
+    /// ms since the scenario started.
+    pub at_ms: i64,
+    pub node: String,
+    pub destination: String,
+    /// The effective next hop after the change (None: baseline has none).
+    pub next_hop: Option<String>,
+}
+
+/// What the simulator knows that the pipeline must not: the fate of every packet.
+#[derive(Debug, Default, Clone)]
+pub struct GroundTruth {
+    pub(crate) impaired: HashMap<Cause, Vec<u64>>,
+    pub packets_sent: u64,
+    pub packets_delivered: u64,
+    pub packets_lost_noise: u64,
+    pub route_changes: Vec<RouteChange>,
+    pub(crate) interval_ms: i64,
+}
+
+impl GroundTruth {
+    pub(crate) fn record(&mut self, cause: Cause, tick: u64) {
+        let ticks = self.impaired.entry(cause).or_default();
+        if ticks.last() != Some(&tick) {
+            ticks.push(tick);
+        }
+    }
+
+    /// When traffic stopped suffering from a fault on `element` active during
+    /// `[from_ms, until_ms)`: the end of the last tick in that span in which a packet
+    /// was lost or impaired at the element or by routing, provided at least
+    /// `quiet_ms` of clean traffic followed before `until_ms`. `None` when the fault
+    /// never touched traffic or traffic never recovered while it lasted.
+    pub fn restored_at_ms(&self, element: &Element, from_ms: i64, until_ms: i64, quiet_ms: i64) -> Option<i64> {
+        let dt = self.interval_ms.max(1);
+        let in_span = |t: &&u64| {
+            let ms = **t as i64 * dt;
+            ms >= from_ms && ms < until_ms
+        };
+        let at_element = self.impaired.get(&Cause::At(element.clone()))?;
+        let last_at = at_element.iter().filter(in_span).max()?;
+        let last_routing = self.impaired.get(&Cause::Routing).and_then(|v| v.iter().filter(in_span).max());
+        let last = *last_at.max(last_routing.unwrap_or(&0));
+        let restored = (last as i64 + 1) * dt;
+        (restored + quiet_ms <= until_ms).then_some(restored)
+    }
+
+    /// Route changes that reverse a change made less than `window_ms` earlier on the
+    /// same (node, destination).
+    pub fn route_flaps(&self, window_ms: i64) -> usize {
+        let mut last: HashMap<(&str, &str), i64> = HashMap::new();
+        let mut flaps = 0;
+        for c in &self.route_changes {
+            let key = (c.node.as_str(), c.destination.as_str());
+            if let Some(prev) = last.insert(key, c.at_ms) {
+                if c.at_ms - prev < window_ms {
+                    flaps += 1;
+                }
+            }
+        }
+        flaps
+    }
+}

@@ -1,0 +1,265 @@
+//! The stream job's logic without Kafka: admit telemetry, close windows, compute
+//! features, detect, localise, manage incidents, plan and sign commands, take results.
+//! The Kafka loop (`job.rs`) and the benchmark both drive this.
+
+use crate::config::Config;
+use crate::detect::detect;
+use crate::features::{FeatureEngine, FeatureError, WindowFeatures};
+use crate::incidents::{IncidentBook, Transition};
+use crate::planner::{Plan, Planner};
+use crate::rca::Localizer;
+use crate::stats::JobStats;
+use crate::window::Windows;
+use arrow::array::RecordBatch;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+use x0_schema::{ActionRecord, CommandResult, HealingCommand, Incident, RootCauseKind, SigningKey, TelemetryBatch, Topology};
+use x0_sql::CommandRow;
+use x0_training::{RobustDetector, MODEL_VERSION};
+
+/// Why a telemetry message was refused after decoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub label: &'static str,
+    pub reason: String,
+}
+
+/// What the core wants sent.
+#[derive(Debug, Clone)]
+pub enum Output {
+    Command(HealingCommand),
+    Incident(Incident),
+}
+
+pub struct StreamCore {
+    config: Config,
+    topo: Topology,
+    windows: Windows,
+    features: FeatureEngine,
+    detector: RobustDetector,
+    localizer: Localizer,
+    book: IncidentBook,
+    planner: Planner,
+    signer: SigningKey,
+    stats: Arc<JobStats>,
+    seen: HashSet<String>,
+    commands: BTreeMap<String, CommandRow>,
+    feature_rows: Vec<(i64, i64, RecordBatch)>,
+    keep_features: bool,
+}
+
+impl std::fmt::Debug for StreamCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamCore").field("nodes", &self.topo.len()).finish_non_exhaustive()
+    }
+}
+
+impl StreamCore {
+    pub fn new(config: Config, topo: Topology, features: FeatureEngine, signer: SigningKey, stats: Arc<JobStats>, id_prefix: &str) -> Self {
+        let w = &config.window;
+        StreamCore {
+            windows: Windows::new(w.size.as_nanos() as i64, w.allowed_lateness.as_nanos() as i64),
+            detector: RobustDetector::new(config.detector.clone()),
+            localizer: Localizer::new(),
+            book: IncidentBook::new(config.rca.confirm_windows, clear_windows(&config), MODEL_VERSION, id_prefix),
+            planner: Planner::new(topo.clone(), config.planner.clone()),
+            config,
+            topo,
+            features,
+            signer,
+            stats,
+            seen: HashSet::new(),
+            commands: BTreeMap::new(),
+            feature_rows: Vec::new(),
+            keep_features: true,
+        }
+    }
+
+    /// Stop keeping feature rows for the history table (benchmarks).
+    pub fn discard_features(&mut self) {
+        self.keep_features = false;
+    }
+
+    pub fn stats(&self) -> &Arc<JobStats> {
+        &self.stats
+    }
+
+    /// Stream time: the newest event time seen.
+    pub fn stream_now(&self) -> Option<i64> {
+        self.windows.watermark().map(|w| w + self.config.window.allowed_lateness.as_nanos() as i64)
+    }
+
+    /// Checks a decoded batch against the inventory and the clocks, then windows it.
+    /// Returns the number of late rows, or why the whole message is refused.
+    pub fn admit(&mut self, batch: TelemetryBatch, wall_now_ns: i64) -> Result<u64, Rejection> {
+        let w = &self.config.window;
+        let skew = w.max_future_skew.as_nanos() as i64;
+        let age = w.max_event_age.as_nanos() as i64;
+        let horizon = wall_now_ns.max(self.windows.watermark().unwrap_or(i64::MIN)).saturating_add(skew);
+        let oldest = wall_now_ns.saturating_sub(age).min(self.windows.watermark().unwrap_or(i64::MAX).saturating_sub(age));
+        let reject = |label, reason| Err(Rejection { label, reason });
+        for (ts, node, peer) in batch.links.iter().map(|l| (l.ts, &l.node, Some(&l.peer))).chain(batch.nodes.iter().map(|n| (n.ts, &n.node, None))) {
+            let Some(a) = self.topo.id(node) else { return reject("unknown_node", format!("unknown node {node:?}")) };
+            if let Some(peer) = peer {
+                let Some(b) = self.topo.id(peer) else { return reject("unknown_node", format!("unknown peer {peer:?} of {node}")) };
+                if !self.topo.has_link(a, b) {
+                    return reject("unknown_link", format!("{node} and {peer} share no link"));
+                }
+            }
+            if ts > horizon {
+                return reject("future", format!("timestamp {ts} is more than {:?} ahead of stream time", w.max_future_skew));
+            }
+            if ts < oldest {
+                return reject("too_old", format!("timestamp {ts} is older than {:?}", w.max_event_age));
+            }
+        }
+        for n in batch.nodes.iter().map(|n| &n.node).chain(batch.links.iter().map(|l| &l.node)) {
+            if !self.seen.contains(n) {
+                self.seen.insert(n.clone());
+            }
+        }
+        let rows = batch.len() as u64;
+        let late = self.windows.insert(batch.links, batch.nodes);
+        self.stats.add_samples(rows - late, late);
+        Ok(late)
+    }
+
+    /// Closes every window the watermark passed and decides on each.
+    pub async fn close_ready(&mut self) -> Result<Vec<Output>, FeatureError> {
+        let ready = self.windows.close_ready();
+        let mut out = Vec::new();
+        for w in ready {
+            let started = Instant::now();
+            let features = self.features.compute(&w).await?;
+            out.extend(self.decide(&features));
+            if self.keep_features {
+                for b in &features.link_batches {
+                    self.feature_rows.push((w.start, w.end, b.clone()));
+                }
+            }
+            self.stats.window_closed(started.elapsed());
+        }
+        Ok(out)
+    }
+
+    fn decide(&mut self, f: &WindowFeatures) -> Vec<Output> {
+        let now = self.stream_now().unwrap_or(f.end);
+        let (anomalies, views) = detect(&mut self.detector, f, self.topo.names(), &self.seen);
+        let diagnoses = self.localizer.localize(&anomalies, &views, f.start);
+        self.planner.observe(f);
+        let mut out = Vec::new();
+        for t in self.book.observe(diagnoses, f.start, now) {
+            match t {
+                Transition::Diagnosed(id) => {
+                    self.stats.incident_opened();
+                    self.act_on_diagnosis(&id, now, &mut out);
+                }
+                Transition::Cleared(id) => self.clear(&id, now, &mut out),
+            }
+        }
+        out
+    }
+
+    fn act_on_diagnosis(&mut self, id: &str, now: i64, out: &mut Vec<Output>) {
+        let Some(incident) = self.book.get(id) else { return };
+        let rc = incident.root_cause.clone().expect("diagnosed incidents have a cause");
+        let min = self.config.planner.min_confidence;
+        if rc.kind == RootCauseKind::SuspectReporter {
+            self.book.record_no_action(id, &format!("{} reports faults its neighbours do not corroborate: suspect reporter, no reroute on its word alone", rc.element));
+        } else if rc.confidence < min {
+            self.book.record_no_action(id, &format!("confidence {:.2} is below planner.min_confidence {min:.2}: watching, not acting", rc.confidence));
+        } else {
+            let plan = self.planner.plan_fault(id, &rc.element, now);
+            let why = format!("cause: {} {} (confidence {:.2}) because {}.\nplan: {}", rc.kind.as_str(), rc.element, rc.confidence, rc.evidence.join("; "), plan.explanation.join("; "));
+            let actions = self.issue(id, &plan, now, out);
+            if actions.is_empty() {
+                self.book.record_no_action(id, &why);
+            } else {
+                self.book.record_actions(id, actions, &why);
+            }
+        }
+        out.extend(self.book.get(id).cloned().map(Output::Incident));
+    }
+
+    fn clear(&mut self, id: &str, now: i64, out: &mut Vec<Output>) {
+        let (withdrawals, why) = if self.book.acted(id) {
+            let plan = self.planner.plan_clear(id, now);
+            let why = plan.explanation.join("; ");
+            (self.issue(id, &plan, now, out), why)
+        } else {
+            (vec![], "symptoms cleared".to_string())
+        };
+        self.book.resolve(id, now, withdrawals, &why);
+        out.extend(self.book.get(id).cloned().map(Output::Incident));
+    }
+
+    fn issue(&mut self, incident: &str, plan: &Plan, now: i64, out: &mut Vec<Output>) -> Vec<ActionRecord> {
+        let ttl = self.config.planner.command_ttl.as_nanos() as i64;
+        plan.changes
+            .iter()
+            .map(|c| {
+                let mut cmd = HealingCommand {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    incident_id: incident.to_string(),
+                    issued_at: now,
+                    expires_at: now + ttl,
+                    target: c.target.clone(),
+                    action: c.action.clone(),
+                    signature: String::new(),
+                };
+                cmd.sign(&self.signer);
+                self.commands.insert(cmd.id.clone(), CommandRow {
+                    command_id: cmd.id.clone(),
+                    incident_id: incident.to_string(),
+                    target: cmd.target.clone(),
+                    action: cmd.action.clone(),
+                    issued_at: now,
+                    expires_at: cmd.expires_at,
+                    status: None,
+                    reason: None,
+                    acked_at: None,
+                });
+                self.stats.command_sent();
+                let record = ActionRecord { command_id: cmd.id.clone(), target: cmd.target.clone(), action: cmd.action.clone(), issued_at: now, status: None, reason: None, acked_at: None };
+                out.push(Output::Command(cmd));
+                record
+            })
+            .collect()
+    }
+
+    /// Takes an actuator's result.
+    pub fn on_result(&mut self, r: &CommandResult) -> Vec<Output> {
+        self.stats.result_received(r.status);
+        if let Some(row) = self.commands.get_mut(&r.command_id) {
+            row.status = Some(r.status);
+            row.reason = (!r.reason.is_empty()).then(|| r.reason.clone());
+            row.acked_at = Some(r.applied_at);
+        }
+        self.book.on_result(r).and_then(|id| self.book.get(&id).cloned()).map(Output::Incident).into_iter().collect()
+    }
+
+    pub fn incidents(&self) -> Vec<Incident> {
+        self.book.incidents()
+    }
+
+    pub fn command_rows(&self) -> Vec<CommandRow> {
+        self.commands.values().cloned().collect()
+    }
+
+    /// Feature rows accumulated since the last call.
+    pub fn take_feature_rows(&mut self) -> Vec<(i64, i64, RecordBatch)> {
+        std::mem::take(&mut self.feature_rows)
+    }
+
+    pub fn late_rows(&self) -> u64 {
+        self.windows.late_rows()
+    }
+}
+
+/// Windows an element must stay healthy before its incident clears: the configured
+/// count, and never less than the planner's hold-down.
+fn clear_windows(config: &Config) -> u32 {
+    let hold = (config.planner.hold_down.as_nanos() / config.window.size.as_nanos().max(1)) as u32;
+    config.rca.clear_windows.max(hold).max(1)
+}

@@ -1,0 +1,103 @@
+//! From window features to anomalies: each one a signal about one element, scored by
+//! the detector against that element's own baseline.
+
+use crate::features::WindowFeatures;
+use std::collections::HashSet;
+use x0_schema::Element;
+use x0_training::{Feature, RobustDetector};
+
+/// What kind of evidence an anomaly is, and who asserts it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// `reporter` saw its interface to the peer lose carrier.
+    Carrier { reporter: String },
+    /// Packets `from` sent that `to` did not receive (both ends' counters).
+    CounterLoss { from: String, to: String },
+    /// `reporter`'s active probes across the link went unanswered.
+    ProbeLoss { reporter: String },
+    /// `reporter`'s probe round-trip time rose.
+    Rtt { reporter: String },
+    /// The node stopped reporting while it used to.
+    Silent,
+    /// The node's CPU is saturated.
+    Cpu,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Anomaly {
+    pub element: Element,
+    pub signal: Signal,
+    pub feature: &'static str,
+    pub value: f64,
+    pub score: f64,
+}
+
+/// A link end's own view of its link in one window (for corroboration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Its probes were lost or its carrier dropped.
+    Bad,
+    /// Enough probes answered.
+    Good,
+    Unknown,
+}
+
+/// Scores one window. `known` is the inventory; `seen` the nodes that ever reported.
+pub fn detect(
+    detector: &mut RobustDetector,
+    f: &WindowFeatures,
+    known: &[String],
+    seen: &HashSet<String>,
+) -> (Vec<Anomaly>, Vec<(String, String, View)>) {
+    let mut out = Vec::new();
+    let mut views = Vec::new();
+    let min_probes = detector.config().min_probes;
+    for l in &f.links {
+        let link = Element::link(&l.node, &l.peer);
+        let key = format!("{}>{}", l.node, l.peer);
+        let mut bad = false;
+        if l.down_fraction > 0.0 {
+            bad = true;
+            out.push(Anomaly { element: link.clone(), signal: Signal::Carrier { reporter: l.node.clone() }, feature: "down_fraction", value: l.down_fraction, score: 10.0 * l.down_fraction });
+        }
+        if let Some(ratio) = l.loss_ratio {
+            if let Some(z) = detector.score(&key, Feature::LossRatio, ratio, l.tx_packets) {
+                out.push(Anomaly { element: link.clone(), signal: Signal::CounterLoss { from: l.node.clone(), to: l.peer.clone() }, feature: "loss_ratio", value: ratio, score: z });
+            }
+        }
+        if let Some(p) = l.probe_loss {
+            if let Some(z) = detector.score(&key, Feature::ProbeLoss, p, l.probes_sent) {
+                bad = true;
+                out.push(Anomaly { element: link.clone(), signal: Signal::ProbeLoss { reporter: l.node.clone() }, feature: "probe_loss", value: p, score: z });
+            }
+        }
+        if let Some(rtt) = l.rtt_avg_us {
+            if let Some(z) = detector.score(&key, Feature::Rtt, rtt, 0.0) {
+                out.push(Anomaly { element: link.clone(), signal: Signal::Rtt { reporter: l.node.clone() }, feature: "rtt_avg_us", value: rtt, score: z });
+            }
+        }
+        let view = if bad {
+            View::Bad
+        } else if l.probes_sent >= min_probes && l.probe_loss.is_some_and(|p| p < 0.15) {
+            View::Good
+        } else {
+            View::Unknown
+        };
+        views.push((l.node.clone(), l.peer.clone(), view));
+    }
+    for n in &f.nodes {
+        if let Some(z) = detector.score(&n.node, Feature::Cpu, n.cpu, n.samples) {
+            out.push(Anomaly { element: Element::node(&n.node), signal: Signal::Cpu, feature: "cpu", value: n.cpu, score: z });
+        }
+    }
+    // Silence is only news when most of the mesh is talking: a gap in the whole
+    // stream is a telemetry problem, not a crash of every node (fail open).
+    let reporting: HashSet<&str> = f.nodes.iter().map(|n| n.node.as_str()).chain(f.links.iter().map(|l| l.node.as_str())).collect();
+    let silent: Vec<&String> = known.iter().filter(|n| seen.contains(*n) && !reporting.contains(n.as_str())).collect();
+    if silent.len() * 2 < known.len().max(1) {
+        for n in silent {
+            out.push(Anomaly { element: Element::node(n), signal: Signal::Silent, feature: "samples", value: 0.0, score: 10.0 });
+        }
+    }
+    (out, views)
+}

@@ -1,0 +1,71 @@
+//! Writing the incident history: snapshots of incidents and commands, appended feature
+//! rows, all as day-partitioned Parquet under the data directory.
+
+use crate::features::with_window_columns;
+use arrow::array::RecordBatch;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use x0_schema::Incident;
+use x0_sql::{commands_batch, incidents_batch, write_partitioned, CommandRow, SnapshotWriter};
+
+fn day(ns: i64) -> i64 {
+    ns.div_euclid(86_400_000_000_000)
+}
+
+#[derive(Debug)]
+pub struct History {
+    root: PathBuf,
+    job_id: String,
+    incidents: SnapshotWriter,
+    commands: SnapshotWriter,
+    feature_files: u64,
+}
+
+impl History {
+    pub fn new(root: &Path, job_id: &str) -> Self {
+        History {
+            root: root.to_path_buf(),
+            job_id: job_id.into(),
+            incidents: SnapshotWriter::new(root, "incidents", job_id),
+            commands: SnapshotWriter::new(root, "commands", job_id),
+            feature_files: 0,
+        }
+    }
+
+    /// Replaces this job's snapshot of incidents (per day of `opened_at`) and commands.
+    pub fn snapshot(&self, incidents: &[Incident], commands: &[CommandRow]) -> std::io::Result<()> {
+        let mut by_day: BTreeMap<i64, Vec<Incident>> = BTreeMap::new();
+        for i in incidents {
+            by_day.entry(day(i.opened_at)).or_default().push(i.clone());
+        }
+        for rows in by_day.values() {
+            self.incidents.write(rows[0].opened_at, &incidents_batch(rows))?;
+        }
+        let mut by_day: BTreeMap<i64, Vec<CommandRow>> = BTreeMap::new();
+        for c in commands {
+            by_day.entry(day(c.issued_at)).or_default().push(c.clone());
+        }
+        for rows in by_day.values() {
+            self.commands.write(rows[0].issued_at, &commands_batch(rows))?;
+        }
+        Ok(())
+    }
+
+    /// Appends feature rows as one new file per day touched.
+    pub fn append_features(&mut self, rows: Vec<(i64, i64, RecordBatch)>) -> std::io::Result<()> {
+        let mut by_day: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
+        for (start, end, b) in rows {
+            if b.num_rows() > 0 {
+                by_day.entry(day(start)).or_default().push(with_window_columns(&b, start, end).map_err(std::io::Error::other)?);
+            }
+        }
+        for (d, batches) in by_day {
+            let schema = batches[0].schema();
+            let all = arrow::compute::concat_batches(&schema, &batches).map_err(std::io::Error::other)?;
+            self.feature_files += 1;
+            let name = format!("part-{}-{:06}", self.job_id, self.feature_files);
+            write_partitioned(&self.root, "features", d * 86_400_000_000_000, &name, &all)?;
+        }
+        Ok(())
+    }
+}

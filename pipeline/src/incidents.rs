@@ -1,0 +1,220 @@
+//! The incident lifecycle: opened → diagnosed → mitigating → verifying → resolved or
+//! failed, driven by each window's diagnoses and by the actuators' results.
+
+use crate::rca::Diagnosis;
+use std::collections::BTreeMap;
+use x0_schema::{ActionRecord, CommandResult, Element, Incident, IncidentState, Outcome, ResultStatus};
+
+/// What a window or a result did to the book.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// Confirmed and diagnosed: time to plan.
+    Diagnosed(String),
+    /// Its element has been healthy long enough: time to withdraw routes and resolve.
+    Cleared(String),
+}
+
+#[derive(Debug)]
+struct Tracked {
+    incident: Incident,
+    streak: u32,
+    confirmed: bool,
+    healthy_windows: u32,
+    acted: bool,
+}
+
+/// Every incident this job knows, keyed by id, plus candidates not yet confirmed.
+#[derive(Debug)]
+pub struct IncidentBook {
+    confirm_windows: u32,
+    clear_windows: u32,
+    model_version: String,
+    tracked: BTreeMap<String, Tracked>,
+    next_id: u64,
+    id_prefix: String,
+}
+
+fn ms(ns: i64) -> i64 {
+    ns / 1_000_000
+}
+
+impl IncidentBook {
+    pub fn new(confirm_windows: u32, clear_windows: u32, model_version: &str, id_prefix: &str) -> Self {
+        IncidentBook { confirm_windows, clear_windows, model_version: model_version.into(), tracked: BTreeMap::new(), next_id: 0, id_prefix: id_prefix.into() }
+    }
+
+    fn open_for(&self, element: &Element) -> Option<String> {
+        self.tracked
+            .iter()
+            .find(|(_, t)| !t.incident.state.is_final() && t.incident.root_cause.as_ref().is_some_and(|rc| &rc.element == element))
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Feeds one window's diagnoses. `now_ns` is stream time at the decision.
+    pub fn observe(&mut self, diagnoses: Vec<Diagnosis>, window_start: i64, now_ns: i64) -> Vec<Transition> {
+        let mut out = Vec::new();
+        let mut touched = Vec::new();
+        for d in diagnoses {
+            // A node diagnosis absorbs unconfirmed candidates on its links.
+            if let Element::Node { id } = &d.cause.element {
+                let absorbed: Vec<String> = self
+                    .tracked
+                    .iter()
+                    .filter(|(_, t)| !t.confirmed && t.incident.root_cause.as_ref().is_some_and(|rc| matches!(rc.element, Element::Link { .. }) && rc.element.touches(id)))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in absorbed {
+                    self.tracked.remove(&k);
+                }
+            }
+            let id = match self.open_for(&d.cause.element) {
+                Some(id) => id,
+                None => {
+                    self.next_id += 1;
+                    let id = format!("{}-{:04}", self.id_prefix, self.next_id);
+                    self.tracked.insert(id.clone(), Tracked {
+                        incident: Incident {
+                            incident_id: id.clone(),
+                            opened_at: window_start,
+                            detected_at: now_ns,
+                            diagnosed_at: None,
+                            mitigated_at: None,
+                            resolved_at: None,
+                            state: IncidentState::Opened,
+                            symptoms: vec![],
+                            root_cause: Some(d.cause.clone()),
+                            actions: vec![],
+                            outcome: Outcome::Open,
+                            mttd_ms: None,
+                            mttr_ms: None,
+                            model_version: self.model_version.clone(),
+                            explanation: String::new(),
+                        },
+                        streak: 0,
+                        confirmed: false,
+                        healthy_windows: 0,
+                        acted: false,
+                    });
+                    id
+                }
+            };
+            let t = self.tracked.get_mut(&id).expect("just found or inserted");
+            t.streak += 1;
+            t.healthy_windows = 0;
+            // Keep a bounded, recent symptom list.
+            t.incident.symptoms.extend(d.symptoms);
+            let excess = t.incident.symptoms.len().saturating_sub(64);
+            t.incident.symptoms.drain(..excess);
+            let stronger = t.incident.root_cause.as_ref().is_none_or(|rc| d.cause.confidence >= rc.confidence);
+            if !t.acted && stronger {
+                t.incident.root_cause = Some(d.cause);
+            }
+            if !t.confirmed && (d.hard || t.streak >= self.confirm_windows) {
+                t.confirmed = true;
+                t.incident.detected_at = now_ns;
+                t.incident.diagnosed_at = Some(now_ns);
+                t.incident.state = IncidentState::Diagnosed;
+                t.incident.mttd_ms = Some(ms(now_ns - t.incident.opened_at));
+                out.push(Transition::Diagnosed(id.clone()));
+            }
+            touched.push(id);
+        }
+        let mut drop = Vec::new();
+        for (id, t) in &mut self.tracked {
+            if touched.contains(id) || t.incident.state.is_final() {
+                continue;
+            }
+            if !t.confirmed {
+                drop.push(id.clone());
+                continue;
+            }
+            t.healthy_windows += 1;
+            if t.healthy_windows == self.clear_windows {
+                out.push(Transition::Cleared(id.clone()));
+            }
+        }
+        for id in drop {
+            self.tracked.remove(&id);
+        }
+        out
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Incident> {
+        self.tracked.get(id).filter(|t| t.confirmed).map(|t| &t.incident)
+    }
+
+    /// Records the plan's commands; the incident is mitigating until they are acked.
+    pub fn record_actions(&mut self, id: &str, actions: Vec<ActionRecord>, explanation: &str) {
+        let Some(t) = self.tracked.get_mut(id) else { return };
+        t.acted = t.acted || !actions.is_empty();
+        if !actions.is_empty() {
+            t.incident.state = IncidentState::Mitigating;
+        }
+        t.incident.actions.extend(actions);
+        if !t.incident.explanation.is_empty() {
+            t.incident.explanation.push_str("\n");
+        }
+        t.incident.explanation.push_str(explanation);
+    }
+
+    /// Notes that no action will be taken (guardrail, suspect reporter, low confidence).
+    pub fn record_no_action(&mut self, id: &str, why: &str) {
+        let Some(t) = self.tracked.get_mut(id) else { return };
+        t.incident.outcome = Outcome::NoAction;
+        if !t.incident.explanation.is_empty() {
+            t.incident.explanation.push_str("\n");
+        }
+        t.incident.explanation.push_str(why);
+    }
+
+    /// Applies an actuator's result; returns the incident it belonged to if it changed.
+    pub fn on_result(&mut self, r: &CommandResult) -> Option<String> {
+        let (id, t) = self.tracked.iter_mut().find(|(_, t)| t.incident.actions.iter().any(|a| a.command_id == r.command_id))?;
+        let a = t.incident.actions.iter_mut().find(|a| a.command_id == r.command_id).expect("found above");
+        a.status = Some(r.status);
+        a.reason = (!r.reason.is_empty()).then(|| r.reason.clone());
+        a.acked_at = Some(r.applied_at);
+        let inc = &mut t.incident;
+        let all_acked = inc.actions.iter().all(|a| a.status.is_some());
+        let any_bad = inc.actions.iter().any(|a| matches!(a.status, Some(ResultStatus::Failed | ResultStatus::Rejected | ResultStatus::RolledBack)));
+        if inc.state == IncidentState::Mitigating && all_acked {
+            if any_bad {
+                inc.state = IncidentState::Failed;
+                inc.outcome = Outcome::Failed;
+            } else {
+                let last = inc.actions.iter().filter_map(|a| a.acked_at).max().unwrap_or(r.applied_at);
+                inc.mitigated_at = Some(last);
+                inc.mttr_ms = Some(ms(last - inc.opened_at));
+                inc.state = IncidentState::Verifying;
+                inc.outcome = Outcome::Mitigated;
+            }
+        }
+        Some(id.clone())
+    }
+
+    /// The element healed and routes were handed back.
+    pub fn resolve(&mut self, id: &str, now_ns: i64, withdrawals: Vec<ActionRecord>, explanation: &str) {
+        let Some(t) = self.tracked.get_mut(id) else { return };
+        let inc = &mut t.incident;
+        inc.resolved_at = Some(now_ns);
+        if inc.state != IncidentState::Failed {
+            inc.state = IncidentState::Resolved;
+            if inc.outcome != Outcome::NoAction {
+                inc.outcome = if t.acted { Outcome::Recovered } else { Outcome::NoAction };
+            }
+        }
+        inc.actions.extend(withdrawals);
+        inc.explanation.push('\n');
+        inc.explanation.push_str(explanation);
+    }
+
+    /// Whether the incident's fault was acted upon (has routes to withdraw).
+    pub fn acted(&self, id: &str) -> bool {
+        self.tracked.get(id).is_some_and(|t| t.acted)
+    }
+
+    /// Every confirmed incident, oldest first.
+    pub fn incidents(&self) -> Vec<Incident> {
+        self.tracked.values().filter(|t| t.confirmed).map(|t| t.incident.clone()).collect()
+    }
+}

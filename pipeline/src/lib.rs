@@ -1,0 +1,40 @@
+//! The stream job: the Monitor–Analyze–Plan–Execute loop of x0tta6bl4.
+//!
+//! Data enters as telemetry messages on `x0.telemetry` ([`run_job`]), or directly as
+//! decoded batches ([`StreamCore::admit`], which is what the benchmark drives):
+//!
+//! 1. **Monitor**: rows are checked against the inventory and the clocks (bad ones go
+//!    to `x0.dlq` with a reason) and land in event-time tumbling [`Windows`]; a window
+//!    closes when the watermark passes it, late rows are counted.
+//! 2. Each closed window's features come from DataFusion running the editable
+//!    `sql/features.sql` ([`FeatureEngine`]).
+//! 3. **Analyze**: the robust detector (`x0_training`) scores each element against its
+//!    own baseline; localisation turns the anomalies into root causes using both ends
+//!    of every link, and marks reporters nobody corroborates.
+//! 4. **Plan**: the planner reroutes only what crosses the fault, over the cheapest
+//!    healthy paths, with an edge-disjoint backup next hop ([`disjoint_paths`]).
+//! 5. **Execute**: commands are signed and sent to `x0.commands`; results from
+//!    `x0.command-results` move incidents along their lifecycle.
+//! 6. **Knowledge**: incidents and commands are snapshotted to Parquet (SQL with
+//!    `x0_sql`) and published on `x0.incidents`.
+
+mod config;
+mod core;
+mod detect;
+mod disjoint;
+mod features;
+mod history;
+mod incidents;
+mod job;
+mod planner;
+mod rca;
+mod stats;
+mod window;
+
+pub use crate::core::{Output, Rejection, StreamCore};
+pub use config::{Config, ConfigErrors, FeaturesConfig, KeysConfig, PlannerConfig, RcaConfig, WindowConfig, DEFAULT_TOML};
+pub use disjoint::{disjoint_paths, path_cost, CostGraph};
+pub use features::{FeatureEngine, FeatureError, WindowFeatures, BUILTIN_FEATURES_SQL};
+pub use job::{run_job, JobError, JobReport};
+pub use stats::JobStats;
+pub use window::{ClosedWindow, WindowRows, Windows};

@@ -1,0 +1,361 @@
+//! Planning reroutes: which nodes must change their route to which destinations so
+//! that no traffic crosses a faulted element, with a disjoint backup next hop for the
+//! kernel to fail over to on carrier loss.
+//!
+//! Only routes whose current path crosses a fault change; everything else keeps its
+//! route (a controller that re-optimises the whole mesh on every incident flaps routes
+//! for nothing). A broken node takes the next hop of the cheapest healthy path; nodes
+//! downstream keep theirs unless broken too, which keeps the result loop-free.
+
+use crate::config::PlannerConfig;
+use crate::disjoint::{disjoint_paths, CostGraph};
+use crate::features::WindowFeatures;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use x0_schema::{Action, Element, NodeId, Topology};
+
+/// A route we installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Installed {
+    primary: NodeId,
+    backup: Option<NodeId>,
+    incident: String,
+}
+
+/// One planned route change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteChange {
+    pub target: String,
+    pub action: Action,
+}
+
+/// What the planner decided and why.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub changes: Vec<RouteChange>,
+    /// Why this plan, which alternatives, which guardrails held what back.
+    pub explanation: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Planner {
+    topo: Topology,
+    config: PlannerConfig,
+    installed: BTreeMap<(NodeId, NodeId), Installed>,
+    faults: BTreeMap<String, Element>,
+    /// ETX-like link cost per (low, high) link, with hysteresis.
+    cost: HashMap<(NodeId, NodeId), f64>,
+    changes_per_node: HashMap<NodeId, VecDeque<i64>>,
+    baseline: HashMap<NodeId, Vec<Option<NodeId>>>,
+}
+
+impl Planner {
+    pub fn new(topo: Topology, config: PlannerConfig) -> Self {
+        Planner { topo, config, installed: BTreeMap::new(), faults: BTreeMap::new(), cost: HashMap::new(), changes_per_node: HashMap::new(), baseline: HashMap::new() }
+    }
+
+    /// Updates link costs from a window's loss: ETX = 1 / (delivery a→b · delivery b→a).
+    /// A cost moves only when it changes by more than 20% (hysteresis against noise).
+    pub fn observe(&mut self, f: &WindowFeatures) {
+        let mut loss: HashMap<(NodeId, NodeId), f64> = HashMap::new();
+        for l in &f.links {
+            let (Some(a), Some(b)) = (self.topo.id(&l.node), self.topo.id(&l.peer)) else { continue };
+            let p = l.loss_ratio.or(l.probe_loss).unwrap_or(0.0).clamp(0.0, 0.99);
+            loss.insert((a, b), p);
+        }
+        for &(a, b) in self.topo.links() {
+            let fwd = 1.0 - loss.get(&(a, b)).copied().unwrap_or(0.0);
+            let rev = 1.0 - loss.get(&(b, a)).copied().unwrap_or(0.0);
+            let etx = 1.0 / (fwd * rev).max(0.01);
+            let current = self.cost.entry((a, b)).or_insert(1.0);
+            if (etx - *current).abs() / *current > 0.2 {
+                *current = etx;
+            }
+        }
+    }
+
+    fn link_cost(&self, a: NodeId, b: NodeId) -> f64 {
+        self.cost.get(&(a.min(b), a.max(b))).copied().unwrap_or(1.0)
+    }
+
+    fn faulted_nodes(&self) -> HashSet<NodeId> {
+        self.faults.values().filter_map(|e| match e { Element::Node { id } => self.topo.id(id), _ => None }).collect()
+    }
+
+    fn faulted_links(&self) -> HashSet<(NodeId, NodeId)> {
+        self.faults
+            .values()
+            .filter_map(|e| match e {
+                Element::Link { a, b } => self.topo.id(a).zip(self.topo.id(b)).map(|(a, b)| (a.min(b), a.max(b))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn baseline_next(&mut self, s: NodeId, d: NodeId) -> Option<NodeId> {
+        let topo = &self.topo;
+        self.baseline.entry(d).or_insert_with(|| topo.baseline_next_hops(d))[s]
+    }
+
+    fn effective_next(&mut self, s: NodeId, d: NodeId) -> Option<NodeId> {
+        match self.installed.get(&(s, d)) {
+            Some(r) => Some(r.primary),
+            None => self.baseline_next(s, d),
+        }
+    }
+
+    /// Nodes whose current path to `d` crosses a fault, loops or dead-ends.
+    fn broken_towards(&mut self, d: NodeId, bad_nodes: &HashSet<NodeId>, bad_links: &HashSet<(NodeId, NodeId)>) -> Vec<NodeId> {
+        let n = self.topo.len();
+        // 0 unknown, 1 fine, 2 broken
+        let mut state = vec![0u8; n];
+        state[d] = 1;
+        for s in 0..n {
+            if state[s] != 0 || bad_nodes.contains(&s) {
+                continue;
+            }
+            let mut walk = vec![s];
+            let mut on_walk = HashSet::from([s]);
+            let verdict = loop {
+                let at = *walk.last().expect("non-empty");
+                if state[at] != 0 {
+                    break state[at];
+                }
+                let Some(next) = self.effective_next(at, d) else { break 2 };
+                if bad_links.contains(&(at.min(next), at.max(next))) || (bad_nodes.contains(&next) && next != d) || !on_walk.insert(next) {
+                    break 2;
+                }
+                walk.push(next);
+            };
+            for v in walk {
+                if state[v] == 0 {
+                    state[v] = verdict;
+                }
+            }
+        }
+        (0..n).filter(|&s| state[s] == 2 && !bad_nodes.contains(&s)).collect()
+    }
+
+    fn healthy_graph(&self, bad_nodes: &HashSet<NodeId>, bad_links: &HashSet<(NodeId, NodeId)>) -> CostGraph {
+        let mut g = CostGraph::new(self.topo.len());
+        for &(a, b) in self.topo.links() {
+            if !bad_nodes.contains(&a) && !bad_nodes.contains(&b) && !bad_links.contains(&(a, b)) {
+                g.add_edge(a, b, self.link_cost(a, b));
+            }
+        }
+        g
+    }
+
+    /// Cheapest healthy-path cost from every node to `d` (Dijkstra).
+    fn distances(&self, d: NodeId, bad_nodes: &HashSet<NodeId>, bad_links: &HashSet<(NodeId, NodeId)>) -> Vec<f64> {
+        let n = self.topo.len();
+        let mut dist = vec![f64::INFINITY; n];
+        let mut done = vec![false; n];
+        dist[d] = 0.0;
+        for _ in 0..n {
+            let Some(v) = (0..n).filter(|&v| !done[v] && dist[v].is_finite()).min_by(|&x, &y| dist[x].total_cmp(&dist[y])) else { break };
+            done[v] = true;
+            for &u in self.topo.neighbours(v) {
+                if bad_nodes.contains(&u) || bad_links.contains(&(u.min(v), u.max(v))) {
+                    continue;
+                }
+                let c = dist[v] + self.link_cost(u, v);
+                if c < dist[u] {
+                    dist[u] = c;
+                }
+            }
+        }
+        dist
+    }
+
+    fn allow_change(&mut self, node: NodeId, now_ns: i64) -> bool {
+        let q = self.changes_per_node.entry(node).or_default();
+        while q.front().is_some_and(|&t| t < now_ns - 60_000_000_000) {
+            q.pop_front();
+        }
+        if q.len() as u32 >= self.config.max_route_changes_per_minute {
+            return false;
+        }
+        q.push_back(now_ns);
+        true
+    }
+
+    /// Routes around the faults, installing overrides owned by `incident`.
+    fn reroute(&mut self, incident: &str, now_ns: i64, plan: &mut Plan) {
+        let bad_nodes = self.faulted_nodes();
+        let bad_links = self.faulted_links();
+        let g = self.healthy_graph(&bad_nodes, &bad_links);
+        let mut unreachable = 0;
+        let mut held = 0;
+        for d in 0..self.topo.len() {
+            if bad_nodes.contains(&d) {
+                continue;
+            }
+            let broken = self.broken_towards(d, &bad_nodes, &bad_links);
+            if broken.is_empty() {
+                continue;
+            }
+            let dist = self.distances(d, &bad_nodes, &bad_links);
+            for s in broken {
+                if dist[s].is_infinite() {
+                    unreachable += 1;
+                    continue;
+                }
+                let primary = self.topo.neighbours(s).iter().copied()
+                    .filter(|&n| !bad_nodes.contains(&n) && !bad_links.contains(&(s.min(n), s.max(n))) && dist[n].is_finite())
+                    .min_by(|&x, &y| (self.link_cost(s, x) + dist[x]).total_cmp(&(self.link_cost(s, y) + dist[y])).then(x.cmp(&y)))
+                    .expect("finite distance implies a usable neighbour");
+                let backup = disjoint_paths(&g, s, d, self.config.k_paths.max(2))
+                    .iter()
+                    .filter_map(|p| p.get(1).copied())
+                    .find(|&h| h != primary);
+                if !self.allow_change(s, now_ns) {
+                    held += 1;
+                    continue;
+                }
+                self.installed.insert((s, d), Installed { primary, backup, incident: incident.to_string() });
+                plan.changes.push(RouteChange {
+                    target: self.topo.name(s).to_string(),
+                    action: Action::RouteReplace {
+                        destination: self.topo.name(d).to_string(),
+                        primary: self.topo.name(primary).to_string(),
+                        backup: backup.map(|b| self.topo.name(b).to_string()),
+                    },
+                });
+            }
+        }
+        if unreachable > 0 {
+            plan.explanation.push(format!("{unreachable} (node, destination) pair(s) have no healthy path left; their routes were left alone"));
+        }
+        if held > 0 {
+            plan.explanation.push(format!("{held} route change(s) held back: more than {} changes per node per minute", self.config.max_route_changes_per_minute));
+        }
+    }
+
+    /// Plans the repair for a newly diagnosed fault on `element`.
+    pub fn plan_fault(&mut self, incident: &str, element: &Element, now_ns: i64) -> Plan {
+        let mut plan = Plan::default();
+        if !self.topo.connected_without(element) {
+            plan.explanation.push(format!("without {element} the mesh is partitioned; only pairs with a surviving path are rerouted"));
+        }
+        self.faults.insert(incident.to_string(), element.clone());
+        self.reroute(incident, now_ns, &mut plan);
+        let targets: HashSet<&str> = plan.changes.iter().map(|c| c.target.as_str()).collect();
+        plan.explanation.insert(
+            0,
+            format!(
+                "route {} (node, destination) pair(s) on {} node(s) around {element}: each takes the next hop of its cheapest healthy path (ETX link costs), with the first hop of an edge-disjoint alternative (Suurballe, k = {}) as kernel failover backup; routes that did not cross {element} were left alone",
+                plan.changes.len(),
+                targets.len(),
+                self.config.k_paths.max(2)
+            ),
+        );
+        plan
+    }
+
+    /// The fault of `incident` has cleared: withdraw its routes, except where another
+    /// active fault still needs a detour.
+    pub fn plan_clear(&mut self, incident: &str, now_ns: i64) -> Plan {
+        let mut plan = Plan::default();
+        self.faults.remove(incident);
+        let mine: Vec<((NodeId, NodeId), Installed)> = self.installed.iter().filter(|(_, r)| r.incident == incident).map(|(k, r)| (*k, r.clone())).collect();
+        for (k, _) in &mine {
+            self.installed.remove(k);
+        }
+        let mut replan = Plan::default();
+        if !self.faults.is_empty() {
+            let owner = self.faults.keys().next().cloned().unwrap_or_default();
+            self.reroute(&owner, now_ns, &mut replan);
+        }
+        let still: HashSet<(String, String)> = replan
+            .changes
+            .iter()
+            .filter_map(|c| match &c.action { Action::RouteReplace { destination, .. } => Some((c.target.clone(), destination.clone())), _ => None })
+            .collect();
+        for ((s, d), _) in &mine {
+            let key = (self.topo.name(*s).to_string(), self.topo.name(*d).to_string());
+            if !still.contains(&key) {
+                plan.changes.push(RouteChange { target: key.0, action: Action::RouteWithdraw { destination: key.1 } });
+            }
+        }
+        plan.changes.extend(replan.changes);
+        plan.explanation.push(format!("fault cleared: {} route(s) returned to baseline", plan.changes.iter().filter(|c| matches!(c.action, Action::RouteWithdraw { .. })).count()));
+        plan.explanation.extend(replan.explanation);
+        plan
+    }
+
+    /// How many routes we own now.
+    #[cfg(test)]
+    pub fn installed_routes(&self) -> usize {
+        self.installed.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use x0_schema::{Shape, TopologySpec};
+
+    fn planner() -> Planner {
+        let topo = Topology::generate(&TopologySpec { shape: Shape::Grid, nodes: 16, seed: 1, links: vec![] }).unwrap();
+        let config = PlannerConfig { min_confidence: 0.6, command_ttl: Duration::from_secs(10), k_paths: 2, hold_down: Duration::from_secs(10), max_route_changes_per_minute: 1000 };
+        Planner::new(topo, config)
+    }
+
+    /// Follows the planned routes (overrides over baseline) from s to d.
+    fn walk(p: &mut Planner, s: NodeId, d: NodeId) -> Option<Vec<NodeId>> {
+        let mut path = vec![s];
+        while *path.last()? != d {
+            let next = p.effective_next(*path.last()?, d)?;
+            if path.contains(&next) {
+                return None;
+            }
+            path.push(next);
+        }
+        Some(path)
+    }
+
+    #[test]
+    fn after_a_link_fault_no_path_crosses_it_and_none_loops() {
+        let mut p = planner();
+        let plan = p.plan_fault("i1", &Element::link("n5", "n6"), 0);
+        assert!(!plan.changes.is_empty());
+        for s in 0..16 {
+            for d in 0..16 {
+                if s == d {
+                    continue;
+                }
+                let path = walk(&mut p, s, d).expect("loop-free and complete");
+                assert!(!path.windows(2).any(|w| (w[0] == 5 && w[1] == 6) || (w[0] == 6 && w[1] == 5)), "{path:?}");
+            }
+        }
+        for c in &plan.changes {
+            let Action::RouteReplace { primary, backup: Some(backup), .. } = &c.action else { panic!("grid always has a backup: {c:?}") };
+            assert_ne!(primary, backup);
+        }
+    }
+
+    #[test]
+    fn a_crashed_node_is_avoided_and_clearing_withdraws_everything() {
+        let mut p = planner();
+        let plan = p.plan_fault("i1", &Element::node("n5"), 0);
+        let n = plan.changes.len();
+        for s in (0..16).filter(|&s| s != 5) {
+            for d in (0..16).filter(|&d| d != 5 && d != s) {
+                assert!(!walk(&mut p, s, d).unwrap().contains(&5));
+            }
+        }
+        let clear = p.plan_clear("i1", 1);
+        assert_eq!(clear.changes.len(), n);
+        assert!(clear.changes.iter().all(|c| matches!(c.action, Action::RouteWithdraw { .. })));
+        assert_eq!(p.installed_routes(), 0);
+    }
+
+    #[test]
+    fn the_rate_guardrail_holds_changes_back() {
+        let mut p = planner();
+        p.config.max_route_changes_per_minute = 1;
+        let plan = p.plan_fault("i1", &Element::node("n5"), 0);
+        assert!(plan.explanation.iter().any(|e| e.contains("held back")), "{:?}", plan.explanation);
+    }
+}

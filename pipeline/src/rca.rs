@@ -1,0 +1,234 @@
+//! Root-cause localisation from one window's anomalies plus each link end's recent
+//! views: link versus node from two-sided evidence, and reporters whose claims their
+//! neighbours contradict.
+//!
+//! The confidences are evidence-count heuristics, not yet calibrated probabilities:
+//! a lone symptom never gets more than 0.55, two independent corroborating sources
+//! reach 0.85–0.95.
+
+use crate::detect::{Anomaly, Signal, View};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use x0_schema::{Element, RootCause, RootCauseKind, Symptom};
+
+/// One root-cause hypothesis for one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnosis {
+    pub cause: RootCause,
+    /// Carrier loss or a silent node: no need to wait for a second window.
+    pub hard: bool,
+    pub symptoms: Vec<Symptom>,
+}
+
+/// Recent views of each link end, for corroboration across windows.
+#[derive(Debug, Default)]
+pub struct Localizer {
+    views: HashMap<(String, String), VecDeque<View>>,
+}
+
+const MEMORY: usize = 6;
+
+fn symptom(a: &Anomaly, window_start: i64) -> Symptom {
+    Symptom { element: a.element.clone(), feature: a.feature.into(), value: a.value, score: a.score, window_start }
+}
+
+impl Localizer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn remember(&mut self, views: &[(String, String, View)]) {
+        for (node, peer, v) in views {
+            let q = self.views.entry((node.clone(), peer.clone())).or_default();
+            if q.len() == MEMORY {
+                q.pop_front();
+            }
+            q.push_back(*v);
+        }
+    }
+
+    fn count(&self, node: &str, peer: &str, v: View) -> usize {
+        self.views.get(&(node.to_string(), peer.to_string())).map_or(0, |q| q.iter().filter(|&&x| x == v).count())
+    }
+
+    /// Explains one window's anomalies as root causes.
+    pub fn localize(&mut self, anomalies: &[Anomaly], views: &[(String, String, View)], window_start: i64) -> Vec<Diagnosis> {
+        self.remember(views);
+        let mut out = Vec::new();
+        let mut explained = vec![false; anomalies.len()];
+        let touching = |node: &str, a: &Anomaly| matches!(&a.element, Element::Link { .. }) && a.element.touches(node);
+
+        // 1. Silent nodes whose neighbours lost them: a crash.
+        for (i, a) in anomalies.iter().enumerate() {
+            let (Signal::Silent, Element::Node { id }) = (&a.signal, &a.element) else { continue };
+            let mut witnesses = BTreeSet::new();
+            let mut symptoms = vec![symptom(a, window_start)];
+            for (j, b) in anomalies.iter().enumerate() {
+                if touching(id, b) {
+                    explained[j] = true;
+                    symptoms.push(symptom(b, window_start));
+                    match &b.signal {
+                        Signal::ProbeLoss { reporter } | Signal::Carrier { reporter } if reporter != id => {
+                            witnesses.insert(reporter.clone());
+                        }
+                        Signal::CounterLoss { from, .. } if from != id => {
+                            witnesses.insert(from.clone());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            explained[i] = true;
+            let n = witnesses.len();
+            let confidence = if n == 0 { 0.5 } else { (0.6 + 0.1 * n.min(3) as f64).min(0.9) };
+            let mut evidence = vec![format!("{id} stopped reporting telemetry")];
+            if n > 0 {
+                evidence.push(format!("{n} neighbour(s) lost their probes to it: {}", witnesses.into_iter().collect::<Vec<_>>().join(", ")));
+            } else {
+                evidence.push("no neighbour corroborates: may be the agent, not the node".into());
+            }
+            out.push(Diagnosis {
+                cause: RootCause { kind: RootCauseKind::NodeCrash, element: a.element.clone(), confidence, ambiguity: vec![], evidence },
+                hard: n > 0,
+                symptoms,
+            });
+        }
+
+        // 2. Saturated nodes: overload explains delay and loss on their links.
+        for (i, a) in anomalies.iter().enumerate() {
+            let (Signal::Cpu, Element::Node { id }) = (&a.signal, &a.element) else { continue };
+            let mut symptoms = vec![symptom(a, window_start)];
+            let mut corroborating = 0;
+            for (j, b) in anomalies.iter().enumerate() {
+                if !explained[j] && touching(id, b) && !matches!(b.signal, Signal::Carrier { .. }) {
+                    explained[j] = true;
+                    corroborating += 1;
+                    symptoms.push(symptom(b, window_start));
+                }
+            }
+            explained[i] = true;
+            let confidence = 0.65 + 0.1 * f64::from(corroborating.min(2));
+            let evidence = vec![
+                format!("{id} CPU at {:.0}% (robust z {:.1})", a.value * 100.0, a.score),
+                format!("{corroborating} symptom(s) on its links (delay, loss) explained by it"),
+            ];
+            out.push(Diagnosis {
+                cause: RootCause { kind: RootCauseKind::NodeOverload, element: a.element.clone(), confidence, ambiguity: vec![], evidence },
+                hard: false,
+                symptoms,
+            });
+        }
+
+        // 3. What is left is about links.
+        let mut per_link: BTreeMap<Element, Vec<&Anomaly>> = BTreeMap::new();
+        for (i, a) in anomalies.iter().enumerate() {
+            if !explained[i] && matches!(a.element, Element::Link { .. }) {
+                per_link.entry(a.element.clone()).or_default().push(a);
+            }
+        }
+        let mut one_sided: BTreeMap<String, Vec<(Element, Vec<Symptom>)>> = BTreeMap::new();
+        for (link, signals) in per_link {
+            let Element::Link { a: na, b: nb } = &link else { continue };
+            let symptoms: Vec<Symptom> = signals.iter().map(|s| symptom(s, window_start)).collect();
+            let carrier: BTreeSet<&str> = signals.iter().filter_map(|s| match &s.signal { Signal::Carrier { reporter } => Some(reporter.as_str()), _ => None }).collect();
+            if !carrier.is_empty() {
+                let both = carrier.len() == 2;
+                let evidence = vec![format!("carrier lost as seen by {}", carrier.iter().copied().collect::<Vec<_>>().join(" and "))];
+                out.push(Diagnosis {
+                    cause: RootCause { kind: RootCauseKind::LinkDown, element: link.clone(), confidence: if both { 0.95 } else { 0.8 }, ambiguity: vec![], evidence },
+                    hard: true,
+                    symptoms,
+                });
+                continue;
+            }
+            let bad = |x: &str, y: &str| self.count(x, y, View::Bad);
+            let good = |x: &str, y: &str| self.count(x, y, View::Good);
+            let (bad_a, bad_b) = (bad(na, nb), bad(nb, na));
+            let counter = signals.iter().any(|s| matches!(s.signal, Signal::CounterLoss { .. }));
+            let rtt: BTreeSet<&str> = signals.iter().filter_map(|s| match &s.signal { Signal::Rtt { reporter } => Some(reporter.as_str()), _ => None }).collect();
+            // One end keeps saying "bad" while the other's probes, which cross the link
+            // both ways, keep coming back: the claim is not corroborated.
+            let lone = match (bad_a, bad_b) {
+                (x, 0) if x >= 2 && good(nb, na) >= 3 => Some(na.clone()),
+                (0, y) if y >= 2 && good(na, nb) >= 3 => Some(nb.clone()),
+                _ => None,
+            };
+            if let Some(claimant) = lone {
+                one_sided.entry(claimant).or_default().push((link.clone(), symptoms));
+                continue;
+            }
+            if bad_a + bad_b > 0 || counter {
+                let sides = usize::from(bad_a > 0) + usize::from(bad_b > 0);
+                let confidence = match (sides, counter) {
+                    (2, true) => 0.93,
+                    (2, false) => 0.88,
+                    (1, true) => 0.8,
+                    (0, true) => 0.7,
+                    _ => 0.55,
+                };
+                let mut evidence = Vec::new();
+                for s in &signals {
+                    evidence.push(match &s.signal {
+                        Signal::CounterLoss { from, to } => format!("{:.1}% of packets {from} sent were not received by {to}", s.value * 100.0),
+                        Signal::ProbeLoss { reporter } => format!("{reporter} lost {:.0}% of its probes across the link", s.value * 100.0),
+                        Signal::Rtt { reporter } => format!("{reporter} sees round-trip time {:.1} ms", s.value / 1000.0),
+                        other => format!("{other:?}"),
+                    });
+                }
+                evidence.push(format!("probe views over the last {MEMORY} windows: {na} bad {bad_a}, {nb} bad {bad_b}"));
+                out.push(Diagnosis {
+                    cause: RootCause { kind: RootCauseKind::LinkLoss, element: link.clone(), confidence, ambiguity: vec![], evidence },
+                    hard: false,
+                    symptoms,
+                });
+                continue;
+            }
+            if !rtt.is_empty() {
+                let confidence = if rtt.len() == 2 { 0.85 } else { 0.6 };
+                let evidence = vec![format!("round-trip time rose as seen by {}", rtt.iter().copied().collect::<Vec<_>>().join(" and "))];
+                out.push(Diagnosis {
+                    cause: RootCause { kind: RootCauseKind::LinkDelay, element: link.clone(), confidence, ambiguity: vec![], evidence },
+                    hard: false,
+                    symptoms,
+                });
+            }
+        }
+
+        // 4. Uncorroborated claims: several from one node make it a suspect reporter;
+        //    a single one stays a weak link hypothesis with the claimant as the alternative.
+        for (claimant, links) in one_sided {
+            if links.len() >= 2 {
+                let evidence = vec![
+                    format!("{claimant} reports loss on {} links", links.len()),
+                    "its neighbours' probes across the same links are answered".into(),
+                ];
+                let symptoms = links.iter().flat_map(|(_, s)| s.clone()).collect();
+                out.push(Diagnosis {
+                    cause: RootCause {
+                        kind: RootCauseKind::SuspectReporter,
+                        element: Element::node(&claimant),
+                        confidence: 0.8,
+                        ambiguity: links.iter().map(|(l, _)| l.clone()).collect(),
+                        evidence,
+                    },
+                    hard: false,
+                    symptoms,
+                });
+            } else {
+                for (link, symptoms) in links {
+                    out.push(Diagnosis {
+                        cause: RootCause {
+                            kind: RootCauseKind::LinkLoss,
+                            element: link,
+                            confidence: 0.5,
+                            ambiguity: vec![Element::node(&claimant)],
+                            evidence: vec![format!("only {claimant} reports loss; the other end's probes are answered")],
+                        },
+                        hard: false,
+                        symptoms,
+                    });
+                }
+            }
+        }
+        out
+    }
+}

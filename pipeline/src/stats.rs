@@ -1,0 +1,69 @@
+//! The job's own counters, shared with whoever displays or exports them.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+use x0_schema::ResultStatus;
+
+#[derive(Debug, Default)]
+pub struct JobStats {
+    pub messages: AtomicU64,
+    pub samples: AtomicU64,
+    pub late_rows: AtomicU64,
+    pub windows_closed: AtomicU64,
+    pub incidents: AtomicU64,
+    pub commands_sent: AtomicU64,
+    pub results_applied: AtomicU64,
+    pub results_other: AtomicU64,
+    dlq: Mutex<BTreeMap<&'static str, u64>>,
+    /// Per closed window: time from close to decision, µs.
+    decision_us: Mutex<Vec<u64>>,
+}
+
+impl JobStats {
+    pub fn add_samples(&self, rows: u64, late: u64) {
+        self.messages.fetch_add(1, Relaxed);
+        self.samples.fetch_add(rows, Relaxed);
+        self.late_rows.fetch_add(late, Relaxed);
+    }
+
+    pub fn dead_lettered(&self, label: &'static str) {
+        *self.dlq.lock().unwrap_or_else(|p| p.into_inner()).entry(label).or_default() += 1;
+    }
+
+    /// Dead-lettered messages by reason label.
+    pub fn dlq(&self) -> BTreeMap<&'static str, u64> {
+        self.dlq.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn dlq_total(&self) -> u64 {
+        self.dlq().values().sum()
+    }
+
+    pub fn window_closed(&self, took: Duration) {
+        self.windows_closed.fetch_add(1, Relaxed);
+        self.decision_us.lock().unwrap_or_else(|p| p.into_inner()).push(took.as_micros() as u64);
+    }
+
+    /// Window-close-to-decision latencies so far, µs.
+    pub fn decision_latencies_us(&self) -> Vec<u64> {
+        self.decision_us.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn incident_opened(&self) {
+        self.incidents.fetch_add(1, Relaxed);
+    }
+
+    pub fn command_sent(&self) {
+        self.commands_sent.fetch_add(1, Relaxed);
+    }
+
+    pub fn result_received(&self, status: ResultStatus) {
+        if status == ResultStatus::Applied { &self.results_applied } else { &self.results_other }.fetch_add(1, Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+}

@@ -1,0 +1,206 @@
+//! Healing commands: a closed set of actions, signed with ed25519, with a TTL and an
+//! idempotency key. No action ever names a shell command.
+
+use ed25519_dalek::{Signature, Signer, Verifier};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
+
+/// What a command asks a node to do. The set is closed: anything else fails to parse
+/// and is rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Action {
+    /// Route `destination` via `primary`, failing over to `backup` (a neighbour on a
+    /// disjoint path) when the primary link loses carrier.
+    RouteReplace { destination: String, primary: String, backup: Option<String> },
+    /// Remove our route for `destination`, returning it to the node's baseline.
+    RouteWithdraw { destination: String },
+    /// Stop forwarding over the link to `peer` (routes through it are moved off).
+    LinkDrain { peer: String },
+    /// Undo a drain.
+    LinkRestore { peer: String },
+    /// Change the active probe interval.
+    ProbeRate { interval_ms: u32 },
+    /// Do nothing (used to test the command path end to end).
+    NoOp,
+}
+
+impl Action {
+    /// A short label for tables and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::RouteReplace { .. } => "route-replace",
+            Action::RouteWithdraw { .. } => "route-withdraw",
+            Action::LinkDrain { .. } => "link-drain",
+            Action::LinkRestore { .. } => "link-restore",
+            Action::ProbeRate { .. } => "probe-rate",
+            Action::NoOp => "no-op",
+        }
+    }
+}
+
+/// A signed healing command, as it travels on `x0.commands`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealingCommand {
+    /// Unique id; the actuator applies a command id at most once.
+    pub id: String,
+    pub incident_id: String,
+    /// Nanoseconds since the Unix epoch.
+    pub issued_at: i64,
+    /// The actuator rejects the command after this instant (ns since epoch).
+    pub expires_at: i64,
+    /// The node that must apply it.
+    pub target: String,
+    pub action: Action,
+    /// Hex ed25519 signature over [`HealingCommand::canonical_bytes`]; empty = unsigned.
+    #[serde(default)]
+    pub signature: String,
+}
+
+/// Why a command cannot be accepted. These are the sender's fault: retrying the same
+/// command never helps.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    /// The bytes are not a command (or name an action outside the closed set).
+    #[error("malformed command: {0}")]
+    Malformed(String),
+    /// The command carries no signature.
+    #[error("unsigned command")]
+    Unsigned,
+    /// The signature does not verify with the configured key.
+    #[error("bad signature")]
+    BadSignature,
+    /// The command's TTL has passed.
+    #[error("expired {late_ms} ms ago")]
+    Expired { late_ms: i64 },
+}
+
+#[derive(Serialize)]
+struct Unsigned<'a> {
+    id: &'a str,
+    incident_id: &'a str,
+    issued_at: i64,
+    expires_at: i64,
+    target: &'a str,
+    action: &'a Action,
+}
+
+impl HealingCommand {
+    /// The bytes the signature covers: every field but the signature, as compact JSON
+    /// in declaration order.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&Unsigned {
+            id: &self.id,
+            incident_id: &self.incident_id,
+            issued_at: self.issued_at,
+            expires_at: self.expires_at,
+            target: &self.target,
+            action: &self.action,
+        })
+        .expect("commands always serialise")
+    }
+
+    /// Signs the command in place.
+    pub fn sign(&mut self, key: &SigningKey) {
+        self.signature = hex::encode(key.sign(&self.canonical_bytes()).to_bytes());
+    }
+
+    /// Checks the signature and the TTL at `now_ns`.
+    pub fn verify(&self, key: &VerifyingKey, now_ns: i64) -> Result<(), CommandError> {
+        if self.signature.is_empty() {
+            return Err(CommandError::Unsigned);
+        }
+        let raw: [u8; 64] = hex::decode(&self.signature)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or(CommandError::BadSignature)?;
+        key.verify(&self.canonical_bytes(), &Signature::from_bytes(&raw))
+            .map_err(|_| CommandError::BadSignature)?;
+        if now_ns > self.expires_at {
+            return Err(CommandError::Expired { late_ms: (now_ns - self.expires_at) / 1_000_000 });
+        }
+        Ok(())
+    }
+
+    /// Parses wire bytes. An action outside the closed set is `Malformed`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, CommandError> {
+        serde_json::from_slice(bytes).map_err(|e| CommandError::Malformed(e.to_string()))
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("commands always serialise")
+    }
+
+    /// Best-effort id of a command that failed to parse, so the rejection can name it.
+    pub fn id_of_malformed(bytes: &[u8]) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        v.get("id")?.as_str().map(str::to_string)
+    }
+}
+
+/// Generates a fresh signing key from the OS random source.
+pub fn generate_signing_key() -> SigningKey {
+    SigningKey::generate(&mut rand::rngs::OsRng)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd() -> HealingCommand {
+        HealingCommand {
+            id: "c1".into(),
+            incident_id: "i1".into(),
+            issued_at: 1_000,
+            expires_at: 5_000_000_000,
+            target: "n1".into(),
+            action: Action::RouteReplace { destination: "n9".into(), primary: "n2".into(), backup: Some("n5".into()) },
+            signature: String::new(),
+        }
+    }
+
+    #[test]
+    fn signed_command_verifies() {
+        let key = generate_signing_key();
+        let mut c = cmd();
+        c.sign(&key);
+        let back = HealingCommand::from_json(&c.to_json()).unwrap();
+        assert_eq!(back.verify(&key.verifying_key(), 2_000), Ok(()));
+    }
+
+    #[test]
+    fn unsigned_tampered_wrong_key_and_expired_are_rejected() {
+        let key = generate_signing_key();
+        assert_eq!(cmd().verify(&key.verifying_key(), 0), Err(CommandError::Unsigned));
+
+        let mut tampered = cmd();
+        tampered.sign(&key);
+        tampered.target = "n2".into();
+        assert_eq!(tampered.verify(&key.verifying_key(), 0), Err(CommandError::BadSignature));
+
+        let mut other = cmd();
+        other.sign(&generate_signing_key());
+        assert_eq!(other.verify(&key.verifying_key(), 0), Err(CommandError::BadSignature));
+
+        let mut garbage = cmd();
+        garbage.signature = "zz".into();
+        assert_eq!(garbage.verify(&key.verifying_key(), 0), Err(CommandError::BadSignature));
+
+        let mut c = cmd();
+        c.sign(&key);
+        assert_eq!(c.verify(&key.verifying_key(), 5_002_000_000), Err(CommandError::Expired { late_ms: 2 }));
+    }
+
+    #[test]
+    fn unknown_action_is_malformed() {
+        let key = generate_signing_key();
+        let mut c = cmd();
+        c.sign(&key);
+        let text = String::from_utf8(c.to_json()).unwrap().replace("route-replace", "run-shell");
+        assert!(matches!(HealingCommand::from_json(text.as_bytes()), Err(CommandError::Malformed(_))));
+        assert_eq!(HealingCommand::id_of_malformed(text.as_bytes()).as_deref(), Some("c1"));
+    }
+}

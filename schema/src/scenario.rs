@@ -1,0 +1,300 @@
+//! The scenario file: a mesh, its probe traffic and the faults to inject. Shared by
+//! the simulator, the demo, the lab and the evaluation.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    #[serde(with = "humantime_serde", default = "default_interval")]
+    pub telemetry_interval: Duration,
+    pub topology: TopologySpec,
+    #[serde(default)]
+    pub traffic: TrafficSpec,
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<Fault>,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_millis(100)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shape {
+    Grid,
+    Ring,
+    RingOfRings,
+    RandomGeometric,
+    Explicit,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologySpec {
+    pub shape: Shape,
+    /// Number of nodes (generated shapes).
+    #[serde(default)]
+    pub nodes: usize,
+    #[serde(default)]
+    pub seed: u64,
+    /// Links of an explicit topology, as node-name pairs.
+    #[serde(default)]
+    pub links: Vec<[String; 2]>,
+}
+
+/// Which node pairs carry probe flows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TrafficPairs {
+    Count(usize),
+    /// The literal string "all": every ordered pair.
+    All(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficSpec {
+    pub pairs: TrafficPairs,
+    pub rate_pps: u32,
+}
+
+impl Default for TrafficSpec {
+    fn default() -> Self {
+        TrafficSpec { pairs: TrafficPairs::Count(24), rate_pps: 50 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    LinkDown,
+    LinkLoss,
+    LinkDelay,
+    LinkFlap,
+    NodeCrash,
+    NodeOverload,
+    ByzantineReporter,
+}
+
+impl FaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::LinkDown => "link-down",
+            FaultKind::LinkLoss => "link-loss",
+            FaultKind::LinkDelay => "link-delay",
+            FaultKind::LinkFlap => "link-flap",
+            FaultKind::NodeCrash => "node-crash",
+            FaultKind::NodeOverload => "node-overload",
+            FaultKind::ByzantineReporter => "byzantine-reporter",
+        }
+    }
+
+    /// Whether the fault's target is a link (else a node).
+    pub fn targets_link(self) -> bool {
+        matches!(self, FaultKind::LinkDown | FaultKind::LinkLoss | FaultKind::LinkDelay | FaultKind::LinkFlap)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    #[default]
+    Both,
+    /// a → b only.
+    Forward,
+    /// b → a only.
+    Reverse,
+}
+
+/// A fault target as written: `"auto"`, a link `"a-b"` or a node `"a"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultTarget {
+    Auto,
+    Link(String, String),
+    Node(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    #[serde(with = "humantime_serde")]
+    pub at: Duration,
+    pub kind: FaultKind,
+    #[serde(default = "auto")]
+    pub target: String,
+    /// link-loss: probability in 0..1 that a packet is lost.
+    #[serde(default)]
+    pub loss: Option<f64>,
+    /// link-delay: added one-way delay.
+    #[serde(default, with = "humantime_serde")]
+    pub delay: Option<Duration>,
+    /// link-flap: a full down+up cycle.
+    #[serde(default, with = "humantime_serde")]
+    pub period: Option<Duration>,
+    #[serde(default)]
+    pub direction: Direction,
+    /// Omitted: until the end of the scenario.
+    #[serde(default, with = "humantime_serde")]
+    pub duration: Option<Duration>,
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+impl Fault {
+    /// The target as written, parsed by the fault's kind.
+    pub fn parsed_target(&self) -> FaultTarget {
+        if self.target == "auto" {
+            return FaultTarget::Auto;
+        }
+        match (self.kind.targets_link(), self.target.split_once('-')) {
+            (true, Some((a, b))) => FaultTarget::Link(a.into(), b.into()),
+            _ => FaultTarget::Node(self.target.clone()),
+        }
+    }
+
+    /// When the fault stops, if it does.
+    pub fn end(&self) -> Option<Duration> {
+        self.duration.map(|d| self.at + d)
+    }
+}
+
+/// Why a scenario file is unusable. All problems are collected, not just the first.
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {path}: {source}")]
+    Io { path: String, #[source] source: std::io::Error },
+    #[error("scenario is not valid TOML for the scenario format: {0}")]
+    Parse(String),
+    #[error("scenario has {} problem(s):\n  - {}", .0.len(), .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+impl Scenario {
+    pub fn from_toml_str(text: &str) -> Result<Self, ScenarioError> {
+        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse(e.to_string()))?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ScenarioError::Io { path: path.display().to_string(), source })?;
+        Self::from_toml_str(&text)
+    }
+
+    /// Checks everything that does not need the generated topology.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        let mut problems = Vec::new();
+        if self.telemetry_interval.is_zero() {
+            problems.push("telemetry_interval must be positive".to_string());
+        }
+        if self.duration < self.telemetry_interval {
+            problems.push("duration is shorter than one telemetry interval".to_string());
+        }
+        match self.topology.shape {
+            Shape::Explicit if self.topology.links.is_empty() => problems.push("explicit topology without links".into()),
+            Shape::Explicit => {
+                for [a, b] in &self.topology.links {
+                    if a.contains('-') || b.contains('-') || a.is_empty() || b.is_empty() || a == b {
+                        problems.push(format!("bad explicit link [{a:?}, {b:?}]: names must be distinct, non-empty, without '-'"));
+                    }
+                }
+            }
+            _ if self.topology.nodes < 3 => problems.push(format!("{} nodes is too few (at least 3)", self.topology.nodes)),
+            _ => {}
+        }
+        if let TrafficPairs::All(s) = &self.traffic.pairs {
+            if s != "all" {
+                problems.push(format!("traffic.pairs must be a number or \"all\", not {s:?}"));
+            }
+        }
+        for (i, f) in self.faults.iter().enumerate() {
+            if f.at >= self.duration {
+                problems.push(format!("fault {i} starts at {:?}, after the scenario ends", f.at));
+            }
+            match f.kind {
+                FaultKind::LinkLoss | FaultKind::ByzantineReporter => match f.loss {
+                    Some(p) if (0.0..=1.0).contains(&p) => {}
+                    Some(p) => problems.push(format!("fault {i}: loss {p} is not in 0..1")),
+                    None if f.kind == FaultKind::LinkLoss => problems.push(format!("fault {i}: link-loss needs `loss`")),
+                    None => {}
+                },
+                FaultKind::LinkDelay if f.delay.is_none() => problems.push(format!("fault {i}: link-delay needs `delay`")),
+                FaultKind::LinkFlap if f.period.is_none_or(|p| p.is_zero()) => problems.push(format!("fault {i}: link-flap needs a positive `period`")),
+                _ => {}
+            }
+            if f.kind.targets_link() && f.target != "auto" && !f.target.contains('-') {
+                problems.push(format!("fault {i}: {} needs a link target \"a-b\", got {:?}", f.kind.as_str(), f.target));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ScenarioError::Invalid(problems)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_design_example() {
+        let s = Scenario::from_toml_str(
+            r#"
+            name = "grid16-gray-loss"
+            duration = "120s"
+            telemetry_interval = "100ms"
+            [topology]
+            shape = "grid"
+            nodes = 16
+            seed = 7
+            [traffic]
+            pairs = 24
+            rate_pps = 50
+            [[fault]]
+            at = "30s"
+            kind = "link-loss"
+            target = "n5-n6"
+            loss = 0.3
+            direction = "both"
+            duration = "60s"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.faults[0].parsed_target(), FaultTarget::Link("n5".into(), "n6".into()));
+        assert_eq!(s.faults[0].end(), Some(Duration::from_secs(90)));
+        assert_eq!(s.traffic.pairs, TrafficPairs::Count(24));
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let err = Scenario::from_toml_str(
+            r#"
+            name = "bad"
+            duration = "10s"
+            [topology]
+            shape = "grid"
+            nodes = 2
+            [[fault]]
+            at = "20s"
+            kind = "link-loss"
+            target = "n1"
+            "#,
+        )
+        .unwrap_err();
+        let ScenarioError::Invalid(problems) = err else { panic!("{err}") };
+        assert_eq!(problems.len(), 4, "{problems:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Scenario::from_toml_str("name='x'\nduration='1s'\ncolour='red'\n[topology]\nshape='ring'\nnodes=3").unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+}

@@ -1,0 +1,42 @@
+//! Kafka topic names and message headers.
+
+use serde::{Deserialize, Serialize};
+
+/// Header naming the payload encoding of a telemetry message.
+pub const CONTENT_TYPE_HEADER: &str = "content-type";
+/// Arrow IPC stream, the default telemetry encoding.
+pub const CONTENT_TYPE_ARROW: &str = "application/vnd.apache.arrow.stream";
+/// JSON lines, for third-party producers and `kcat`.
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+/// Header on a dead-lettered message saying why it was rejected.
+pub const REASON_HEADER: &str = "x0-reject-reason";
+
+/// Topic names; the defaults are the contract, every one can be renamed in config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Topics {
+    pub telemetry: String,
+    pub commands: String,
+    pub command_results: String,
+    pub incidents: String,
+    pub dlq: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            telemetry: "x0.telemetry".into(),
+            commands: "x0.commands".into(),
+            command_results: "x0.command-results".into(),
+            incidents: "x0.incidents".into(),
+            dlq: "x0.dlq".into(),
+        }
+    }
+}
+
+impl Topics {
+    /// Every topic, for creating them on a dev broker.
+    pub fn all(&self) -> [&str; 5] {
+        [&self.telemetry, &self.commands, &self.command_results, &self.incidents, &self.dlq]
+    }
+}
