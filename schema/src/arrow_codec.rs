@@ -10,7 +10,8 @@ use arrow::array::{
     UInt16Array, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::ipc::reader::StreamReader;
+use arrow::buffer::Buffer;
+use arrow::ipc::reader::StreamDecoder;
 use arrow::ipc::writer::StreamWriter;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -148,15 +149,30 @@ pub fn encode_arrow(batch: &TelemetryBatch) -> Vec<u8> {
 }
 
 /// Decodes what [`encode_arrow`] wrote (or any producer writing the same schemas).
-pub(crate) fn decode_arrow(mut bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> {
-    let mut batch = TelemetryBatch::default();
+///
+/// Uses the push-based `StreamDecoder`, which only ever buffers bytes it was given: a
+/// garbage length prefix cannot make it allocate gigabytes (the pull-based reader
+/// does, which makes random input a denial of service).
+pub(crate) fn decode_arrow(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
-    while !bytes.is_empty() {
-        let mut cursor = std::io::Cursor::new(bytes);
-        let reader = StreamReader::try_new(&mut cursor, None).map_err(|e| DecodeError::Arrow(e.to_string()))?;
-        let schema = reader.schema();
+    let mut batch = TelemetryBatch::default();
+    let mut buf = Buffer::from(bytes.to_vec());
+    while !buf.is_empty() {
+        let mut decoder = StreamDecoder::new();
+        let mut records = Vec::new();
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(rb)) => records.push(rb),
+                Ok(None) => break,
+                // The end-of-stream marker was read and another stream follows.
+                Err(_) if decoder.finish().is_ok() => break,
+                Err(e) => return Err(DecodeError::Arrow(e.to_string())),
+            }
+        }
+        decoder.finish().map_err(|e| DecodeError::Arrow(e.to_string()))?;
+        let schema = decoder.schema().ok_or_else(|| DecodeError::Arrow("stream without a schema".into()))?;
         let kind = schema.metadata().get(KIND_KEY).cloned().ok_or(DecodeError::MissingColumn("x0.kind metadata"))?;
         if let Some(v) = schema.metadata().get(VERSION_KEY) {
             let found: u16 = v.parse().map_err(|_| DecodeError::BadValue { field: "x0.schema_version", reason: v.clone() })?;
@@ -164,19 +180,13 @@ pub(crate) fn decode_arrow(mut bytes: &[u8]) -> Result<TelemetryBatch, DecodeErr
                 return Err(DecodeError::SchemaVersion { found, supported: SCHEMA_VERSION });
             }
         }
-        for rb in reader {
-            let rb = rb.map_err(|e| DecodeError::Arrow(e.to_string()))?;
+        for rb in &records {
             match kind.as_str() {
-                "link" => batch.links.extend(links_from(&rb)?),
-                "node" => batch.nodes.extend(nodes_from(&rb)?),
+                "link" => batch.links.extend(links_from(rb)?),
+                "node" => batch.nodes.extend(nodes_from(rb)?),
                 other => return Err(DecodeError::BadValue { field: "x0.kind", reason: other.to_string() }),
             }
         }
-        let used = cursor.position() as usize;
-        if used == 0 {
-            return Err(DecodeError::Arrow("stream made no progress".into()));
-        }
-        bytes = &bytes[used..];
     }
     Ok(batch)
 }

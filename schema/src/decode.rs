@@ -161,6 +161,17 @@ mod tests {
         assert!(matches!(err, DecodeError::Json { line: 1, .. }), "{err:?}");
     }
 
+    /// Regression: the pull-based IPC reader allocated whatever a garbage length
+    /// prefix claimed (up to 4 GiB per message), so random bytes were a denial of service.
+    #[test]
+    fn a_huge_length_prefix_does_not_allocate_it() {
+        let mut bytes = vec![0xFF, 0xFF, 0xFF, 0xFF, 0xF0, 0xFF, 0xFF, 0x7F];
+        bytes.extend_from_slice(&[1, 2, 3, 4]);
+        let started = std::time::Instant::now();
+        assert!(matches!(decode_telemetry(ContentType::Arrow, &bytes), Err(DecodeError::Arrow(_))));
+        assert!(started.elapsed() < std::time::Duration::from_millis(100));
+    }
+
     #[test]
     fn wrong_schema_version_is_rejected() {
         let mut b = sample_batch();
