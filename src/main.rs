@@ -1,1 +1,250 @@
-fn main() {}
+//! `x0tta6bl4`: self-healing for mesh networks. One binary, one subcommand per role.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use x0tta6bl4::demo::{run_demo, DemoOptions, DEFAULT_SCENARIO};
+use x0tta6bl4::{keys, report};
+use x0_kafka::{DevBroker, KafkaConfig};
+use x0_pipeline::{run_job, Config, FeatureEngine, JobStats, StreamCore, BUILTIN_FEATURES_SQL};
+use x0_schema::{ContentType, Scenario, Topology};
+use x0_sql::{format_batches, saved_queries, saved_query, HistoryEngine, OutputFormat};
+
+#[derive(Parser)]
+#[command(name = "x0tta6bl4", version, about = "Self-healing for mesh networks: kernel telemetry -> detection -> root cause -> signed reroute")]
+struct Cli {
+    /// Configuration file (TOML); defaults are built in, see `x0tta6bl4 config show`.
+    #[arg(long, global = true, env = "X0_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario end to end in one process: embedded broker, simulated mesh,
+    /// the real stream job and actuators; print what was found and fixed.
+    Demo {
+        /// Scenario file; the built-in grid-16 hard link failure when omitted.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Override the scenario's duration (e.g. 30s).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Where the incident history is written.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Write the run summary (JSON) here.
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
+        /// Simulated seconds per second; recovery times are only real at 1.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Telemetry encoding on the wire: arrow or json.
+        #[arg(long, default_value = "arrow")]
+        encoding: String,
+    },
+    /// Run the stream job against the configured Kafka cluster.
+    Run {
+        /// A scenario file whose [topology] is the mesh inventory (nodes and links).
+        #[arg(long)]
+        topology: PathBuf,
+    },
+    /// Start the embedded dev broker (librdkafka mock cluster) and print its address.
+    Broker {
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+    },
+    /// Run a simulated mesh (telemetry out, actuators in) against a broker.
+    Simulate {
+        #[arg(long)]
+        scenario: PathBuf,
+        /// Public key that healing commands must be signed with.
+        #[arg(long)]
+        verifying_key: PathBuf,
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        #[arg(long, default_value = "arrow")]
+        encoding: String,
+    },
+    /// Query the incident history with SQL (tables: incidents, commands, features).
+    Sql {
+        /// The query; or use --file / --saved.
+        query: Option<String>,
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// A saved query by name (see --list).
+        #[arg(long)]
+        saved: Option<String>,
+        /// List the saved queries.
+        #[arg(long)]
+        list: bool,
+        #[arg(long)]
+        data_dir: Option<String>,
+        /// table, csv or json
+        #[arg(long, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// Inspect configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Manage the ed25519 keys that sign healing commands.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Check a configuration file (plus X0__ environment overrides); report every problem.
+    Check { file: PathBuf },
+    /// Print the built-in defaults, documented.
+    Show,
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Write signing.key and verifying.key into a directory.
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn encoding(s: &str) -> Result<ContentType> {
+    match s {
+        "arrow" => Ok(ContentType::Arrow),
+        "json" => Ok(ContentType::JsonLines),
+        other => bail!("unknown encoding {other:?} (arrow, json)"),
+    }
+}
+
+fn load_config(file: Option<&std::path::Path>) -> Result<Config> {
+    Ok(Config::load(file, std::env::vars())?)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo { scenario, duration, data_dir, summary_json, speed, encoding: enc } => {
+            let config = load_config(cli.config.as_deref())?;
+            let mut scenario = match scenario {
+                Some(p) => Scenario::from_file(&p)?,
+                None => Scenario::from_toml_str(DEFAULT_SCENARIO)?,
+            };
+            if let Some(d) = duration {
+                scenario.duration = d;
+            }
+            let data_dir = data_dir.unwrap_or_else(|| config.data_dir());
+            eprintln!("x0tta6bl4 demo: scenario {} ({:?}, {} faults) · history in {}", scenario.name, scenario.duration, scenario.faults.len(), data_dir.display());
+            let outcome = run_demo(DemoOptions { scenario, config, data_dir: data_dir.clone(), speed, encoding: encoding(&enc)?, progress: true }).await?;
+            println!("{}", report::fault_table(&outcome.summary, outcome.report.incidents.len()));
+            let json = serde_json::to_string_pretty(&outcome.summary)?;
+            println!("{json}");
+            if let Some(path) = summary_json {
+                std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
+            }
+            let dlq = outcome.job.dlq();
+            if !dlq.is_empty() {
+                println!("dead-lettered telemetry: {dlq:?}");
+            }
+            println!("\nquery the history: x0tta6bl4 sql --data-dir {} \"SELECT incident_id, root_cause_element, outcome, mttr_ms FROM incidents\"", data_dir.display());
+        }
+        Command::Run { topology } => {
+            let config = load_config(cli.config.as_deref())?;
+            if config.kafka.brokers.is_empty() {
+                bail!("kafka.brokers is empty: point it at your cluster (or start `x0tta6bl4 broker`)");
+            }
+            if config.keys.signing_key.is_empty() {
+                bail!("keys.signing_key is empty: create keys with `x0tta6bl4 keys generate`");
+            }
+            let signer = keys::read_signing_key(std::path::Path::new(&config.keys.signing_key))?;
+            let scenario = Scenario::from_file(&topology)?;
+            let topo = Topology::generate(&scenario.topology)?;
+            let sql = match config.features.sql_file.as_str() {
+                "" => BUILTIN_FEATURES_SQL.to_string(),
+                path => std::fs::read_to_string(path)?,
+            };
+            let features = FeatureEngine::new(&sql).await?;
+            let job_id = uuid::Uuid::new_v4().simple().to_string();
+            let core = StreamCore::new(config.clone(), topo, features, signer, Arc::new(JobStats::default()), &format!("inc-{}", &job_id[..8]));
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                let _ = tx.send(true);
+            });
+            eprintln!("stream job {job_id} consuming {} from {}; Ctrl-C stops it", config.kafka.topics.telemetry, config.kafka.brokers);
+            let report = run_job(core, &config.kafka, &config.data_dir(), &job_id, rx).await?;
+            eprintln!("stopped: {} incidents, {} commands", report.incidents.len(), report.commands.len());
+        }
+        Command::Broker { partitions } => {
+            let config = load_config(cli.config.as_deref())?;
+            let broker = DevBroker::start(&config.kafka.topics, partitions)?;
+            println!("{}", broker.bootstrap_servers());
+            eprintln!("embedded dev broker (librdkafka mock cluster, loopback only) with topics {:?}; Ctrl-C stops it", config.kafka.topics.all());
+            tokio::signal::ctrl_c().await?;
+        }
+        Command::Simulate { scenario, verifying_key, speed, encoding: enc } => {
+            let config = load_config(cli.config.as_deref())?;
+            if config.kafka.brokers.is_empty() {
+                bail!("kafka.brokers is empty: set it (X0__KAFKA__BROKERS=host:port) or use `demo`");
+            }
+            let scenario = Scenario::from_file(&scenario)?;
+            let vk = keys::read_verifying_key(&verifying_key)?;
+            let start_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as i64;
+            let mesh = x0_lab::SimMesh::new(&scenario, x0_lab::SimOptions { start_ns, ..Default::default() })?;
+            let mesh = Arc::new(std::sync::Mutex::new(mesh));
+            let kafka = KafkaConfig { ..config.kafka };
+            let stats = x0_lab::run_simulation(mesh.clone(), &kafka, vk, speed, encoding(&enc)?, |_| {}).await?;
+            let m = mesh.lock().unwrap_or_else(|p| p.into_inner());
+            let t = m.truth();
+            println!("{} ticks · {} telemetry messages · {} commands ({} applied) · probe packets {} sent, {} delivered · {} route changes", stats.ticks, stats.telemetry_messages, stats.commands, stats.commands_applied, t.packets_sent, t.packets_delivered, t.route_changes.len());
+        }
+        Command::Sql { query, file, saved, list, data_dir, format } => {
+            if list {
+                for q in saved_queries() {
+                    println!("{:<22} {}", q.name, q.description);
+                }
+                return Ok(());
+            }
+            let sql = match (query, file, saved) {
+                (Some(q), None, None) => q,
+                (None, Some(f), None) => std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?,
+                (None, None, Some(name)) => saved_query(&name).with_context(|| format!("no saved query {name:?}; see --list"))?.sql.to_string(),
+                _ => bail!("give exactly one of QUERY, --file or --saved"),
+            };
+            let data_dir = match data_dir {
+                Some(d) => d,
+                None => load_config(cli.config.as_deref())?.data_dir,
+            };
+            let engine = HistoryEngine::open(&data_dir).await?;
+            let batches = engine.query(&sql).await?;
+            print!("{}", format_batches(&batches, format)?);
+            if format == OutputFormat::Table {
+                println!();
+            }
+        }
+        Command::Config { action: ConfigAction::Check { file } } => match Config::load(Some(&file), std::env::vars()) {
+            Ok(_) => println!("{}: ok", file.display()),
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                std::process::exit(1);
+            }
+        },
+        Command::Config { action: ConfigAction::Show } => print!("{}", x0_pipeline::DEFAULT_TOML),
+        Command::Keys { action: KeysAction::Generate { out } } => {
+            let (sk, vk) = keys::generate(&out)?;
+            println!("signing key   {} (keep it on the stream job only)\nverifying key {} (give it to every agent)", sk.display(), vk.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! The one-command demo: embedded broker, simulated mesh with its actuators, and the
+//! real stream job, talking over the real Kafka protocol in one process.
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use x0_kafka::{DevBroker, KafkaConfig};
+use x0_lab::{run_simulation, score_run, SimMesh, SimOptions, SimRunStats};
+use x0_pipeline::{run_job, Config, FeatureEngine, JobReport, JobStats, StreamCore, BUILTIN_FEATURES_SQL};
+use x0_schema::{ContentType, RunSummary, Scenario};
+
+/// The scenario `demo` runs when given none.
+pub const DEFAULT_SCENARIO: &str = include_str!("../examples/scenarios/grid16-link-down.toml");
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub scenario: Scenario,
+    pub config: Config,
+    pub data_dir: PathBuf,
+    /// Simulated seconds per wall-clock second. Recovery times are only real at 1.
+    pub speed: f64,
+    pub encoding: ContentType,
+    pub progress: bool,
+}
+
+#[derive(Debug)]
+pub struct DemoOutcome {
+    pub summary: RunSummary,
+    pub report: JobReport,
+    pub sim: SimRunStats,
+    pub job: Arc<JobStats>,
+    pub bootstrap: String,
+}
+
+fn wall_now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+/// Runs a scenario end to end and scores it against the simulator's ground truth.
+pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
+    let topics = opts.config.kafka.topics.clone();
+    let broker = DevBroker::start(&topics, 4).context("starting the embedded broker")?;
+    let kafka = KafkaConfig { brokers: broker.bootstrap_servers(), topics, ..opts.config.kafka.clone() };
+    let signer = x0_schema::generate_signing_key();
+    let start_ns = wall_now_ns();
+    let mesh = SimMesh::new(&opts.scenario, SimOptions { start_ns, ..Default::default() }).context("building the simulated mesh")?;
+    let elements = mesh.fault_elements();
+    let topology = mesh.topology().clone();
+    let mesh = Arc::new(Mutex::new(mesh));
+
+    let sql = match opts.config.features.sql_file.as_str() {
+        "" => BUILTIN_FEATURES_SQL.to_string(),
+        path => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+    };
+    let features = FeatureEngine::new(&sql).await.context("loading the feature SQL")?;
+    let stats = Arc::new(JobStats::default());
+    let job_id = uuid::Uuid::new_v4().simple().to_string();
+    let core = StreamCore::new(opts.config.clone(), topology, features, signer.clone(), stats.clone(), &format!("inc-{}", &job_id[..8]));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let job = {
+        let kafka = kafka.clone();
+        let data_dir = opts.data_dir.clone();
+        tokio::spawn(async move { run_job(core, &kafka, &data_dir, &job_id, stop_rx).await })
+    };
+
+    let bar = progress_bar(opts.progress, opts.scenario.duration);
+    let job_stats = stats.clone();
+    let sim = run_simulation(mesh.clone(), &kafka, signer.verifying_key(), opts.speed, opts.encoding, |m| {
+        if let Some(bar) = &bar {
+            bar.set_position(m.elapsed().as_millis() as u64);
+            bar.set_message(format!(
+                "windows {} · incidents {} · commands {} · applied {} · dlq {}",
+                JobStats::get(&job_stats.windows_closed),
+                JobStats::get(&job_stats.incidents),
+                JobStats::get(&job_stats.commands_sent),
+                JobStats::get(&job_stats.results_applied),
+                job_stats.dlq_total()
+            ));
+        }
+    })
+    .await?;
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    // Let the job drain what is in flight (last windows, last results) before stopping it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = stop_tx.send(true);
+    let report = job.await.context("stream job panicked")??;
+    let truth = mesh.lock().unwrap_or_else(|p| p.into_inner()).truth().clone();
+    let summary = score_run(&opts.scenario, &elements, &truth, &report.incidents, start_ns, "sim");
+    let bootstrap = broker.bootstrap_servers();
+    drop(broker);
+    Ok(DemoOutcome { summary, report, sim, job: stats, bootstrap })
+}
+
+fn progress_bar(enabled: bool, duration: Duration) -> Option<indicatif::ProgressBar> {
+    enabled.then(|| {
+        let bar = indicatif::ProgressBar::new(duration.as_millis() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{elapsed:>4} [{bar:30}] sim {pos}/{len} ms · {msg}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar
+    })
+}

@@ -1,0 +1,8 @@
+//! Assembly of the parts into the roles the `x0tta6bl4` binary runs: the one-command
+//! demo (embedded broker + simulated mesh + stream job + actuators), the stream job
+//! against a real cluster, and key files. Logic lives in the crates; this is wiring,
+//! kept in a library so end-to-end tests drive exactly what users run.
+
+pub mod demo;
+pub mod keys;
+pub mod report;
