@@ -3,7 +3,6 @@
 //! same scenario with this code, so they agree on names, links and baseline routing.
 
 use crate::{Element, Fault, FaultTarget, Scenario, Shape, TopologySpec, TrafficPairs};
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -187,16 +186,22 @@ impl Topology {
     }
 
     /// The scenario's probe flows as (source, destination) pairs; deterministic.
+    /// A count draws distinct ordered pairs at random (never materialising all n²).
     pub fn flows(&self, scenario: &Scenario) -> Vec<(NodeId, NodeId)> {
         let n = self.len();
-        let all: Vec<_> = (0..n).flat_map(|a| (0..n).filter(move |&b| b != a).map(move |b| (a, b))).collect();
         match scenario.traffic.pairs {
-            TrafficPairs::All(_) => all,
+            TrafficPairs::All(_) => (0..n).flat_map(|a| (0..n).filter(move |&b| b != a).map(move |b| (a, b))).collect(),
             TrafficPairs::Count(k) => {
+                let k = k.min(n * n.saturating_sub(1));
                 let mut rng = ChaCha8Rng::seed_from_u64(scenario.topology.seed ^ 0xF10E);
-                let mut pairs = all;
-                pairs.shuffle(&mut rng);
-                pairs.truncate(k);
+                let mut seen = HashSet::new();
+                let mut pairs = Vec::with_capacity(k);
+                while pairs.len() < k {
+                    let (a, b) = (rng.gen_range(0..n), rng.gen_range(0..n));
+                    if a != b && seen.insert((a, b)) {
+                        pairs.push((a, b));
+                    }
+                }
                 pairs
             }
         }
@@ -207,6 +212,9 @@ impl Topology {
     /// whose loss does not partition the mesh (a fault that cannot be routed around
     /// cannot be healed by rerouting, only reported).
     pub fn resolve_faults(&self, scenario: &Scenario) -> Result<Vec<Element>, TopologyError> {
+        if scenario.faults.is_empty() {
+            return Ok(vec![]);
+        }
         let mut load: HashMap<Element, usize> = HashMap::new();
         for (s, d) in self.flows(scenario) {
             if let Some(path) = self.baseline_path(s, d) {

@@ -1,0 +1,76 @@
+//! Throughput of the stream job on a large simulated mesh, on one core.
+//!
+//! Telemetry for a `--nodes`-node grid (every link end and every node, every 100 ms,
+//! exactly what collectors send) is generated and Arrow-IPC encoded up front; the timed
+//! part is what the job does per message: decode, validate against the inventory, window,
+//! and on every window close compute features with DataFusion, detect, localise and
+//! plan. Kafka transport is not included (one hop is measured separately, see
+//! BENCHMARKS.md).
+//!
+//! cargo bench --bench throughput -- [--nodes 10000] [--seconds 4]
+
+use std::sync::Arc;
+use std::time::Instant;
+use x0_lab::{SimMesh, SimOptions};
+use x0_pipeline::{Config, FeatureEngine, JobStats, StreamCore, BUILTIN_FEATURES_SQL};
+use x0_schema::{decode_telemetry, encode_arrow, ContentType, Scenario};
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(v: &mut [u64], p: f64) -> u64 {
+    v.sort_unstable();
+    v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+fn main() {
+    let nodes = arg("--nodes", 10_000);
+    let seconds = arg("--seconds", 4);
+    let scenario = Scenario::from_toml_str(&format!(
+        "name='bench'\nduration='{seconds}s'\ntelemetry_interval='100ms'\n[topology]\nshape='grid'\nnodes={nodes}\nseed=1\n[traffic]\npairs=0\nrate_pps=0\n"
+    ))
+    .expect("bench scenario");
+    let start_ns = 1_700_000_000_000_000_000;
+    let mut mesh = SimMesh::new(&scenario, SimOptions { start_ns, ..Default::default() }).expect("mesh");
+    let topo = mesh.topology().clone();
+    eprintln!("generating {seconds} s of telemetry for {nodes} nodes, {} links ...", topo.links().len());
+    let mut messages = Vec::new();
+    let mut samples = 0u64;
+    while !mesh.finished() {
+        for (_, batch) in mesh.step() {
+            samples += batch.len() as u64;
+            messages.push(encode_arrow(&batch));
+        }
+    }
+    let bytes: usize = messages.iter().map(Vec::len).sum();
+    eprintln!("{} messages, {samples} samples, {:.1} MB of Arrow IPC", messages.len(), bytes as f64 / 1e6);
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let features = FeatureEngine::new(BUILTIN_FEATURES_SQL).await.expect("feature sql");
+        let stats = Arc::new(JobStats::default());
+        let mut config = Config::default();
+        // Replaying recorded telemetry: its clock is not the wall clock.
+        config.window.max_event_age = std::time::Duration::from_secs(100 * 365 * 86_400);
+        let mut core = StreamCore::new(config, topo, features, x0_schema::generate_signing_key(), stats.clone(), "bench");
+        core.discard_features();
+        let wall = start_ns + seconds as i64 * 1_000_000_000;
+        let t0 = Instant::now();
+        let mut decisions = 0;
+        for m in &messages {
+            let batch = decode_telemetry(ContentType::Arrow, m).expect("valid");
+            core.admit(batch, wall).expect("admitted");
+            decisions += core.close_ready().await.expect("features").len();
+        }
+        let elapsed = t0.elapsed();
+        let mut lat = stats.decision_latencies_us();
+        println!("nodes {nodes} · links {} · samples {samples} · windows closed {} · outputs {decisions}", mesh.topology().links().len(), lat.len());
+        println!("throughput: {:.0} samples/s on one core ({:.2} s)", samples as f64 / elapsed.as_secs_f64(), elapsed.as_secs_f64());
+        if !lat.is_empty() {
+            let (p50, p95) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.95));
+            println!("window close to decision: p50 {:.1} ms · p95 {:.1} ms", p50 as f64 / 1000.0, p95 as f64 / 1000.0);
+        }
+    });
+}
