@@ -137,27 +137,45 @@ async fn main() -> Result<()> {
     match cli.command {
         Command::Demo { scenario, duration, data_dir, summary_json, speed, encoding: enc } => {
             let config = load_config(cli.config.as_deref())?;
-            let mut scenario = match scenario {
-                Some(p) => Scenario::from_file(&p)?,
-                None => Scenario::from_toml_str(DEFAULT_SCENARIO)?,
+            let scenarios: Vec<Scenario> = match &scenario {
+                Some(p) if p.is_dir() => {
+                    let mut files: Vec<PathBuf> = std::fs::read_dir(p)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+                    files.sort();
+                    files.iter().map(|f| Scenario::from_file(f)).collect::<Result<_, _>>()?
+                }
+                Some(p) => vec![Scenario::from_file(p)?],
+                None => vec![Scenario::from_toml_str(DEFAULT_SCENARIO)?],
             };
-            if let Some(d) = duration {
-                scenario.duration = d;
+            let root = data_dir.unwrap_or_else(|| config.data_dir());
+            let many = scenarios.len() > 1;
+            let mut summaries = Vec::new();
+            for mut scenario in scenarios {
+                if let Some(d) = duration {
+                    scenario.duration = d;
+                }
+                let data_dir = if many { root.join(&scenario.name) } else { root.clone() };
+                eprintln!("x0tta6bl4 demo: scenario {} ({:?}, {} faults) · history in {}", scenario.name, scenario.duration, scenario.faults.len(), data_dir.display());
+                let outcome = run_demo(DemoOptions { scenario, config: config.clone(), data_dir: data_dir.clone(), speed, encoding: encoding(&enc)?, progress: true }).await?;
+                println!("{}", report::fault_table(&outcome.summary, outcome.report.incidents.len()));
+                let dlq = outcome.job.dlq();
+                if !dlq.is_empty() {
+                    println!("dead-lettered telemetry: {dlq:?}");
+                }
+                summaries.push((outcome.summary, outcome.report.incidents.len()));
             }
-            let data_dir = data_dir.unwrap_or_else(|| config.data_dir());
-            eprintln!("x0tta6bl4 demo: scenario {} ({:?}, {} faults) · history in {}", scenario.name, scenario.duration, scenario.faults.len(), data_dir.display());
-            let outcome = run_demo(DemoOptions { scenario, config, data_dir: data_dir.clone(), speed, encoding: encoding(&enc)?, progress: true }).await?;
-            println!("{}", report::fault_table(&outcome.summary, outcome.report.incidents.len()));
-            let json = serde_json::to_string_pretty(&outcome.summary)?;
-            println!("{json}");
+            let json = if summaries.len() == 1 {
+                serde_json::to_string_pretty(&summaries[0].0)?
+            } else {
+                println!("{}", report::aggregate_table(&summaries));
+                serde_json::to_string_pretty(&summaries.iter().map(|(s, _)| s).collect::<Vec<_>>())?
+            };
+            if summaries.len() == 1 {
+                println!("{json}");
+                println!("\nquery the history: x0tta6bl4 sql --data-dir {} \"SELECT incident_id, root_cause_element, outcome, mttr_ms FROM incidents\"", root.display());
+            }
             if let Some(path) = summary_json {
                 std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
             }
-            let dlq = outcome.job.dlq();
-            if !dlq.is_empty() {
-                println!("dead-lettered telemetry: {dlq:?}");
-            }
-            println!("\nquery the history: x0tta6bl4 sql --data-dir {} \"SELECT incident_id, root_cause_element, outcome, mttr_ms FROM incidents\"", data_dir.display());
         }
         Command::Run { topology } => {
             let config = load_config(cli.config.as_deref())?;

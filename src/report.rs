@@ -32,17 +32,60 @@ pub fn fault_table(s: &RunSummary, incidents_recorded: usize) -> String {
     if s.faults.is_empty() {
         out.push_str("(no faults injected)\n");
     }
+    // Percentiles of nothing are zeros in the JSON contract; say "-" to people.
+    let some = |f: fn(&x0_schema::FaultOutcome) -> Option<i64>| s.faults.iter().any(|x| f(x).is_some());
+    let (d, r) = (some(|f| f.mttd_ms), some(|f| f.mttr_ms));
     out.push_str(&format!(
         "\nincidents recorded {incidents_recorded} · false incidents {} · MTTD p50 {} p95 {} · MTTR p50 {} p95 {} · RCA AC@1 {:.2} AC@3 {:.2} · routes changed {} · route flaps {}\n",
         s.false_incidents,
-        ms(Some(s.mttd_ms.p50)),
-        ms(Some(s.mttd_ms.p95)),
-        ms(Some(s.mttr_ms.p50)),
-        ms(Some(s.mttr_ms.p95)),
+        ms(d.then_some(s.mttd_ms.p50)),
+        ms(d.then_some(s.mttd_ms.p95)),
+        ms(r.then_some(s.mttr_ms.p50)),
+        ms(r.then_some(s.mttr_ms.p95)),
         s.rca.ac1,
         s.rca.ac3,
         s.routes_changed,
         s.route_flaps
+    ));
+    out
+}
+
+/// One line per scenario and the totals across them.
+pub fn aggregate_table(runs: &[(RunSummary, usize)]) -> String {
+    let mut out = format!(
+        "\n{:<28} {:>6} {:>9} {:>8} {:>13} {:>9} {:>6} {:>9} {:>9} {:>6}\n",
+        "scenario", "faults", "detected", "rca ok", "link restored", "incidents", "false", "mttd p50", "mttr p50", "flaps"
+    );
+    let (mut faults, mut detected, mut correct, mut links, mut restored, mut false_inc, mut flaps) = (0, 0, 0, 0, 0, 0, 0);
+    for (s, incidents) in runs {
+        let d = s.faults.iter().filter(|f| f.detected_at_ms.is_some()).count();
+        let c = s.faults.iter().filter(|f| f.root_cause_correct).count();
+        let link_faults: Vec<_> = s.faults.iter().filter(|f| f.kind.starts_with("link-")).collect();
+        let r = link_faults.iter().filter(|f| f.traffic_restored_at_ms.is_some()).count();
+        out.push_str(&format!(
+            "{:<28} {:>6} {:>9} {:>8} {:>13} {:>9} {:>6} {:>9} {:>9} {:>6}\n",
+            s.scenario,
+            s.faults.len(),
+            d,
+            c,
+            format!("{r}/{}", link_faults.len()),
+            incidents,
+            s.false_incidents,
+            ms((d > 0).then_some(s.mttd_ms.p50)),
+            ms(s.faults.iter().any(|f| f.mttr_ms.is_some()).then_some(s.mttr_ms.p50)),
+            s.route_flaps
+        ));
+        faults += s.faults.len();
+        detected += d;
+        correct += c;
+        links += link_faults.len();
+        restored += r;
+        false_inc += s.false_incidents;
+        flaps += s.route_flaps;
+    }
+    out.push_str(&format!(
+        "\ntotal: {detected}/{faults} faults detected · right root cause {correct}/{faults} ({:.0}%) · traffic restored after {restored}/{links} link faults · {false_inc} false incidents · {flaps} route flaps\n",
+        100.0 * correct as f64 / faults.max(1) as f64
     ));
     out
 }

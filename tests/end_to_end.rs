@@ -92,3 +92,27 @@ async fn json_lines_telemetry_runs_the_same_loop() {
     assert!(f.traffic_restored_at_ms.is_some(), "{:?}", outcome.summary);
     assert_eq!(outcome.job.dlq_total(), 0);
 }
+
+/// Regression: a weak one-sided diagnosis in the second window used to confirm an
+/// incident still carrying the first window's stronger cause, and the liar's word
+/// rerouted traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_reporter_causes_no_reroute() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = scenario("byzantine-reporter", "loss = 0.5");
+    s.faults[0].target = "n5".into();
+    let outcome = run_demo(DemoOptions {
+        scenario: s,
+        config: Config::default(),
+        data_dir: dir.path().to_path_buf(),
+        speed: 1.0,
+        encoding: ContentType::Arrow,
+        progress: false,
+    })
+    .await
+    .expect("demo runs");
+    let summary = &outcome.summary;
+    assert!(summary.faults[0].root_cause_correct, "liar not named: {summary:?}");
+    assert_eq!(summary.routes_changed, 0, "rerouted on a liar's word: {:?}", outcome.report.incidents);
+    assert!(outcome.report.commands.is_empty());
+}

@@ -347,14 +347,23 @@ impl SimMesh {
     }
 
     pub(crate) fn set_route(&mut self, node: NodeId, dst: NodeId, primary: NodeId, backup: Option<NodeId>) {
+        let before = self.table_next(node, dst);
         self.overrides[node].insert(dst, Route { primary, backup });
-        self.log_change(node, dst, Some(primary));
+        self.log_change(node, dst, before);
     }
 
     pub(crate) fn withdraw_route(&mut self, node: NodeId, dst: NodeId) {
+        let before = self.table_next(node, dst);
         if self.overrides[node].remove(&dst).is_some() {
-            let base = self.baseline_next(node, dst);
-            self.log_change(node, dst, base);
+            self.log_change(node, dst, before);
+        }
+    }
+
+    /// The next hop the node's table holds for `dst` (ignoring carrier state).
+    fn table_next(&mut self, node: NodeId, dst: NodeId) -> Option<NodeId> {
+        match self.overrides[node].get(&dst) {
+            Some(r) => Some(r.primary),
+            None => self.baseline_next(node, dst),
         }
     }
 
@@ -366,13 +375,19 @@ impl SimMesh {
         }
     }
 
-    fn log_change(&mut self, node: NodeId, dst: NodeId, next: Option<NodeId>) {
-        let at_ms = self.elapsed().as_millis() as i64;
+    /// Logs a route change if the table's next hop actually moved.
+    fn log_change(&mut self, node: NodeId, dst: NodeId, before: Option<NodeId>) {
+        let after = self.table_next(node, dst);
+        if after == before {
+            return;
+        }
+        let name = |n: Option<NodeId>, t: &Topology| n.map(|n| t.name(n).to_string());
         let change = RouteChange {
-            at_ms,
+            at_ms: self.elapsed().as_millis() as i64,
             node: self.topo.name(node).to_string(),
             destination: self.topo.name(dst).to_string(),
-            next_hop: next.map(|n| self.topo.name(n).to_string()),
+            from: name(before, &self.topo),
+            next_hop: name(after, &self.topo),
         };
         self.truth.route_changes.push(change);
     }

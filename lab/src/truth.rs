@@ -19,7 +19,8 @@ pub struct RouteChange {
     pub at_ms: i64,
     pub node: String,
     pub destination: String,
-    /// The effective next hop after the change (None: baseline has none).
+    /// The effective next hop before and after the change (None: no route).
+    pub from: Option<String>,
     pub next_hop: Option<String>,
 }
 
@@ -61,19 +62,39 @@ impl GroundTruth {
         (restored + quiet_ms <= until_ms).then_some(restored)
     }
 
-    /// Route changes that reverse a change made less than `window_ms` earlier on the
-    /// same (node, destination).
+    /// Route changes that put a (node, destination) back on the next hop it left less
+    /// than `window_ms` earlier (A → B → A): the route flapped.
     pub fn route_flaps(&self, window_ms: i64) -> usize {
-        let mut last: HashMap<(&str, &str), i64> = HashMap::new();
+        let mut last: HashMap<(&str, &str), &RouteChange> = HashMap::new();
         let mut flaps = 0;
         for c in &self.route_changes {
             let key = (c.node.as_str(), c.destination.as_str());
-            if let Some(prev) = last.insert(key, c.at_ms) {
-                if c.at_ms - prev < window_ms {
+            if let Some(prev) = last.insert(key, c) {
+                if c.at_ms - prev.at_ms < window_ms && c.next_hop == prev.from {
                     flaps += 1;
                 }
             }
         }
         flaps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(at_ms: i64, from: &str, to: &str) -> RouteChange {
+        RouteChange { at_ms, node: "a".into(), destination: "d".into(), from: Some(from.into()), next_hop: Some(to.into()) }
+    }
+
+    #[test]
+    fn a_flap_is_a_quick_return_not_a_second_reroute() {
+        let mut t = GroundTruth::default();
+        t.route_changes = vec![change(0, "x", "y"), change(3_000, "y", "z")];
+        assert_eq!(t.route_flaps(10_000), 0, "x → y → z is two reroutes");
+        t.route_changes.push(change(5_000, "z", "y"));
+        assert_eq!(t.route_flaps(10_000), 1, "y → z → y within 10 s");
+        t.route_changes.push(change(30_000, "y", "z"));
+        assert_eq!(t.route_flaps(10_000), 1, "a return after the window is not a flap");
     }
 }

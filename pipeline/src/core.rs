@@ -155,6 +155,7 @@ impl StreamCore {
                     self.stats.incident_opened();
                     self.act_on_diagnosis(&id, now, &mut out);
                 }
+                Transition::Rediagnosed(id) => self.act_on_diagnosis(&id, now, &mut out),
                 Transition::Cleared(id) => self.clear(&id, now, &mut out),
             }
         }

@@ -10,6 +10,8 @@ use x0_schema::{ActionRecord, CommandResult, Element, Incident, IncidentState, O
 pub enum Transition {
     /// Confirmed and diagnosed: time to plan.
     Diagnosed(String),
+    /// Confirmed, not acted upon, and its diagnosis changed: decide again.
+    Rediagnosed(String),
     /// Its element has been healthy long enough: time to withdraw routes and resolve.
     Cleared(String),
 }
@@ -105,9 +107,16 @@ impl IncidentBook {
             t.incident.symptoms.extend(d.symptoms);
             let excess = t.incident.symptoms.len().saturating_sub(64);
             t.incident.symptoms.drain(..excess);
-            let stronger = t.incident.root_cause.as_ref().is_none_or(|rc| d.cause.confidence >= rc.confidence);
-            if !t.acted && stronger {
+            // The latest evidence speaks until we act: a stale, stronger diagnosis from
+            // an earlier window must not confirm (or justify acting on) a weaker one.
+            if !t.acted {
+                let changed = t.incident.root_cause.as_ref().is_none_or(|rc| {
+                    rc.kind != d.cause.kind || rc.element != d.cause.element || (rc.confidence - d.cause.confidence).abs() >= 0.05
+                });
                 t.incident.root_cause = Some(d.cause);
+                if t.confirmed && changed {
+                    out.push(Transition::Rediagnosed(id.clone()));
+                }
             }
             if !t.confirmed && (d.hard || t.streak >= self.confirm_windows) {
                 t.confirmed = true;

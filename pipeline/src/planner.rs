@@ -208,6 +208,11 @@ impl Planner {
                     .iter()
                     .filter_map(|p| p.get(1).copied())
                     .find(|&h| h != primary);
+                // A node that is broken only because a hop downstream is keeps its next
+                // hop: fixing that hop fixes it, and an identical route is no change.
+                if self.effective_next(s, d) == Some(primary) {
+                    continue;
+                }
                 if !self.allow_change(s, now_ns) {
                     held += 1;
                     continue;

@@ -23,9 +23,13 @@ pub struct Diagnosis {
 #[derive(Debug, Default)]
 pub struct Localizer {
     views: HashMap<(String, String), VecDeque<View>>,
+    /// Reporters found uncorroborated, with the windows left before we trust them again.
+    suspects: HashMap<String, usize>,
 }
 
 const MEMORY: usize = 6;
+/// Windows a suspect reporter stays suspect after its last uncorroborated claim.
+const SUSPECT_MEMORY: usize = 20;
 
 fn symptom(a: &Anomaly, window_start: i64) -> Symptom {
     Symptom { element: a.element.clone(), feature: a.feature.into(), value: a.value, score: a.score, window_start }
@@ -147,9 +151,12 @@ impl Localizer {
             let rtt: BTreeSet<&str> = signals.iter().filter_map(|s| match &s.signal { Signal::Rtt { reporter } => Some(reporter.as_str()), _ => None }).collect();
             // One end keeps saying "bad" while the other's probes, which cross the link
             // both ways, keep coming back: the claim is not corroborated.
+            // A known suspect's claims stay its own while the other end is not bad.
             let lone = match (bad_a, bad_b) {
                 (x, 0) if x >= 2 && good(nb, na) >= 3 => Some(na.clone()),
                 (0, y) if y >= 2 && good(na, nb) >= 3 => Some(nb.clone()),
+                (_, 0) if self.suspects.contains_key(na.as_str()) => Some(na.clone()),
+                (0, _) if self.suspects.contains_key(nb.as_str()) => Some(nb.clone()),
                 _ => None,
             };
             if let Some(claimant) = lone {
@@ -195,8 +202,14 @@ impl Localizer {
 
         // 4. Uncorroborated claims: several from one node make it a suspect reporter;
         //    a single one stays a weak link hypothesis with the claimant as the alternative.
+        self.suspects.retain(|_, left| {
+            *left -= 1;
+            *left > 0
+        });
         for (claimant, links) in one_sided {
-            if links.len() >= 2 {
+            let known = self.suspects.contains_key(&claimant);
+            if links.len() >= 2 || known {
+                self.suspects.insert(claimant.clone(), SUSPECT_MEMORY);
                 let evidence = vec![
                     format!("{claimant} reports loss on {} links", links.len()),
                     "its neighbours' probes across the same links are answered".into(),
