@@ -54,7 +54,8 @@ fn main() {
         let mut config = Config::default();
         // Replaying recorded telemetry: its clock is not the wall clock.
         config.window.max_event_age = std::time::Duration::from_secs(100 * 365 * 86_400);
-        let mut core = StreamCore::new(config, topo, features, x0_schema::generate_signing_key(), stats.clone(), "bench");
+        let mut core =
+            StreamCore::new(config, topo, features, x0_schema::generate_signing_key(), stats.clone(), "bench");
         core.discard_features();
         let wall = start_ns + seconds as i64 * 1_000_000_000;
         let t0 = Instant::now();
@@ -66,8 +67,16 @@ fn main() {
         }
         let elapsed = t0.elapsed();
         let mut lat = stats.decision_latencies_us();
-        println!("nodes {nodes} · links {} · samples {samples} · windows closed {} · outputs {decisions}", mesh.topology().links().len(), lat.len());
-        println!("throughput: {:.0} samples/s on one core ({:.2} s)", samples as f64 / elapsed.as_secs_f64(), elapsed.as_secs_f64());
+        println!(
+            "nodes {nodes} · links {} · samples {samples} · windows closed {} · outputs {decisions}",
+            mesh.topology().links().len(),
+            lat.len()
+        );
+        println!(
+            "throughput: {:.0} samples/s on one core ({:.2} s)",
+            samples as f64 / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64()
+        );
         if !lat.is_empty() {
             let (p50, p95) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.95));
             println!("window close to decision: p50 {:.1} ms · p95 {:.1} ms", p50 as f64 / 1000.0, p95 as f64 / 1000.0);

@@ -45,7 +45,8 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
     let kafka = KafkaConfig { brokers: broker.bootstrap_servers(), topics, ..opts.config.kafka.clone() };
     let signer = x0_schema::generate_signing_key();
     let start_ns = wall_now_ns();
-    let mesh = SimMesh::new(&opts.scenario, SimOptions { start_ns, ..Default::default() }).context("building the simulated mesh")?;
+    let mesh = SimMesh::new(&opts.scenario, SimOptions { start_ns, ..Default::default() })
+        .context("building the simulated mesh")?;
     let elements = mesh.fault_elements();
     let topology = mesh.topology().clone();
     let mesh = Arc::new(Mutex::new(mesh));
@@ -57,7 +58,14 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
     let features = FeatureEngine::new(&sql).await.context("loading the feature SQL")?;
     let stats = Arc::new(JobStats::default());
     let job_id = uuid::Uuid::new_v4().simple().to_string();
-    let core = StreamCore::new(opts.config.clone(), topology, features, signer.clone(), stats.clone(), &format!("inc-{}", &job_id[..8]));
+    let core = StreamCore::new(
+        opts.config.clone(),
+        topology,
+        features,
+        signer.clone(),
+        stats.clone(),
+        &format!("inc-{}", &job_id[..8]),
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let job = {
         let kafka = kafka.clone();

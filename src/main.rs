@@ -4,15 +4,19 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
-use x0tta6bl4::demo::{run_demo, DemoOptions, DEFAULT_SCENARIO};
-use x0tta6bl4::{keys, report};
 use x0_kafka::{DevBroker, KafkaConfig};
 use x0_pipeline::{run_job, Config, FeatureEngine, JobStats, StreamCore, BUILTIN_FEATURES_SQL};
 use x0_schema::{ContentType, Scenario, Topology};
 use x0_sql::{format_batches, saved_queries, saved_query, HistoryEngine, OutputFormat};
+use x0tta6bl4::demo::{run_demo, DemoOptions, DEFAULT_SCENARIO};
+use x0tta6bl4::{keys, report};
 
 #[derive(Parser)]
-#[command(name = "x0tta6bl4", version, about = "Self-healing for mesh networks: kernel telemetry -> detection -> root cause -> signed reroute")]
+#[command(
+    name = "x0tta6bl4",
+    version,
+    about = "Self-healing for mesh networks: kernel telemetry -> detection -> root cause -> signed reroute"
+)]
 struct Cli {
     /// Configuration file (TOML); defaults are built in, see `x0tta6bl4 config show`.
     #[arg(long, global = true, env = "X0_CONFIG")]
@@ -139,7 +143,10 @@ async fn main() -> Result<()> {
             let config = load_config(cli.config.as_deref())?;
             let scenarios: Vec<Scenario> = match &scenario {
                 Some(p) if p.is_dir() => {
-                    let mut files: Vec<PathBuf> = std::fs::read_dir(p)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+                    let mut files: Vec<PathBuf> = std::fs::read_dir(p)?
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                        .collect();
                     files.sort();
                     files.iter().map(|f| Scenario::from_file(f)).collect::<Result<_, _>>()?
                 }
@@ -154,8 +161,22 @@ async fn main() -> Result<()> {
                     scenario.duration = d;
                 }
                 let data_dir = if many { root.join(&scenario.name) } else { root.clone() };
-                eprintln!("x0tta6bl4 demo: scenario {} ({:?}, {} faults) · history in {}", scenario.name, scenario.duration, scenario.faults.len(), data_dir.display());
-                let outcome = run_demo(DemoOptions { scenario, config: config.clone(), data_dir: data_dir.clone(), speed, encoding: encoding(&enc)?, progress: true }).await?;
+                eprintln!(
+                    "x0tta6bl4 demo: scenario {} ({:?}, {} faults) · history in {}",
+                    scenario.name,
+                    scenario.duration,
+                    scenario.faults.len(),
+                    data_dir.display()
+                );
+                let outcome = run_demo(DemoOptions {
+                    scenario,
+                    config: config.clone(),
+                    data_dir: data_dir.clone(),
+                    speed,
+                    encoding: encoding(&enc)?,
+                    progress: true,
+                })
+                .await?;
                 println!("{}", report::fault_table(&outcome.summary, outcome.report.incidents.len()));
                 let dlq = outcome.job.dlq();
                 if !dlq.is_empty() {
@@ -194,13 +215,23 @@ async fn main() -> Result<()> {
             };
             let features = FeatureEngine::new(&sql).await?;
             let job_id = uuid::Uuid::new_v4().simple().to_string();
-            let core = StreamCore::new(config.clone(), topo, features, signer, Arc::new(JobStats::default()), &format!("inc-{}", &job_id[..8]));
+            let core = StreamCore::new(
+                config.clone(),
+                topo,
+                features,
+                signer,
+                Arc::new(JobStats::default()),
+                &format!("inc-{}", &job_id[..8]),
+            );
             let (tx, rx) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 let _ = tokio::signal::ctrl_c().await;
                 let _ = tx.send(true);
             });
-            eprintln!("stream job {job_id} consuming {} from {}; Ctrl-C stops it", config.kafka.topics.telemetry, config.kafka.brokers);
+            eprintln!(
+                "stream job {job_id} consuming {} from {}; Ctrl-C stops it",
+                config.kafka.topics.telemetry, config.kafka.brokers
+            );
             let report = run_job(core, &config.kafka, &config.data_dir(), &job_id, rx).await?;
             eprintln!("stopped: {} incidents, {} commands", report.incidents.len(), report.commands.len());
         }
@@ -208,7 +239,10 @@ async fn main() -> Result<()> {
             let config = load_config(cli.config.as_deref())?;
             let broker = DevBroker::start(&config.kafka.topics, partitions)?;
             println!("{}", broker.bootstrap_servers());
-            eprintln!("embedded dev broker (librdkafka mock cluster, loopback only) with topics {:?}; Ctrl-C stops it", config.kafka.topics.all());
+            eprintln!(
+                "embedded dev broker (librdkafka mock cluster, loopback only) with topics {:?}; Ctrl-C stops it",
+                config.kafka.topics.all()
+            );
             tokio::signal::ctrl_c().await?;
         }
         Command::Simulate { scenario, verifying_key, speed, encoding: enc } => {
@@ -236,8 +270,12 @@ async fn main() -> Result<()> {
             }
             let sql = match (query, file, saved) {
                 (Some(q), None, None) => q,
-                (None, Some(f), None) => std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?,
-                (None, None, Some(name)) => saved_query(&name).with_context(|| format!("no saved query {name:?}; see --list"))?.sql.to_string(),
+                (None, Some(f), None) => {
+                    std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?
+                }
+                (None, None, Some(name)) => {
+                    saved_query(&name).with_context(|| format!("no saved query {name:?}; see --list"))?.sql.to_string()
+                }
                 _ => bail!("give exactly one of QUERY, --file or --saved"),
             };
             let data_dir = match data_dir {
@@ -261,7 +299,11 @@ async fn main() -> Result<()> {
         Command::Config { action: ConfigAction::Show } => print!("{}", x0_pipeline::DEFAULT_TOML),
         Command::Keys { action: KeysAction::Generate { out } } => {
             let (sk, vk) = keys::generate(&out)?;
-            println!("signing key   {} (keep it on the stream job only)\nverifying key {} (give it to every agent)", sk.display(), vk.display());
+            println!(
+                "signing key   {} (keep it on the stream job only)\nverifying key {} (give it to every agent)",
+                sk.display(),
+                vk.display()
+            );
         }
     }
     Ok(())

@@ -54,9 +54,19 @@ pub fn fault_table(s: &RunSummary, incidents_recorded: usize) -> String {
 pub fn aggregate_table(runs: &[(RunSummary, usize)]) -> String {
     let mut out = format!(
         "\n{:<28} {:>6} {:>9} {:>8} {:>13} {:>9} {:>6} {:>9} {:>9} {:>6}\n",
-        "scenario", "faults", "detected", "rca ok", "link restored", "incidents", "false", "mttd p50", "mttr p50", "flaps"
+        "scenario",
+        "faults",
+        "detected",
+        "rca ok",
+        "link restored",
+        "incidents",
+        "false",
+        "mttd p50",
+        "mttr p50",
+        "flaps"
     );
-    let (mut faults, mut detected, mut correct, mut links, mut restored, mut false_inc, mut flaps) = (0, 0, 0, 0, 0, 0, 0);
+    let (mut faults, mut detected, mut correct, mut links, mut restored, mut false_inc, mut flaps) =
+        (0, 0, 0, 0, 0, 0, 0);
     for (s, incidents) in runs {
         let d = s.faults.iter().filter(|f| f.detected_at_ms.is_some()).count();
         let c = s.faults.iter().filter(|f| f.root_cause_correct).count();

@@ -1,10 +1,11 @@
 //! The whole loop on the mock cluster: scenario → telemetry → windows → incident →
 //! signed commands → actuator results → Parquet rows, scored against ground truth.
+#![allow(clippy::unwrap_used)]
 
 use x0_pipeline::Config;
 use x0_schema::{ContentType, IncidentState, ResultStatus, Scenario};
 use x0_sql::HistoryEngine;
-use x0tta6bl4::demo::{run_demo, DemoOptions};
+use x0tta6bl4::demo::{run_demo, DemoOptions, DemoOutcome};
 
 fn scenario(kind: &str, extra: &str) -> Scenario {
     Scenario::from_toml_str(&format!(
@@ -29,6 +30,19 @@ fn scenario(kind: &str, extra: &str) -> Scenario {
     .expect("valid scenario")
 }
 
+/// Runs a scenario through the whole loop at real speed; the history lands in `dir`.
+async fn run(scenario: Scenario, encoding: ContentType, dir: &std::path::Path) -> DemoOutcome {
+    let options = DemoOptions {
+        scenario,
+        config: Config::default(),
+        data_dir: dir.to_path_buf(),
+        speed: 1.0,
+        encoding,
+        progress: false,
+    };
+    run_demo(options).await.expect("demo runs")
+}
+
 async fn count(engine: &HistoryEngine, sql: &str) -> i64 {
     let batches = engine.query(sql).await.expect("query runs");
     let col = batches[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().expect("count is i64");
@@ -38,16 +52,7 @@ async fn count(engine: &HistoryEngine, sql: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hard_link_failure_is_detected_rerouted_and_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let outcome = run_demo(DemoOptions {
-        scenario: scenario("link-down", ""),
-        config: Config::default(),
-        data_dir: dir.path().to_path_buf(),
-        speed: 1.0,
-        encoding: ContentType::Arrow,
-        progress: false,
-    })
-    .await
-    .expect("demo runs");
+    let outcome = run(scenario("link-down", ""), ContentType::Arrow, dir.path()).await;
     let s = &outcome.summary;
     let f = &s.faults[0];
     assert!(f.detected_at_ms.is_some(), "not detected: {s:?}");
@@ -77,16 +82,7 @@ async fn a_hard_link_failure_is_detected_rerouted_and_recorded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_lines_telemetry_runs_the_same_loop() {
     let dir = tempfile::tempdir().unwrap();
-    let outcome = run_demo(DemoOptions {
-        scenario: scenario("link-loss", "loss = 0.3"),
-        config: Config::default(),
-        data_dir: dir.path().to_path_buf(),
-        speed: 1.0,
-        encoding: ContentType::JsonLines,
-        progress: false,
-    })
-    .await
-    .expect("demo runs");
+    let outcome = run(scenario("link-loss", "loss = 0.3"), ContentType::JsonLines, dir.path()).await;
     let f = &outcome.summary.faults[0];
     assert!(f.root_cause_correct, "{:?}", outcome.summary);
     assert!(f.traffic_restored_at_ms.is_some(), "{:?}", outcome.summary);
@@ -101,16 +97,7 @@ async fn a_lying_reporter_causes_no_reroute() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = scenario("byzantine-reporter", "loss = 0.5");
     s.faults[0].target = "n5".into();
-    let outcome = run_demo(DemoOptions {
-        scenario: s,
-        config: Config::default(),
-        data_dir: dir.path().to_path_buf(),
-        speed: 1.0,
-        encoding: ContentType::Arrow,
-        progress: false,
-    })
-    .await
-    .expect("demo runs");
+    let outcome = run(s, ContentType::Arrow, dir.path()).await;
     let summary = &outcome.summary;
     assert!(summary.faults[0].root_cause_correct, "liar not named: {summary:?}");
     assert_eq!(summary.routes_changed, 0, "rerouted on a liar's word: {:?}", outcome.report.incidents);

@@ -136,7 +136,13 @@ mod tests {
             (signed(&generate_signing_key(), "b", "n1", 1_000), "bad signature"),
             (signed(&key, "e", "n1", 5), "expired"),
             (signed(&key, "m", "n7", 1_000), "is for n7"),
-            (String::from_utf8(signed(&key, "x", "n1", 1_000)).unwrap().replace("route-replace", "exec").into_bytes(), "unknown variant"),
+            (
+                String::from_utf8(signed(&key, "x", "n1", 1_000))
+                    .unwrap()
+                    .replace("route-replace", "exec")
+                    .into_bytes(),
+                "unknown variant",
+            ),
             (b"\x00\x01garbage".to_vec(), "malformed"),
         ];
         for (bytes, why) in cases {

@@ -35,7 +35,8 @@ impl TelemetryPublisher {
             ContentType::Arrow => encode_arrow(batch),
             ContentType::JsonLines => encode_json_lines(batch),
         };
-        let headers = OwnedHeaders::new().insert(Header { key: CONTENT_TYPE_HEADER, value: Some(self.encoding.header_value()) });
+        let headers =
+            OwnedHeaders::new().insert(Header { key: CONTENT_TYPE_HEADER, value: Some(self.encoding.header_value()) });
         let record = FutureRecord::to(&self.topic).key(node).payload(&payload).headers(headers);
         self.producer
             .send(record, Duration::from_secs(5))

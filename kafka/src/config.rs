@@ -19,7 +19,11 @@ pub enum KafkaError {
     Client(#[from] rdkafka::error::KafkaError),
     /// A message could not be delivered.
     #[error("kafka delivery to {topic} failed: {source}")]
-    Delivery { topic: String, #[source] source: rdkafka::error::KafkaError },
+    Delivery {
+        topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
 }
 
 /// Where the brokers are and how to talk to them.
@@ -37,7 +41,12 @@ pub struct KafkaConfig {
 
 impl Default for KafkaConfig {
     fn default() -> Self {
-        KafkaConfig { brokers: String::new(), group_id: "x0tta6bl4".into(), options: BTreeMap::new(), topics: Topics::default() }
+        KafkaConfig {
+            brokers: String::new(),
+            group_id: "x0tta6bl4".into(),
+            options: BTreeMap::new(),
+            topics: Topics::default(),
+        }
     }
 }
 

@@ -32,4 +32,8 @@ pub trait KnowledgeBase {
     fn similar(&self, signature: &[f32], k: usize) -> Result<Vec<SimilarIncident>, KnowledgeError>;
     /// How many incidents are stored.
     fn len(&self) -> Result<usize, KnowledgeError>;
+    /// Whether nothing is stored yet.
+    fn is_empty(&self) -> Result<bool, KnowledgeError> {
+        Ok(self.len()? == 0)
+    }
 }

@@ -7,8 +7,8 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 use x0_schema::{
-    Element, LinkSample, NodeId, NodeSample, Provenance, RouteEntry, Scenario, TelemetryBatch, Topology,
-    TopologyError, SCHEMA_VERSION,
+    Element, LinkSample, NodeId, NodeSample, Provenance, RouteEntry, Scenario, TelemetryBatch, Topology, TopologyError,
+    SCHEMA_VERSION,
 };
 
 /// Knobs of the simulation that are not part of the scenario.
@@ -87,7 +87,8 @@ impl SimMesh {
         let link_delay_us = topo.links().iter().map(|&l| (l, rng.gen_range(500.0..3000.0))).collect();
         let flows = topo.flows(scenario).into_iter().map(|(src, dst)| Flow { src, dst, credit: 0.0 }).collect();
         let n = topo.len();
-        let counters = (0..n).map(|i| topo.neighbours(i).iter().map(|&p| (p, LinkCounters::default())).collect()).collect();
+        let counters =
+            (0..n).map(|i| topo.neighbours(i).iter().map(|&p| (p, LinkCounters::default())).collect()).collect();
         Ok(SimMesh {
             interval: scenario.telemetry_interval,
             rate_pps: f64::from(scenario.traffic.rate_pps),
@@ -262,7 +263,8 @@ impl SimMesh {
                         c.probes_lost += 1;
                         continue;
                     }
-                    let extra = effects.delay.get(&(x, y)).copied().unwrap_or(0.0) + effects.delay.get(&(y, x)).copied().unwrap_or(0.0);
+                    let extra = effects.delay.get(&(x, y)).copied().unwrap_or(0.0)
+                        + effects.delay.get(&(y, x)).copied().unwrap_or(0.0);
                     let overload = if effects.overloaded.contains(&y) { 20_000.0 } else { 0.0 };
                     let jitter = self.rng.gen_range(0.0..200.0);
                     let rtt = 2.0 * base + extra + overload + jitter;

@@ -11,9 +11,9 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
 use x0_actuator::Actuator;
+use x0_ingest::TelemetryPublisher;
 use x0_kafka::rdkafka;
 use x0_kafka::{KafkaConfig, KafkaError};
-use x0_ingest::TelemetryPublisher;
 use x0_schema::{CommandResult, ContentType, ResultStatus, VerifyingKey};
 
 #[derive(Debug, Error)]
@@ -52,7 +52,8 @@ pub async fn run_simulation(
     let publisher = TelemetryPublisher::new(kafka, encoding)?;
     let consumer = kafka.consumer("x0-sim-actuators", &[&kafka.topics.commands])?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let actuators = actuator_host(consumer, producer.clone(), kafka.topics.command_results.clone(), mesh.clone(), key, stop_rx);
+    let actuators =
+        actuator_host(consumer, producer.clone(), kafka.topics.command_results.clone(), mesh.clone(), key, stop_rx);
     let actuators = tokio::spawn(actuators);
 
     let interval = lock(&mesh).scenario().telemetry_interval.div_f64(speed.max(0.01));

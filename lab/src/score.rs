@@ -20,7 +20,9 @@ fn ms(ns: i64, start_ns: i64) -> i64 {
 fn blames(kind: RootCauseKind, element: &Element, fault: FaultKind, target: &Element) -> bool {
     let family = match fault {
         FaultKind::ByzantineReporter => kind == RootCauseKind::SuspectReporter,
-        FaultKind::NodeCrash | FaultKind::NodeOverload => matches!(kind, RootCauseKind::NodeCrash | RootCauseKind::NodeOverload),
+        FaultKind::NodeCrash | FaultKind::NodeOverload => {
+            matches!(kind, RootCauseKind::NodeCrash | RootCauseKind::NodeOverload)
+        }
         _ => matches!(kind, RootCauseKind::LinkDown | RootCauseKind::LinkLoss | RootCauseKind::LinkDelay),
     };
     family && element == target
@@ -112,11 +114,8 @@ pub fn score_run(
     }
     // Incidents about an element some matched incident already covers (a second
     // incident for the same fault) are duplicates, not false alarms.
-    let false_incidents = incidents
-        .iter()
-        .zip(&matched)
-        .filter(|(inc, m)| !**m && !elements.iter().any(|e| related(inc, e)))
-        .count();
+    let false_incidents =
+        incidents.iter().zip(&matched).filter(|(inc, m)| !**m && !elements.iter().any(|e| related(inc, e))).count();
     let collect = |f: fn(&FaultOutcome) -> Option<i64>| faults.iter().filter_map(f).collect::<Vec<_>>();
     let total = faults.len().max(1) as f64;
     let ac1 = faults.iter().filter(|f| f.root_cause_correct).count() as f64 / total;

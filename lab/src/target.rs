@@ -27,7 +27,9 @@ impl RouteTarget for SimRouteTarget {
     fn apply(&mut self, action: &Action) -> Result<(), TargetError> {
         let mut mesh = lock(&self.mesh);
         let node = self.node;
-        let known = |mesh: &SimMesh, name: &str| mesh.node_id(name).ok_or_else(|| TargetError::Invalid(format!("unknown node {name}")));
+        let known = |mesh: &SimMesh, name: &str| {
+            mesh.node_id(name).ok_or_else(|| TargetError::Invalid(format!("unknown node {name}")))
+        };
         let neighbour = |mesh: &SimMesh, name: &str| {
             let id = known(mesh, name)?;
             if mesh.topology().has_link(node, id) {

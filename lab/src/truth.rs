@@ -84,13 +84,19 @@ mod tests {
     use super::*;
 
     fn change(at_ms: i64, from: &str, to: &str) -> RouteChange {
-        RouteChange { at_ms, node: "a".into(), destination: "d".into(), from: Some(from.into()), next_hop: Some(to.into()) }
+        RouteChange {
+            at_ms,
+            node: "a".into(),
+            destination: "d".into(),
+            from: Some(from.into()),
+            next_hop: Some(to.into()),
+        }
     }
 
     #[test]
     fn a_flap_is_a_quick_return_not_a_second_reroute() {
-        let mut t = GroundTruth::default();
-        t.route_changes = vec![change(0, "x", "y"), change(3_000, "y", "z")];
+        let mut t =
+            GroundTruth { route_changes: vec![change(0, "x", "y"), change(3_000, "y", "z")], ..Default::default() };
         assert_eq!(t.route_flaps(10_000), 0, "x → y → z is two reroutes");
         t.route_changes.push(change(5_000, "z", "y"));
         assert_eq!(t.route_flaps(10_000), 1, "y → z → y within 10 s");

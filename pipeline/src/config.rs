@@ -89,7 +89,10 @@ impl Config {
         let mut merged: toml::Table = toml::from_str(DEFAULT_TOML).expect("default.toml parses");
         let defaults = merged.clone();
         if let Some(path) = file {
-            match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| toml::from_str::<toml::Table>(&t).map_err(|e| e.to_string())) {
+            match std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| toml::from_str::<toml::Table>(&t).map_err(|e| e.to_string()))
+            {
                 Ok(user) => {
                     unknown_keys(&user, &defaults, "", &mut problems);
                     merge(&mut merged, user);
@@ -107,7 +110,11 @@ impl Config {
             let mut overlay = toml::Table::new();
             let mut slot = &mut overlay;
             for p in &path[..path.len() - 1] {
-                slot = slot.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new())).as_table_mut().expect("fresh table");
+                slot = slot
+                    .entry(p.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut()
+                    .expect("fresh table");
             }
             slot.insert(path[path.len() - 1].clone(), parsed);
             let before = problems.len();
@@ -157,7 +164,9 @@ impl Config {
         if !self.features.sql_file.is_empty() && !Path::new(&self.features.sql_file).is_file() {
             p.push(format!("features.sql_file {} does not exist", self.features.sql_file));
         }
-        for (name, path) in [("keys.signing_key", &self.keys.signing_key), ("keys.verifying_key", &self.keys.verifying_key)] {
+        for (name, path) in
+            [("keys.signing_key", &self.keys.signing_key), ("keys.verifying_key", &self.keys.verifying_key)]
+        {
             if !path.is_empty() && !Path::new(path).is_file() {
                 p.push(format!("{name} {path} does not exist"));
             }
@@ -212,8 +221,13 @@ mod tests {
     fn file_then_env_override() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "[window]\nsize = \"1s\"\n[kafka]\nbrokers = \"a:1\"\n[kafka.options]\n\"security.protocol\" = \"ssl\"\n").unwrap();
-        let env = [("X0__KAFKA__BROKERS".to_string(), "b:2".to_string()), ("X0__DETECTOR__Z_THRESHOLD".into(), "4.5".into())];
+        std::fs::write(
+            &f,
+            "[window]\nsize = \"1s\"\n[kafka]\nbrokers = \"a:1\"\n[kafka.options]\n\"security.protocol\" = \"ssl\"\n",
+        )
+        .unwrap();
+        let env =
+            [("X0__KAFKA__BROKERS".to_string(), "b:2".to_string()), ("X0__DETECTOR__Z_THRESHOLD".into(), "4.5".into())];
         let c = Config::load(Some(&f), env).unwrap();
         assert_eq!(c.window.size, Duration::from_secs(1));
         assert_eq!(c.kafka.brokers, "b:2");

@@ -14,7 +14,9 @@ use arrow::array::RecordBatch;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
-use x0_schema::{ActionRecord, CommandResult, HealingCommand, Incident, RootCauseKind, SigningKey, TelemetryBatch, Topology};
+use x0_schema::{
+    ActionRecord, CommandResult, HealingCommand, Incident, RootCauseKind, SigningKey, TelemetryBatch, Topology,
+};
 use x0_sql::CommandRow;
 use x0_training::{RobustDetector, MODEL_VERSION};
 
@@ -56,7 +58,14 @@ impl std::fmt::Debug for StreamCore {
 }
 
 impl StreamCore {
-    pub fn new(config: Config, topo: Topology, features: FeatureEngine, signer: SigningKey, stats: Arc<JobStats>, id_prefix: &str) -> Self {
+    pub fn new(
+        config: Config,
+        topo: Topology,
+        features: FeatureEngine,
+        signer: SigningKey,
+        stats: Arc<JobStats>,
+        id_prefix: &str,
+    ) -> Self {
         let w = &config.window;
         StreamCore {
             windows: Windows::new(w.size.as_nanos() as i64, w.allowed_lateness.as_nanos() as i64),
@@ -97,18 +106,29 @@ impl StreamCore {
         let skew = w.max_future_skew.as_nanos() as i64;
         let age = w.max_event_age.as_nanos() as i64;
         let horizon = wall_now_ns.max(self.windows.watermark().unwrap_or(i64::MIN)).saturating_add(skew);
-        let oldest = wall_now_ns.saturating_sub(age).min(self.windows.watermark().unwrap_or(i64::MAX).saturating_sub(age));
+        let oldest =
+            wall_now_ns.saturating_sub(age).min(self.windows.watermark().unwrap_or(i64::MAX).saturating_sub(age));
         let reject = |label, reason| Err(Rejection { label, reason });
-        for (ts, node, peer) in batch.links.iter().map(|l| (l.ts, &l.node, Some(&l.peer))).chain(batch.nodes.iter().map(|n| (n.ts, &n.node, None))) {
+        for (ts, node, peer) in batch
+            .links
+            .iter()
+            .map(|l| (l.ts, &l.node, Some(&l.peer)))
+            .chain(batch.nodes.iter().map(|n| (n.ts, &n.node, None)))
+        {
             let Some(a) = self.topo.id(node) else { return reject("unknown_node", format!("unknown node {node:?}")) };
             if let Some(peer) = peer {
-                let Some(b) = self.topo.id(peer) else { return reject("unknown_node", format!("unknown peer {peer:?} of {node}")) };
+                let Some(b) = self.topo.id(peer) else {
+                    return reject("unknown_node", format!("unknown peer {peer:?} of {node}"));
+                };
                 if !self.topo.has_link(a, b) {
                     return reject("unknown_link", format!("{node} and {peer} share no link"));
                 }
             }
             if ts > horizon {
-                return reject("future", format!("timestamp {ts} is more than {:?} ahead of stream time", w.max_future_skew));
+                return reject(
+                    "future",
+                    format!("timestamp {ts} is more than {:?} ahead of stream time", w.max_future_skew),
+                );
             }
             if ts < oldest {
                 return reject("too_old", format!("timestamp {ts} is older than {:?}", w.max_event_age));
@@ -169,10 +189,23 @@ impl StreamCore {
         if rc.kind == RootCauseKind::SuspectReporter {
             self.book.record_no_action(id, &format!("{} reports faults its neighbours do not corroborate: suspect reporter, no reroute on its word alone", rc.element));
         } else if rc.confidence < min {
-            self.book.record_no_action(id, &format!("confidence {:.2} is below planner.min_confidence {min:.2}: watching, not acting", rc.confidence));
+            self.book.record_no_action(
+                id,
+                &format!(
+                    "confidence {:.2} is below planner.min_confidence {min:.2}: watching, not acting",
+                    rc.confidence
+                ),
+            );
         } else {
             let plan = self.planner.plan_fault(id, &rc.element, now);
-            let why = format!("cause: {} {} (confidence {:.2}) because {}.\nplan: {}", rc.kind.as_str(), rc.element, rc.confidence, rc.evidence.join("; "), plan.explanation.join("; "));
+            let why = format!(
+                "cause: {} {} (confidence {:.2}) because {}.\nplan: {}",
+                rc.kind.as_str(),
+                rc.element,
+                rc.confidence,
+                rc.evidence.join("; "),
+                plan.explanation.join("; ")
+            );
             let actions = self.issue(id, &plan, now, out);
             if actions.is_empty() {
                 self.book.record_no_action(id, &why);
@@ -210,19 +243,30 @@ impl StreamCore {
                     signature: String::new(),
                 };
                 cmd.sign(&self.signer);
-                self.commands.insert(cmd.id.clone(), CommandRow {
+                self.commands.insert(
+                    cmd.id.clone(),
+                    CommandRow {
+                        command_id: cmd.id.clone(),
+                        incident_id: incident.to_string(),
+                        target: cmd.target.clone(),
+                        action: cmd.action.clone(),
+                        issued_at: now,
+                        expires_at: cmd.expires_at,
+                        status: None,
+                        reason: None,
+                        acked_at: None,
+                    },
+                );
+                self.stats.command_sent();
+                let record = ActionRecord {
                     command_id: cmd.id.clone(),
-                    incident_id: incident.to_string(),
                     target: cmd.target.clone(),
                     action: cmd.action.clone(),
                     issued_at: now,
-                    expires_at: cmd.expires_at,
                     status: None,
                     reason: None,
                     acked_at: None,
-                });
-                self.stats.command_sent();
-                let record = ActionRecord { command_id: cmd.id.clone(), target: cmd.target.clone(), action: cmd.action.clone(), issued_at: now, status: None, reason: None, acked_at: None };
+                };
                 out.push(Output::Command(cmd));
                 record
             })

@@ -58,22 +58,46 @@ pub fn detect(
         let mut bad = false;
         if l.down_fraction > 0.0 {
             bad = true;
-            out.push(Anomaly { element: link.clone(), signal: Signal::Carrier { reporter: l.node.clone() }, feature: "down_fraction", value: l.down_fraction, score: 10.0 * l.down_fraction });
+            out.push(Anomaly {
+                element: link.clone(),
+                signal: Signal::Carrier { reporter: l.node.clone() },
+                feature: "down_fraction",
+                value: l.down_fraction,
+                score: 10.0 * l.down_fraction,
+            });
         }
         if let Some(ratio) = l.loss_ratio {
             if let Some(z) = detector.score(&key, Feature::LossRatio, ratio, l.tx_packets) {
-                out.push(Anomaly { element: link.clone(), signal: Signal::CounterLoss { from: l.node.clone(), to: l.peer.clone() }, feature: "loss_ratio", value: ratio, score: z });
+                out.push(Anomaly {
+                    element: link.clone(),
+                    signal: Signal::CounterLoss { from: l.node.clone(), to: l.peer.clone() },
+                    feature: "loss_ratio",
+                    value: ratio,
+                    score: z,
+                });
             }
         }
         if let Some(p) = l.probe_loss {
             if let Some(z) = detector.score(&key, Feature::ProbeLoss, p, l.probes_sent) {
                 bad = true;
-                out.push(Anomaly { element: link.clone(), signal: Signal::ProbeLoss { reporter: l.node.clone() }, feature: "probe_loss", value: p, score: z });
+                out.push(Anomaly {
+                    element: link.clone(),
+                    signal: Signal::ProbeLoss { reporter: l.node.clone() },
+                    feature: "probe_loss",
+                    value: p,
+                    score: z,
+                });
             }
         }
         if let Some(rtt) = l.rtt_avg_us {
             if let Some(z) = detector.score(&key, Feature::Rtt, rtt, 0.0) {
-                out.push(Anomaly { element: link.clone(), signal: Signal::Rtt { reporter: l.node.clone() }, feature: "rtt_avg_us", value: rtt, score: z });
+                out.push(Anomaly {
+                    element: link.clone(),
+                    signal: Signal::Rtt { reporter: l.node.clone() },
+                    feature: "rtt_avg_us",
+                    value: rtt,
+                    score: z,
+                });
             }
         }
         let view = if bad {
@@ -87,16 +111,29 @@ pub fn detect(
     }
     for n in &f.nodes {
         if let Some(z) = detector.score(&n.node, Feature::Cpu, n.cpu, n.samples) {
-            out.push(Anomaly { element: Element::node(&n.node), signal: Signal::Cpu, feature: "cpu", value: n.cpu, score: z });
+            out.push(Anomaly {
+                element: Element::node(&n.node),
+                signal: Signal::Cpu,
+                feature: "cpu",
+                value: n.cpu,
+                score: z,
+            });
         }
     }
     // Silence is only news when most of the mesh is talking: a gap in the whole
     // stream is a telemetry problem, not a crash of every node (fail open).
-    let reporting: HashSet<&str> = f.nodes.iter().map(|n| n.node.as_str()).chain(f.links.iter().map(|l| l.node.as_str())).collect();
+    let reporting: HashSet<&str> =
+        f.nodes.iter().map(|n| n.node.as_str()).chain(f.links.iter().map(|l| l.node.as_str())).collect();
     let silent: Vec<&String> = known.iter().filter(|n| seen.contains(*n) && !reporting.contains(n.as_str())).collect();
     if silent.len() * 2 < known.len().max(1) {
         for n in silent {
-            out.push(Anomaly { element: Element::node(n), signal: Signal::Silent, feature: "samples", value: 0.0, score: 10.0 });
+            out.push(Anomaly {
+                element: Element::node(n),
+                signal: Signal::Silent,
+                feature: "samples",
+                value: 0.0,
+                score: 10.0,
+            });
         }
     }
     (out, views)

@@ -180,7 +180,14 @@ mod tests {
     }
 
     fn all_simple_paths(g: &CostGraph, s: usize, t: usize) -> Vec<Vec<usize>> {
-        fn go(g: &CostGraph, at: usize, t: usize, path: &mut Vec<usize>, edges: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+        fn go(
+            g: &CostGraph,
+            at: usize,
+            t: usize,
+            path: &mut Vec<usize>,
+            edges: &mut Vec<usize>,
+            out: &mut Vec<Vec<usize>>,
+        ) {
             if at == t {
                 out.push(edges.clone());
                 return;

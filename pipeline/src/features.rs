@@ -13,8 +13,17 @@ use x0_schema::{link_schema, node_schema, TelemetryBatch};
 pub const BUILTIN_FEATURES_SQL: &str = include_str!("../../sql/features.sql");
 
 const LINK_COLUMNS: &[&str] = &[
-    "node", "peer", "samples", "tx_packets", "lost_packets", "loss_ratio", "probes_sent", "probe_loss", "rtt_avg_us",
-    "down_fraction", "peer_samples",
+    "node",
+    "peer",
+    "samples",
+    "tx_packets",
+    "lost_packets",
+    "loss_ratio",
+    "probes_sent",
+    "probe_loss",
+    "rtt_avg_us",
+    "down_fraction",
+    "peer_samples",
 ];
 const NODE_COLUMNS: &[&str] = &["node", "samples", "cpu", "mem", "softirq", "queue_pressure"];
 
@@ -28,7 +37,11 @@ pub enum FeatureError {
     MissingColumn { query: &'static str, column: &'static str },
     /// DataFusion could not plan or run a query.
     #[error("feature query {query} failed: {source}")]
-    Query { query: &'static str, #[source] source: datafusion::error::DataFusionError },
+    Query {
+        query: &'static str,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
     #[error("feature column {0} cannot be read as a number or text: {1}")]
     Cast(&'static str, arrow::error::ArrowError),
 }
@@ -107,7 +120,9 @@ impl FeatureEngine {
         };
         let empty = ClosedWindow { start: 0, end: 0, rows: Default::default() };
         engine.run(&empty).await?;
-        for (query, sql, required) in [("link_features", &engine.link_sql, LINK_COLUMNS), ("node_features", &engine.node_sql, NODE_COLUMNS)] {
+        for (query, sql, required) in
+            [("link_features", &engine.link_sql, LINK_COLUMNS), ("node_features", &engine.node_sql, NODE_COLUMNS)]
+        {
             let df = engine.ctx.sql(sql).await.map_err(|source| FeatureError::Query { query, source })?;
             for &column in required {
                 if df.schema().field_with_unqualified_name(column).is_err() {
@@ -120,15 +135,31 @@ impl FeatureEngine {
 
     async fn run(&self, window: &ClosedWindow) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), FeatureError> {
         let batch = TelemetryBatch { links: window.rows.links.clone(), nodes: window.rows.nodes.clone() };
-        let links = if batch.links.is_empty() { RecordBatch::new_empty(link_schema()) } else { batch.link_record_batch() };
-        let nodes = if batch.nodes.is_empty() { RecordBatch::new_empty(node_schema()) } else { batch.node_record_batch() };
+        let links =
+            if batch.links.is_empty() { RecordBatch::new_empty(link_schema()) } else { batch.link_record_batch() };
+        let nodes =
+            if batch.nodes.is_empty() { RecordBatch::new_empty(node_schema()) } else { batch.node_record_batch() };
         let q = |query: &'static str| move |source| FeatureError::Query { query, source };
         self.ctx.deregister_table("link_samples").map_err(q("link_samples"))?;
         self.ctx.deregister_table("node_samples").map_err(q("node_samples"))?;
         self.ctx.register_batch("link_samples", links).map_err(q("link_samples"))?;
         self.ctx.register_batch("node_samples", nodes).map_err(q("node_samples"))?;
-        let link_rows = self.ctx.sql(&self.link_sql).await.map_err(q("link_features"))?.collect().await.map_err(q("link_features"))?;
-        let node_rows = self.ctx.sql(&self.node_sql).await.map_err(q("node_features"))?.collect().await.map_err(q("node_features"))?;
+        let link_rows = self
+            .ctx
+            .sql(&self.link_sql)
+            .await
+            .map_err(q("link_features"))?
+            .collect()
+            .await
+            .map_err(q("link_features"))?;
+        let node_rows = self
+            .ctx
+            .sql(&self.node_sql)
+            .await
+            .map_err(q("node_features"))?
+            .collect()
+            .await
+            .map_err(q("node_features"))?;
         Ok((link_rows, node_rows))
     }
 
@@ -140,8 +171,15 @@ impl FeatureEngine {
             let (node, peer) = (text(b, "node")?, text(b, "peer")?);
             let f = |c| num(b, c);
             let (samples, tx, lost, ratio, sent, ploss, rtt, down, peer_samples) = (
-                f("samples")?, f("tx_packets")?, f("lost_packets")?, f("loss_ratio")?, f("probes_sent")?,
-                f("probe_loss")?, f("rtt_avg_us")?, f("down_fraction")?, f("peer_samples")?,
+                f("samples")?,
+                f("tx_packets")?,
+                f("lost_packets")?,
+                f("loss_ratio")?,
+                f("probes_sent")?,
+                f("probe_loss")?,
+                f("rtt_avg_us")?,
+                f("down_fraction")?,
+                f("peer_samples")?,
             );
             for i in 0..b.num_rows() {
                 let opt = |a: &Float64Array| (!a.is_null(i)).then(|| a.value(i));
@@ -164,7 +202,8 @@ impl FeatureEngine {
         for b in &node_batches {
             let node = text(b, "node")?;
             let f = |c| num(b, c);
-            let (samples, cpu, mem, softirq, queue) = (f("samples")?, f("cpu")?, f("mem")?, f("softirq")?, f("queue_pressure")?);
+            let (samples, cpu, mem, softirq, queue) =
+                (f("samples")?, f("cpu")?, f("mem")?, f("softirq")?, f("queue_pressure")?);
             for i in 0..b.num_rows() {
                 let v = |a: &Float64Array| if a.is_null(i) { 0.0 } else { a.value(i) };
                 nodes.push(NodeFeatures {
@@ -200,9 +239,11 @@ fn text(b: &RecordBatch, name: &'static str) -> Result<StringArray, FeatureError
 pub fn with_window_columns(batch: &RecordBatch, start: i64, end: i64) -> Result<RecordBatch, arrow::error::ArrowError> {
     use arrow::datatypes::{Field, Schema};
     let n = batch.num_rows();
-    let mut fields: Vec<Field> = vec![Field::new("window_start", DataType::Int64, false), Field::new("window_end", DataType::Int64, false)];
+    let mut fields: Vec<Field> =
+        vec![Field::new("window_start", DataType::Int64, false), Field::new("window_end", DataType::Int64, false)];
     fields.extend(batch.schema().fields().iter().map(|f| f.as_ref().clone()));
-    let mut cols: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![start; n])), Arc::new(Int64Array::from(vec![end; n]))];
+    let mut cols: Vec<ArrayRef> =
+        vec![Arc::new(Int64Array::from(vec![start; n])), Arc::new(Int64Array::from(vec![end; n]))];
     cols.extend(batch.columns().iter().cloned());
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
 }
@@ -215,9 +256,24 @@ mod tests {
 
     fn link(node: &str, peer: &str, tx: u64, rx: u64, sent: u64, lost: u64) -> LinkSample {
         LinkSample {
-            ts: 1, node: node.into(), peer: peer.into(), iface: "e".into(), schema_version: SCHEMA_VERSION,
-            provenance: Provenance::Sim, oper_up: true, tx_packets: tx, rx_packets: rx, tx_bytes: 0, rx_bytes: 0,
-            drops: 0, errors: 0, tcp_retransmits: 0, probes_sent: sent, probes_lost: lost, rtt_avg_us: 1000.0, rtt_max_us: 1000.0,
+            ts: 1,
+            node: node.into(),
+            peer: peer.into(),
+            iface: "e".into(),
+            schema_version: SCHEMA_VERSION,
+            provenance: Provenance::Sim,
+            oper_up: true,
+            tx_packets: tx,
+            rx_packets: rx,
+            tx_bytes: 0,
+            rx_bytes: 0,
+            drops: 0,
+            errors: 0,
+            tcp_retransmits: 0,
+            probes_sent: sent,
+            probes_lost: lost,
+            rtt_avg_us: 1000.0,
+            rtt_max_us: 1000.0,
         }
     }
 

@@ -56,7 +56,10 @@ impl History {
         let mut by_day: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
         for (start, end, b) in rows {
             if b.num_rows() > 0 {
-                by_day.entry(day(start)).or_default().push(with_window_columns(&b, start, end).map_err(std::io::Error::other)?);
+                by_day
+                    .entry(day(start))
+                    .or_default()
+                    .push(with_window_columns(&b, start, end).map_err(std::io::Error::other)?);
             }
         }
         for (d, batches) in by_day {

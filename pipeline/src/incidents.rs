@@ -42,13 +42,22 @@ fn ms(ns: i64) -> i64 {
 
 impl IncidentBook {
     pub fn new(confirm_windows: u32, clear_windows: u32, model_version: &str, id_prefix: &str) -> Self {
-        IncidentBook { confirm_windows, clear_windows, model_version: model_version.into(), tracked: BTreeMap::new(), next_id: 0, id_prefix: id_prefix.into() }
+        IncidentBook {
+            confirm_windows,
+            clear_windows,
+            model_version: model_version.into(),
+            tracked: BTreeMap::new(),
+            next_id: 0,
+            id_prefix: id_prefix.into(),
+        }
     }
 
     fn open_for(&self, element: &Element) -> Option<String> {
         self.tracked
             .iter()
-            .find(|(_, t)| !t.incident.state.is_final() && t.incident.root_cause.as_ref().is_some_and(|rc| &rc.element == element))
+            .find(|(_, t)| {
+                !t.incident.state.is_final() && t.incident.root_cause.as_ref().is_some_and(|rc| &rc.element == element)
+            })
             .map(|(id, _)| id.clone())
     }
 
@@ -59,12 +68,17 @@ impl IncidentBook {
         for d in diagnoses {
             // A node diagnosis absorbs unconfirmed candidates on its links.
             if let Element::Node { id } = &d.cause.element {
-                let absorbed: Vec<String> = self
-                    .tracked
-                    .iter()
-                    .filter(|(_, t)| !t.confirmed && t.incident.root_cause.as_ref().is_some_and(|rc| matches!(rc.element, Element::Link { .. }) && rc.element.touches(id)))
-                    .map(|(k, _)| k.clone())
-                    .collect();
+                let absorbed: Vec<String> =
+                    self.tracked
+                        .iter()
+                        .filter(|(_, t)| {
+                            !t.confirmed
+                                && t.incident.root_cause.as_ref().is_some_and(|rc| {
+                                    matches!(rc.element, Element::Link { .. }) && rc.element.touches(id)
+                                })
+                        })
+                        .map(|(k, _)| k.clone())
+                        .collect();
                 for k in absorbed {
                     self.tracked.remove(&k);
                 }
@@ -74,29 +88,32 @@ impl IncidentBook {
                 None => {
                     self.next_id += 1;
                     let id = format!("{}-{:04}", self.id_prefix, self.next_id);
-                    self.tracked.insert(id.clone(), Tracked {
-                        incident: Incident {
-                            incident_id: id.clone(),
-                            opened_at: window_start,
-                            detected_at: now_ns,
-                            diagnosed_at: None,
-                            mitigated_at: None,
-                            resolved_at: None,
-                            state: IncidentState::Opened,
-                            symptoms: vec![],
-                            root_cause: Some(d.cause.clone()),
-                            actions: vec![],
-                            outcome: Outcome::Open,
-                            mttd_ms: None,
-                            mttr_ms: None,
-                            model_version: self.model_version.clone(),
-                            explanation: String::new(),
+                    self.tracked.insert(
+                        id.clone(),
+                        Tracked {
+                            incident: Incident {
+                                incident_id: id.clone(),
+                                opened_at: window_start,
+                                detected_at: now_ns,
+                                diagnosed_at: None,
+                                mitigated_at: None,
+                                resolved_at: None,
+                                state: IncidentState::Opened,
+                                symptoms: vec![],
+                                root_cause: Some(d.cause.clone()),
+                                actions: vec![],
+                                outcome: Outcome::Open,
+                                mttd_ms: None,
+                                mttr_ms: None,
+                                model_version: self.model_version.clone(),
+                                explanation: String::new(),
+                            },
+                            streak: 0,
+                            confirmed: false,
+                            healthy_windows: 0,
+                            acted: false,
                         },
-                        streak: 0,
-                        confirmed: false,
-                        healthy_windows: 0,
-                        acted: false,
-                    });
+                    );
                     id
                 }
             };
@@ -111,7 +128,9 @@ impl IncidentBook {
             // an earlier window must not confirm (or justify acting on) a weaker one.
             if !t.acted {
                 let changed = t.incident.root_cause.as_ref().is_none_or(|rc| {
-                    rc.kind != d.cause.kind || rc.element != d.cause.element || (rc.confidence - d.cause.confidence).abs() >= 0.05
+                    rc.kind != d.cause.kind
+                        || rc.element != d.cause.element
+                        || (rc.confidence - d.cause.confidence).abs() >= 0.05
                 });
                 t.incident.root_cause = Some(d.cause);
                 if t.confirmed && changed {
@@ -161,7 +180,7 @@ impl IncidentBook {
         }
         t.incident.actions.extend(actions);
         if !t.incident.explanation.is_empty() {
-            t.incident.explanation.push_str("\n");
+            t.incident.explanation.push('\n');
         }
         t.incident.explanation.push_str(explanation);
     }
@@ -171,21 +190,24 @@ impl IncidentBook {
         let Some(t) = self.tracked.get_mut(id) else { return };
         t.incident.outcome = Outcome::NoAction;
         if !t.incident.explanation.is_empty() {
-            t.incident.explanation.push_str("\n");
+            t.incident.explanation.push('\n');
         }
         t.incident.explanation.push_str(why);
     }
 
     /// Applies an actuator's result; returns the incident it belonged to if it changed.
     pub fn on_result(&mut self, r: &CommandResult) -> Option<String> {
-        let (id, t) = self.tracked.iter_mut().find(|(_, t)| t.incident.actions.iter().any(|a| a.command_id == r.command_id))?;
+        let (id, t) =
+            self.tracked.iter_mut().find(|(_, t)| t.incident.actions.iter().any(|a| a.command_id == r.command_id))?;
         let a = t.incident.actions.iter_mut().find(|a| a.command_id == r.command_id).expect("found above");
         a.status = Some(r.status);
         a.reason = (!r.reason.is_empty()).then(|| r.reason.clone());
         a.acked_at = Some(r.applied_at);
         let inc = &mut t.incident;
         let all_acked = inc.actions.iter().all(|a| a.status.is_some());
-        let any_bad = inc.actions.iter().any(|a| matches!(a.status, Some(ResultStatus::Failed | ResultStatus::Rejected | ResultStatus::RolledBack)));
+        let any_bad = inc.actions.iter().any(|a| {
+            matches!(a.status, Some(ResultStatus::Failed | ResultStatus::Rejected | ResultStatus::RolledBack))
+        });
         if inc.state == IncidentState::Mitigating && all_acked {
             if any_bad {
                 inc.state = IncidentState::Failed;

@@ -57,10 +57,17 @@ impl Io {
 }
 
 /// Runs until `shutdown` turns true; then writes the final history and returns.
-pub async fn run_job(mut core: StreamCore, kafka: &KafkaConfig, data_dir: &std::path::Path, job_id: &str, mut shutdown: watch::Receiver<bool>) -> Result<JobReport, JobError> {
+pub async fn run_job(
+    mut core: StreamCore,
+    kafka: &KafkaConfig,
+    data_dir: &std::path::Path,
+    job_id: &str,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<JobReport, JobError> {
     let telemetry: StreamConsumer = kafka.consumer(&kafka.group_id, &[&kafka.topics.telemetry])?;
     // Each instance must see the results of its own commands: a group of its own.
-    let results: StreamConsumer = kafka.consumer(&format!("{}-results-{job_id}", kafka.group_id), &[&kafka.topics.command_results])?;
+    let results: StreamConsumer =
+        kafka.consumer(&format!("{}-results-{job_id}", kafka.group_id), &[&kafka.topics.command_results])?;
     let io = Io { producer: kafka.producer()?, kafka: kafka.clone() };
     let mut history = History::new(data_dir, job_id);
     let mut flush = tokio::time::interval(Duration::from_secs(2));

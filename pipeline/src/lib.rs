@@ -32,7 +32,9 @@ mod stats;
 mod window;
 
 pub use crate::core::{Output, Rejection, StreamCore};
-pub use config::{Config, ConfigErrors, FeaturesConfig, KeysConfig, PlannerConfig, RcaConfig, WindowConfig, DEFAULT_TOML};
+pub use config::{
+    Config, ConfigErrors, FeaturesConfig, KeysConfig, PlannerConfig, RcaConfig, WindowConfig, DEFAULT_TOML,
+};
 pub use disjoint::{disjoint_paths, path_cost, CostGraph};
 pub use features::{FeatureEngine, FeatureError, WindowFeatures, BUILTIN_FEATURES_SQL};
 pub use job::{run_job, JobError, JobReport};

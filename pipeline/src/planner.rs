@@ -50,7 +50,15 @@ pub struct Planner {
 
 impl Planner {
     pub fn new(topo: Topology, config: PlannerConfig) -> Self {
-        Planner { topo, config, installed: BTreeMap::new(), faults: BTreeMap::new(), cost: HashMap::new(), changes_per_node: HashMap::new(), baseline: HashMap::new() }
+        Planner {
+            topo,
+            config,
+            installed: BTreeMap::new(),
+            faults: BTreeMap::new(),
+            cost: HashMap::new(),
+            changes_per_node: HashMap::new(),
+            baseline: HashMap::new(),
+        }
     }
 
     /// Updates link costs from a window's loss: ETX = 1 / (delivery a→b · delivery b→a).
@@ -78,7 +86,13 @@ impl Planner {
     }
 
     fn faulted_nodes(&self) -> HashSet<NodeId> {
-        self.faults.values().filter_map(|e| match e { Element::Node { id } => self.topo.id(id), _ => None }).collect()
+        self.faults
+            .values()
+            .filter_map(|e| match e {
+                Element::Node { id } => self.topo.id(id),
+                _ => None,
+            })
+            .collect()
     }
 
     fn faulted_links(&self) -> HashSet<(NodeId, NodeId)> {
@@ -104,7 +118,12 @@ impl Planner {
     }
 
     /// Nodes whose current path to `d` crosses a fault, loops or dead-ends.
-    fn broken_towards(&mut self, d: NodeId, bad_nodes: &HashSet<NodeId>, bad_links: &HashSet<(NodeId, NodeId)>) -> Vec<NodeId> {
+    fn broken_towards(
+        &mut self,
+        d: NodeId,
+        bad_nodes: &HashSet<NodeId>,
+        bad_links: &HashSet<(NodeId, NodeId)>,
+    ) -> Vec<NodeId> {
         let n = self.topo.len();
         // 0 unknown, 1 fine, 2 broken
         let mut state = vec![0u8; n];
@@ -121,7 +140,10 @@ impl Planner {
                     break state[at];
                 }
                 let Some(next) = self.effective_next(at, d) else { break 2 };
-                if bad_links.contains(&(at.min(next), at.max(next))) || (bad_nodes.contains(&next) && next != d) || !on_walk.insert(next) {
+                if bad_links.contains(&(at.min(next), at.max(next)))
+                    || (bad_nodes.contains(&next) && next != d)
+                    || !on_walk.insert(next)
+                {
                     break 2;
                 }
                 walk.push(next);
@@ -152,7 +174,11 @@ impl Planner {
         let mut done = vec![false; n];
         dist[d] = 0.0;
         for _ in 0..n {
-            let Some(v) = (0..n).filter(|&v| !done[v] && dist[v].is_finite()).min_by(|&x, &y| dist[x].total_cmp(&dist[y])) else { break };
+            let Some(v) =
+                (0..n).filter(|&v| !done[v] && dist[v].is_finite()).min_by(|&x, &y| dist[x].total_cmp(&dist[y]))
+            else {
+                break;
+            };
             done[v] = true;
             for &u in self.topo.neighbours(v) {
                 if bad_nodes.contains(&u) || bad_links.contains(&(u.min(v), u.max(v))) {
@@ -200,9 +226,17 @@ impl Planner {
                     unreachable += 1;
                     continue;
                 }
-                let primary = self.topo.neighbours(s).iter().copied()
-                    .filter(|&n| !bad_nodes.contains(&n) && !bad_links.contains(&(s.min(n), s.max(n))) && dist[n].is_finite())
-                    .min_by(|&x, &y| (self.link_cost(s, x) + dist[x]).total_cmp(&(self.link_cost(s, y) + dist[y])).then(x.cmp(&y)))
+                let primary = self
+                    .topo
+                    .neighbours(s)
+                    .iter()
+                    .copied()
+                    .filter(|&n| {
+                        !bad_nodes.contains(&n) && !bad_links.contains(&(s.min(n), s.max(n))) && dist[n].is_finite()
+                    })
+                    .min_by(|&x, &y| {
+                        (self.link_cost(s, x) + dist[x]).total_cmp(&(self.link_cost(s, y) + dist[y])).then(x.cmp(&y))
+                    })
                     .expect("finite distance implies a usable neighbour");
                 let backup = disjoint_paths(&g, s, d, self.config.k_paths.max(2))
                     .iter()
@@ -229,10 +263,15 @@ impl Planner {
             }
         }
         if unreachable > 0 {
-            plan.explanation.push(format!("{unreachable} (node, destination) pair(s) have no healthy path left; their routes were left alone"));
+            plan.explanation.push(format!(
+                "{unreachable} (node, destination) pair(s) have no healthy path left; their routes were left alone"
+            ));
         }
         if held > 0 {
-            plan.explanation.push(format!("{held} route change(s) held back: more than {} changes per node per minute", self.config.max_route_changes_per_minute));
+            plan.explanation.push(format!(
+                "{held} route change(s) held back: more than {} changes per node per minute",
+                self.config.max_route_changes_per_minute
+            ));
         }
     }
 
@@ -240,7 +279,9 @@ impl Planner {
     pub fn plan_fault(&mut self, incident: &str, element: &Element, now_ns: i64) -> Plan {
         let mut plan = Plan::default();
         if !self.topo.connected_without(element) {
-            plan.explanation.push(format!("without {element} the mesh is partitioned; only pairs with a surviving path are rerouted"));
+            plan.explanation.push(format!(
+                "without {element} the mesh is partitioned; only pairs with a surviving path are rerouted"
+            ));
         }
         self.faults.insert(incident.to_string(), element.clone());
         self.reroute(incident, now_ns, &mut plan);
@@ -262,7 +303,8 @@ impl Planner {
     pub fn plan_clear(&mut self, incident: &str, now_ns: i64) -> Plan {
         let mut plan = Plan::default();
         self.faults.remove(incident);
-        let mine: Vec<((NodeId, NodeId), Installed)> = self.installed.iter().filter(|(_, r)| r.incident == incident).map(|(k, r)| (*k, r.clone())).collect();
+        let mine: Vec<((NodeId, NodeId), Installed)> =
+            self.installed.iter().filter(|(_, r)| r.incident == incident).map(|(k, r)| (*k, r.clone())).collect();
         for (k, _) in &mine {
             self.installed.remove(k);
         }
@@ -274,7 +316,10 @@ impl Planner {
         let still: HashSet<(String, String)> = replan
             .changes
             .iter()
-            .filter_map(|c| match &c.action { Action::RouteReplace { destination, .. } => Some((c.target.clone(), destination.clone())), _ => None })
+            .filter_map(|c| match &c.action {
+                Action::RouteReplace { destination, .. } => Some((c.target.clone(), destination.clone())),
+                _ => None,
+            })
             .collect();
         for ((s, d), _) in &mine {
             let key = (self.topo.name(*s).to_string(), self.topo.name(*d).to_string());
@@ -283,7 +328,10 @@ impl Planner {
             }
         }
         plan.changes.extend(replan.changes);
-        plan.explanation.push(format!("fault cleared: {} route(s) returned to baseline", plan.changes.iter().filter(|c| matches!(c.action, Action::RouteWithdraw { .. })).count()));
+        plan.explanation.push(format!(
+            "fault cleared: {} route(s) returned to baseline",
+            plan.changes.iter().filter(|c| matches!(c.action, Action::RouteWithdraw { .. })).count()
+        ));
         plan.explanation.extend(replan.explanation);
         plan
     }
@@ -303,7 +351,13 @@ mod tests {
 
     fn planner() -> Planner {
         let topo = Topology::generate(&TopologySpec { shape: Shape::Grid, nodes: 16, seed: 1, links: vec![] }).unwrap();
-        let config = PlannerConfig { min_confidence: 0.6, command_ttl: Duration::from_secs(10), k_paths: 2, hold_down: Duration::from_secs(10), max_route_changes_per_minute: 1000 };
+        let config = PlannerConfig {
+            min_confidence: 0.6,
+            command_ttl: Duration::from_secs(10),
+            k_paths: 2,
+            hold_down: Duration::from_secs(10),
+            max_route_changes_per_minute: 1000,
+        };
         Planner::new(topo, config)
     }
 
@@ -335,7 +389,9 @@ mod tests {
             }
         }
         for c in &plan.changes {
-            let Action::RouteReplace { primary, backup: Some(backup), .. } = &c.action else { panic!("grid always has a backup: {c:?}") };
+            let Action::RouteReplace { primary, backup: Some(backup), .. } = &c.action else {
+                panic!("grid always has a backup: {c:?}")
+            };
             assert_ne!(primary, backup);
         }
     }

@@ -55,7 +55,12 @@ impl Localizer {
     }
 
     /// Explains one window's anomalies as root causes.
-    pub fn localize(&mut self, anomalies: &[Anomaly], views: &[(String, String, View)], window_start: i64) -> Vec<Diagnosis> {
+    pub fn localize(
+        &mut self,
+        anomalies: &[Anomaly],
+        views: &[(String, String, View)],
+        window_start: i64,
+    ) -> Vec<Diagnosis> {
         self.remember(views);
         let mut out = Vec::new();
         let mut explained = vec![false; anomalies.len()];
@@ -86,12 +91,21 @@ impl Localizer {
             let confidence = if n == 0 { 0.5 } else { (0.6 + 0.1 * n.min(3) as f64).min(0.9) };
             let mut evidence = vec![format!("{id} stopped reporting telemetry")];
             if n > 0 {
-                evidence.push(format!("{n} neighbour(s) lost their probes to it: {}", witnesses.into_iter().collect::<Vec<_>>().join(", ")));
+                evidence.push(format!(
+                    "{n} neighbour(s) lost their probes to it: {}",
+                    witnesses.into_iter().collect::<Vec<_>>().join(", ")
+                ));
             } else {
                 evidence.push("no neighbour corroborates: may be the agent, not the node".into());
             }
             out.push(Diagnosis {
-                cause: RootCause { kind: RootCauseKind::NodeCrash, element: a.element.clone(), confidence, ambiguity: vec![], evidence },
+                cause: RootCause {
+                    kind: RootCauseKind::NodeCrash,
+                    element: a.element.clone(),
+                    confidence,
+                    ambiguity: vec![],
+                    evidence,
+                },
                 hard: n > 0,
                 symptoms,
             });
@@ -116,7 +130,13 @@ impl Localizer {
                 format!("{corroborating} symptom(s) on its links (delay, loss) explained by it"),
             ];
             out.push(Diagnosis {
-                cause: RootCause { kind: RootCauseKind::NodeOverload, element: a.element.clone(), confidence, ambiguity: vec![], evidence },
+                cause: RootCause {
+                    kind: RootCauseKind::NodeOverload,
+                    element: a.element.clone(),
+                    confidence,
+                    ambiguity: vec![],
+                    evidence,
+                },
                 hard: false,
                 symptoms,
             });
@@ -133,12 +153,27 @@ impl Localizer {
         for (link, signals) in per_link {
             let Element::Link { a: na, b: nb } = &link else { continue };
             let symptoms: Vec<Symptom> = signals.iter().map(|s| symptom(s, window_start)).collect();
-            let carrier: BTreeSet<&str> = signals.iter().filter_map(|s| match &s.signal { Signal::Carrier { reporter } => Some(reporter.as_str()), _ => None }).collect();
+            let carrier: BTreeSet<&str> = signals
+                .iter()
+                .filter_map(|s| match &s.signal {
+                    Signal::Carrier { reporter } => Some(reporter.as_str()),
+                    _ => None,
+                })
+                .collect();
             if !carrier.is_empty() {
                 let both = carrier.len() == 2;
-                let evidence = vec![format!("carrier lost as seen by {}", carrier.iter().copied().collect::<Vec<_>>().join(" and "))];
+                let evidence = vec![format!(
+                    "carrier lost as seen by {}",
+                    carrier.iter().copied().collect::<Vec<_>>().join(" and ")
+                )];
                 out.push(Diagnosis {
-                    cause: RootCause { kind: RootCauseKind::LinkDown, element: link.clone(), confidence: if both { 0.95 } else { 0.8 }, ambiguity: vec![], evidence },
+                    cause: RootCause {
+                        kind: RootCauseKind::LinkDown,
+                        element: link.clone(),
+                        confidence: if both { 0.95 } else { 0.8 },
+                        ambiguity: vec![],
+                        evidence,
+                    },
                     hard: true,
                     symptoms,
                 });
@@ -148,7 +183,13 @@ impl Localizer {
             let good = |x: &str, y: &str| self.count(x, y, View::Good);
             let (bad_a, bad_b) = (bad(na, nb), bad(nb, na));
             let counter = signals.iter().any(|s| matches!(s.signal, Signal::CounterLoss { .. }));
-            let rtt: BTreeSet<&str> = signals.iter().filter_map(|s| match &s.signal { Signal::Rtt { reporter } => Some(reporter.as_str()), _ => None }).collect();
+            let rtt: BTreeSet<&str> = signals
+                .iter()
+                .filter_map(|s| match &s.signal {
+                    Signal::Rtt { reporter } => Some(reporter.as_str()),
+                    _ => None,
+                })
+                .collect();
             // One end keeps saying "bad" while the other's probes, which cross the link
             // both ways, keep coming back: the claim is not corroborated.
             // A known suspect's claims stay its own while the other end is not bad.
@@ -175,15 +216,28 @@ impl Localizer {
                 let mut evidence = Vec::new();
                 for s in &signals {
                     evidence.push(match &s.signal {
-                        Signal::CounterLoss { from, to } => format!("{:.1}% of packets {from} sent were not received by {to}", s.value * 100.0),
-                        Signal::ProbeLoss { reporter } => format!("{reporter} lost {:.0}% of its probes across the link", s.value * 100.0),
-                        Signal::Rtt { reporter } => format!("{reporter} sees round-trip time {:.1} ms", s.value / 1000.0),
+                        Signal::CounterLoss { from, to } => {
+                            format!("{:.1}% of packets {from} sent were not received by {to}", s.value * 100.0)
+                        }
+                        Signal::ProbeLoss { reporter } => {
+                            format!("{reporter} lost {:.0}% of its probes across the link", s.value * 100.0)
+                        }
+                        Signal::Rtt { reporter } => {
+                            format!("{reporter} sees round-trip time {:.1} ms", s.value / 1000.0)
+                        }
                         other => format!("{other:?}"),
                     });
                 }
-                evidence.push(format!("probe views over the last {MEMORY} windows: {na} bad {bad_a}, {nb} bad {bad_b}"));
+                evidence
+                    .push(format!("probe views over the last {MEMORY} windows: {na} bad {bad_a}, {nb} bad {bad_b}"));
                 out.push(Diagnosis {
-                    cause: RootCause { kind: RootCauseKind::LinkLoss, element: link.clone(), confidence, ambiguity: vec![], evidence },
+                    cause: RootCause {
+                        kind: RootCauseKind::LinkLoss,
+                        element: link.clone(),
+                        confidence,
+                        ambiguity: vec![],
+                        evidence,
+                    },
                     hard: false,
                     symptoms,
                 });
@@ -191,9 +245,18 @@ impl Localizer {
             }
             if !rtt.is_empty() {
                 let confidence = if rtt.len() == 2 { 0.85 } else { 0.6 };
-                let evidence = vec![format!("round-trip time rose as seen by {}", rtt.iter().copied().collect::<Vec<_>>().join(" and "))];
+                let evidence = vec![format!(
+                    "round-trip time rose as seen by {}",
+                    rtt.iter().copied().collect::<Vec<_>>().join(" and ")
+                )];
                 out.push(Diagnosis {
-                    cause: RootCause { kind: RootCauseKind::LinkDelay, element: link.clone(), confidence, ambiguity: vec![], evidence },
+                    cause: RootCause {
+                        kind: RootCauseKind::LinkDelay,
+                        element: link.clone(),
+                        confidence,
+                        ambiguity: vec![],
+                        evidence,
+                    },
                     hard: false,
                     symptoms,
                 });
@@ -234,7 +297,9 @@ impl Localizer {
                             element: link,
                             confidence: 0.5,
                             ambiguity: vec![Element::node(&claimant)],
-                            evidence: vec![format!("only {claimant} reports loss; the other end's probes are answered")],
+                            evidence: vec![format!(
+                                "only {claimant} reports loss; the other end's probes are answered"
+                            )],
                         },
                         hard: false,
                         symptoms,

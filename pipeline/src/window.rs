@@ -38,7 +38,14 @@ pub struct Windows {
 
 impl Windows {
     pub fn new(size_ns: i64, lateness_ns: i64) -> Self {
-        Windows { size: size_ns.max(1), lateness: lateness_ns.max(0), max_ts: None, closed_until: i64::MIN, open: BTreeMap::new(), late_rows: 0 }
+        Windows {
+            size: size_ns.max(1),
+            lateness: lateness_ns.max(0),
+            max_ts: None,
+            closed_until: i64::MIN,
+            open: BTreeMap::new(),
+            late_rows: 0,
+        }
     }
 
     pub fn size_ns(&self) -> i64 {
@@ -132,7 +139,17 @@ mod tests {
     use x0_schema::{NodeSample, Provenance, SCHEMA_VERSION};
 
     fn node(ts: i64) -> NodeSample {
-        NodeSample { ts, node: "n".into(), schema_version: SCHEMA_VERSION, provenance: Provenance::Sim, cpu: 0.1, mem: 0.1, softirq: 0.0, queue_pressure: 0.0, agent_ok: true }
+        NodeSample {
+            ts,
+            node: "n".into(),
+            schema_version: SCHEMA_VERSION,
+            provenance: Provenance::Sim,
+            cpu: 0.1,
+            mem: 0.1,
+            softirq: 0.0,
+            queue_pressure: 0.0,
+            agent_ok: true,
+        }
     }
 
     #[test]
@@ -181,7 +198,7 @@ mod tests {
             for c in &closed {
                 prop_assert_eq!(c.end - c.start, size);
                 for s in &c.rows.nodes {
-                    prop_assert!(s.ts - 1 >= c.start && s.ts - 1 < c.end);
+                    prop_assert!(s.ts > c.start && s.ts - 1 < c.end);
                 }
             }
             let mut starts: Vec<_> = closed.iter().map(|c| c.start).collect();

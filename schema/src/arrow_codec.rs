@@ -6,11 +6,10 @@
 
 use crate::{DecodeError, LinkSample, NodeSample, Provenance, TelemetryBatch, SCHEMA_VERSION};
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
-    UInt16Array, UInt64Array,
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, UInt16Array, UInt64Array,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::buffer::Buffer;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::reader::StreamDecoder;
 use arrow::ipc::writer::StreamWriter;
 use std::collections::HashMap;
@@ -175,7 +174,8 @@ pub(crate) fn decode_arrow(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> 
         let schema = decoder.schema().ok_or_else(|| DecodeError::Arrow("stream without a schema".into()))?;
         let kind = schema.metadata().get(KIND_KEY).cloned().ok_or(DecodeError::MissingColumn("x0.kind metadata"))?;
         if let Some(v) = schema.metadata().get(VERSION_KEY) {
-            let found: u16 = v.parse().map_err(|_| DecodeError::BadValue { field: "x0.schema_version", reason: v.clone() })?;
+            let found: u16 =
+                v.parse().map_err(|_| DecodeError::BadValue { field: "x0.schema_version", reason: v.clone() })?;
             if found != SCHEMA_VERSION {
                 return Err(DecodeError::SchemaVersion { found, supported: SCHEMA_VERSION });
             }
@@ -213,7 +213,8 @@ fn links_from(rb: &RecordBatch) -> Result<Vec<LinkSample>, DecodeError> {
     let up = col::<BooleanArray>(rb, "oper_up")?;
     let u = |n| col::<UInt64Array>(rb, n);
     let (txp, rxp, txb, rxb) = (u("tx_packets")?, u("rx_packets")?, u("tx_bytes")?, u("rx_bytes")?);
-    let (drops, errors, retx, sent, lost) = (u("drops")?, u("errors")?, u("tcp_retransmits")?, u("probes_sent")?, u("probes_lost")?);
+    let (drops, errors, retx, sent, lost) =
+        (u("drops")?, u("errors")?, u("tcp_retransmits")?, u("probes_sent")?, u("probes_lost")?);
     let rtt_avg = col::<Float64Array>(rb, "rtt_avg_us")?;
     let rtt_max = col::<Float64Array>(rb, "rtt_max_us")?;
     (0..rb.num_rows())

@@ -113,12 +113,9 @@ impl HealingCommand {
         if self.signature.is_empty() {
             return Err(CommandError::Unsigned);
         }
-        let raw: [u8; 64] = hex::decode(&self.signature)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .ok_or(CommandError::BadSignature)?;
-        key.verify(&self.canonical_bytes(), &Signature::from_bytes(&raw))
-            .map_err(|_| CommandError::BadSignature)?;
+        let raw: [u8; 64] =
+            hex::decode(&self.signature).ok().and_then(|v| v.try_into().ok()).ok_or(CommandError::BadSignature)?;
+        key.verify(&self.canonical_bytes(), &Signature::from_bytes(&raw)).map_err(|_| CommandError::BadSignature)?;
         if now_ns > self.expires_at {
             return Err(CommandError::Expired { late_ms: (now_ns - self.expires_at) / 1_000_000 });
         }

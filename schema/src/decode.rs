@@ -16,7 +16,9 @@ impl ContentType {
     pub fn from_header(value: Option<&str>) -> Result<Self, DecodeError> {
         match value.map(|v| v.split(';').next().unwrap_or("").trim()) {
             None | Some(CONTENT_TYPE_ARROW) => Ok(ContentType::Arrow),
-            Some(CONTENT_TYPE_JSON) | Some("application/x-ndjson") | Some("application/jsonl") => Ok(ContentType::JsonLines),
+            Some(CONTENT_TYPE_JSON) | Some("application/x-ndjson") | Some("application/jsonl") => {
+                Ok(ContentType::JsonLines)
+            }
             Some(other) => Err(DecodeError::UnknownContentType(other.to_string())),
         }
     }
@@ -190,15 +192,23 @@ mod tests {
     fn nan_and_out_of_range_values_are_rejected() {
         let mut b = sample_batch();
         b.links[0].rtt_avg_us = f64::NAN;
-        assert!(matches!(decode_telemetry(ContentType::Arrow, &encode_arrow(&b)), Err(DecodeError::BadValue { field: "rtt_avg_us", .. })));
+        assert!(matches!(
+            decode_telemetry(ContentType::Arrow, &encode_arrow(&b)),
+            Err(DecodeError::BadValue { field: "rtt_avg_us", .. })
+        ));
         let mut b = sample_batch();
         b.nodes[0].cpu = -0.5;
-        assert!(matches!(decode_telemetry(ContentType::Arrow, &encode_arrow(&b)), Err(DecodeError::BadValue { field: "cpu", .. })));
+        assert!(matches!(
+            decode_telemetry(ContentType::Arrow, &encode_arrow(&b)),
+            Err(DecodeError::BadValue { field: "cpu", .. })
+        ));
     }
 
     #[test]
     fn negative_counters_in_json_are_rejected() {
-        let line = String::from_utf8(encode_json_lines(&TelemetryBatch { links: vec![link(1, "a", "b", 5)], nodes: vec![] })).unwrap();
+        let line =
+            String::from_utf8(encode_json_lines(&TelemetryBatch { links: vec![link(1, "a", "b", 5)], nodes: vec![] }))
+                .unwrap();
         let bad = line.replace("\"tx_packets\":5", "\"tx_packets\":-5");
         assert_ne!(bad, line);
         assert!(matches!(decode_telemetry(ContentType::JsonLines, bad.as_bytes()), Err(DecodeError::Json { .. })));

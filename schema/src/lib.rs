@@ -45,18 +45,13 @@ pub use arrow_codec::{encode_arrow, link_schema, node_schema};
 pub use command::{generate_signing_key, Action, CommandError, HealingCommand, SigningKey, VerifyingKey};
 pub use decode::{decode_telemetry, ContentType, DecodeError};
 pub use element::Element;
-pub use incident::{
-    ActionRecord, Incident, IncidentState, Outcome, RootCause, RootCauseKind, Symptom,
-};
+pub use incident::{ActionRecord, Incident, IncidentState, Outcome, RootCause, RootCauseKind, Symptom};
 pub use json_codec::encode_json_lines;
 pub use result::{CommandResult, ResultStatus, RouteEntry};
 pub use scenario::{
-    Direction, Fault, FaultKind, FaultTarget, Scenario, ScenarioError, TopologySpec, Shape,
-    TrafficPairs, TrafficSpec,
+    Direction, Fault, FaultKind, FaultTarget, Scenario, ScenarioError, Shape, TopologySpec, TrafficPairs, TrafficSpec,
 };
 pub use summary::{FaultOutcome, Percentiles, RcaAccuracy, RunSummary};
-pub use telemetry::{
-    LinkSample, NodeSample, Provenance, TelemetryBatch, SCHEMA_VERSION,
-};
+pub use telemetry::{LinkSample, NodeSample, Provenance, TelemetryBatch, SCHEMA_VERSION};
 pub use topics::{Topics, CONTENT_TYPE_ARROW, CONTENT_TYPE_HEADER, CONTENT_TYPE_JSON, REASON_HEADER};
 pub use topology::{NodeId, Topology, TopologyError};

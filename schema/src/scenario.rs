@@ -170,7 +170,11 @@ impl Fault {
 #[derive(Debug, Error)]
 pub enum ScenarioError {
     #[error("cannot read scenario {path}: {source}")]
-    Io { path: String, #[source] source: std::io::Error },
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("scenario is not valid TOML for the scenario format: {0}")]
     Parse(String),
     #[error("scenario has {} problem(s):\n  - {}", .0.len(), .0.join("\n  - "))]
@@ -200,15 +204,21 @@ impl Scenario {
             problems.push("duration is shorter than one telemetry interval".to_string());
         }
         match self.topology.shape {
-            Shape::Explicit if self.topology.links.is_empty() => problems.push("explicit topology without links".into()),
+            Shape::Explicit if self.topology.links.is_empty() => {
+                problems.push("explicit topology without links".into())
+            }
             Shape::Explicit => {
                 for [a, b] in &self.topology.links {
                     if a.contains('-') || b.contains('-') || a.is_empty() || b.is_empty() || a == b {
-                        problems.push(format!("bad explicit link [{a:?}, {b:?}]: names must be distinct, non-empty, without '-'"));
+                        problems.push(format!(
+                            "bad explicit link [{a:?}, {b:?}]: names must be distinct, non-empty, without '-'"
+                        ));
                     }
                 }
             }
-            _ if self.topology.nodes < 3 => problems.push(format!("{} nodes is too few (at least 3)", self.topology.nodes)),
+            _ if self.topology.nodes < 3 => {
+                problems.push(format!("{} nodes is too few (at least 3)", self.topology.nodes))
+            }
             _ => {}
         }
         if let TrafficPairs::All(s) = &self.traffic.pairs {
@@ -224,18 +234,32 @@ impl Scenario {
                 FaultKind::LinkLoss | FaultKind::ByzantineReporter => match f.loss {
                     Some(p) if (0.0..=1.0).contains(&p) => {}
                     Some(p) => problems.push(format!("fault {i}: loss {p} is not in 0..1")),
-                    None if f.kind == FaultKind::LinkLoss => problems.push(format!("fault {i}: link-loss needs `loss`")),
+                    None if f.kind == FaultKind::LinkLoss => {
+                        problems.push(format!("fault {i}: link-loss needs `loss`"))
+                    }
                     None => {}
                 },
-                FaultKind::LinkDelay if f.delay.is_none() => problems.push(format!("fault {i}: link-delay needs `delay`")),
-                FaultKind::LinkFlap if f.period.is_none_or(|p| p.is_zero()) => problems.push(format!("fault {i}: link-flap needs a positive `period`")),
+                FaultKind::LinkDelay if f.delay.is_none() => {
+                    problems.push(format!("fault {i}: link-delay needs `delay`"))
+                }
+                FaultKind::LinkFlap if f.period.is_none_or(|p| p.is_zero()) => {
+                    problems.push(format!("fault {i}: link-flap needs a positive `period`"))
+                }
                 _ => {}
             }
             if f.kind.targets_link() && f.target != "auto" && !f.target.contains('-') {
-                problems.push(format!("fault {i}: {} needs a link target \"a-b\", got {:?}", f.kind.as_str(), f.target));
+                problems.push(format!(
+                    "fault {i}: {} needs a link target \"a-b\", got {:?}",
+                    f.kind.as_str(),
+                    f.target
+                ));
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(ScenarioError::Invalid(problems)) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ScenarioError::Invalid(problems))
+        }
     }
 }
 
@@ -294,7 +318,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = Scenario::from_toml_str("name='x'\nduration='1s'\ncolour='red'\n[topology]\nshape='ring'\nnodes=3").unwrap_err();
+        let err = Scenario::from_toml_str("name='x'\nduration='1s'\ncolour='red'\n[topology]\nshape='ring'\nnodes=3")
+            .unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
     }
 }

@@ -148,7 +148,9 @@ impl TelemetryBatch {
             if s.node.is_empty() {
                 return Err(BadValue { field: "node", reason: "empty node id".into() });
             }
-            for (field, v) in [("cpu", s.cpu), ("mem", s.mem), ("softirq", s.softirq), ("queue_pressure", s.queue_pressure)] {
+            for (field, v) in
+                [("cpu", s.cpu), ("mem", s.mem), ("softirq", s.softirq), ("queue_pressure", s.queue_pressure)]
+            {
                 if !v.is_finite() || !(0.0..=1.0).contains(&v) {
                     return Err(BadValue { field, reason: format!("{v} is not a fraction in 0..=1") });
                 }

@@ -180,7 +180,9 @@ impl Topology {
             Element::Link { a, b } => (None, self.id(a).zip(self.id(b)).map(|(a, b)| (a.min(b), a.max(b)))),
         };
         let Some(start) = (0..self.len()).find(|&i| Some(i) != skip_node) else { return true };
-        let usable = |u: NodeId, v: NodeId| Some(u) != skip_node && Some(v) != skip_node && Some((u.min(v), u.max(v))) != skip_link;
+        let usable = |u: NodeId, v: NodeId| {
+            Some(u) != skip_node && Some(v) != skip_node && Some((u.min(v), u.max(v))) != skip_link
+        };
         let reached = self.distances_to(start, &usable).iter().filter(|&&d| d != usize::MAX).count();
         reached == self.len() - usize::from(skip_node.is_some())
     }
@@ -228,12 +230,7 @@ impl Topology {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(scenario.topology.seed ^ 0xFA17);
         let mut taken: HashSet<Element> = HashSet::new();
-        scenario
-            .faults
-            .iter()
-            .enumerate()
-            .map(|(i, f)| self.resolve_one(i, f, &load, &mut rng, &mut taken))
-            .collect()
+        scenario.faults.iter().enumerate().map(|(i, f)| self.resolve_one(i, f, &load, &mut rng, &mut taken)).collect()
     }
 
     fn resolve_one(
@@ -305,7 +302,8 @@ fn random_geometric(n: usize, seed: u64) -> Vec<(NodeId, NodeId)> {
     let pos: Vec<(f64, f64)> = (0..n).map(|_| (rng.gen::<f64>(), rng.gen::<f64>())).collect();
     let d2 = |a: usize, b: usize| (pos[a].0 - pos[b].0).powi(2) + (pos[a].1 - pos[b].1).powi(2);
     let radius2 = 6.0 / (std::f64::consts::PI * n as f64);
-    let mut links: Vec<_> = (0..n).flat_map(|a| (a + 1..n).map(move |b| (a, b))).filter(|&(a, b)| d2(a, b) <= radius2).collect();
+    let mut links: Vec<_> =
+        (0..n).flat_map(|a| (a + 1..n).map(move |b| (a, b))).filter(|&(a, b)| d2(a, b) <= radius2).collect();
     loop {
         let topo = Topology::from_links(vec![String::new(); n], links.clone());
         let dist = topo.distances_to(0, &|_, _| true);
@@ -339,7 +337,8 @@ mod tests {
 
     #[test]
     fn generated_shapes_are_connected_and_survive_one_failure() {
-        for (shape, n) in [(Shape::Grid, 16), (Shape::Ring, 8), (Shape::RingOfRings, 25), (Shape::RandomGeometric, 50)] {
+        for (shape, n) in [(Shape::Grid, 16), (Shape::Ring, 8), (Shape::RingOfRings, 25), (Shape::RandomGeometric, 50)]
+        {
             let t = Topology::generate(&spec(shape, n)).unwrap();
             assert_eq!(t.len(), n);
             assert!(t.distances_to(0, &|_, _| true).iter().all(|&d| d != usize::MAX), "{shape:?} disconnected");

@@ -74,7 +74,11 @@ fn has_parquet(dir: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else { return false };
     entries.flatten().any(|e| {
         let p = e.path();
-        if p.is_dir() { has_parquet(&p) } else { p.extension().is_some_and(|x| x == "parquet") }
+        if p.is_dir() {
+            has_parquet(&p)
+        } else {
+            p.extension().is_some_and(|x| x == "parquet")
+        }
     })
 }
 
@@ -86,7 +90,12 @@ async fn register(ctx: &SessionContext, root: &Path, table: &str, schema: Option
         ctx.register_table(table, Arc::new(empty))?;
         return Ok(());
     }
-    let dir_str = format!("{}/", dir.canonicalize().map_err(|e| SqlError::DataDir { location: dir.display().to_string(), reason: e.to_string() })?.display());
+    let dir_str = format!(
+        "{}/",
+        dir.canonicalize()
+            .map_err(|e| SqlError::DataDir { location: dir.display().to_string(), reason: e.to_string() })?
+            .display()
+    );
     let url = ListingTableUrl::parse(&dir_str)?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")

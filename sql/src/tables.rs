@@ -1,6 +1,8 @@
 //! The incident-history table schemas and conversions from the contract types.
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray, UInt32Array};
+use arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray, UInt32Array,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::sync::Arc;
 use x0_schema::{Action, Incident, ResultStatus};
@@ -46,13 +48,22 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 
 /// Incidents as one record batch of [`incidents_schema`].
 pub fn incidents_batch(incidents: &[Incident]) -> RecordBatch {
-    let s = |f: &dyn Fn(&Incident) -> String| -> ArrayRef { Arc::new(StringArray::from_iter_values(incidents.iter().map(f))) };
-    let so = |f: &dyn Fn(&Incident) -> Option<String>| -> ArrayRef { Arc::new(StringArray::from_iter(incidents.iter().map(f))) };
+    let s = |f: &dyn Fn(&Incident) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(incidents.iter().map(f)))
+    };
+    let so = |f: &dyn Fn(&Incident) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from_iter(incidents.iter().map(f)))
+    };
     let t = |f: &dyn Fn(&Incident) -> Option<i64>| -> ArrayRef {
         Arc::new(TimestampNanosecondArray::from_iter(incidents.iter().map(f)).with_timezone("UTC"))
     };
     let failed = |i: &Incident| {
-        i.actions.iter().filter(|a| matches!(a.status, Some(ResultStatus::Failed | ResultStatus::Rejected | ResultStatus::RolledBack))).count() as u32
+        i.actions
+            .iter()
+            .filter(|a| {
+                matches!(a.status, Some(ResultStatus::Failed | ResultStatus::Rejected | ResultStatus::RolledBack))
+            })
+            .count() as u32
     };
     let cols: Vec<ArrayRef> = vec![
         s(&|i| i.incident_id.clone()),
@@ -112,7 +123,8 @@ pub fn commands_schema() -> SchemaRef {
 
 /// Commands as one record batch of [`commands_schema`].
 pub fn commands_batch(rows: &[CommandRow]) -> RecordBatch {
-    let s = |f: &dyn Fn(&CommandRow) -> String| -> ArrayRef { Arc::new(StringArray::from_iter_values(rows.iter().map(f))) };
+    let s =
+        |f: &dyn Fn(&CommandRow) -> String| -> ArrayRef { Arc::new(StringArray::from_iter_values(rows.iter().map(f))) };
     let t = |f: &dyn Fn(&CommandRow) -> Option<i64>| -> ArrayRef {
         Arc::new(TimestampNanosecondArray::from_iter(rows.iter().map(f)).with_timezone("UTC"))
     };

@@ -25,7 +25,13 @@ fn write_file(path: &Path, batch: &RecordBatch) -> std::io::Result<()> {
 }
 
 /// Appends `batch` as a new file `<name>.parquet` in the partition for `ns`.
-pub fn write_partitioned(root: &Path, table: &str, ns: i64, name: &str, batch: &RecordBatch) -> std::io::Result<PathBuf> {
+pub fn write_partitioned(
+    root: &Path,
+    table: &str,
+    ns: i64,
+    name: &str,
+    batch: &RecordBatch,
+) -> std::io::Result<PathBuf> {
     let path = partition_dir(root, table, ns).join(format!("{name}.parquet"));
     write_file(&path, batch)?;
     Ok(path)
