@@ -1,0 +1,11 @@
+-- Healing command round trip (issued -> verified, applied and acknowledged), by action.
+SELECT action_kind,
+       status,
+       count(*) AS commands,
+       approx_percentile_cont((CAST(acked_at AS BIGINT) - CAST(issued_at AS BIGINT)) / 1e6, 0.5) AS p50_ms,
+       approx_percentile_cont((CAST(acked_at AS BIGINT) - CAST(issued_at AS BIGINT)) / 1e6, 0.95) AS p95_ms,
+       max((CAST(acked_at AS BIGINT) - CAST(issued_at AS BIGINT)) / 1e6) AS max_ms
+FROM commands
+WHERE acked_at IS NOT NULL
+GROUP BY action_kind, status
+ORDER BY commands DESC
