@@ -52,8 +52,12 @@ pub async fn run_simulation(
     let publisher = TelemetryPublisher::new(kafka, encoding)?;
     let consumer = kafka.consumer("x0-sim-actuators", &[&kafka.topics.commands])?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let actuators =
-        actuator_host(consumer, producer.clone(), kafka.topics.command_results.clone(), mesh.clone(), key, stop_rx);
+    // Actuators stamp results with a continuous clock (scenario start + wall time ×
+    // speed), not the tick clock, so command round trips are measured, not rounded.
+    let (t0, start_ns) = (std::time::Instant::now(), lock(&mesh).now_ns());
+    let clock = move || start_ns + (t0.elapsed().as_nanos() as f64 * speed) as i64;
+    let results = kafka.topics.command_results.clone();
+    let actuators = actuator_host(consumer, producer.clone(), results, mesh.clone(), key, clock, stop_rx);
     let actuators = tokio::spawn(actuators);
 
     let interval = lock(&mesh).scenario().telemetry_interval.div_f64(speed.max(0.01));
@@ -97,6 +101,7 @@ async fn actuator_host(
     results_topic: String,
     mesh: Arc<Mutex<SimMesh>>,
     key: VerifyingKey,
+    clock: impl Fn() -> i64,
     mut stop: watch::Receiver<bool>,
 ) -> (u64, u64) {
     let names: Vec<String> = lock(&mesh).topology().names().to_vec();
@@ -120,7 +125,7 @@ async fn actuator_host(
         };
         let payload = msg.payload().unwrap_or_default();
         let target = msg.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or_default().to_string();
-        let now = lock(&mesh).now_ns();
+        let now = clock();
         let result = match actuators.get_mut(&target) {
             Some(a) => a.handle(payload, now),
             None => CommandResult {

@@ -2,9 +2,9 @@
 SELECT action_kind,
        status,
        count(*) AS commands,
-       approx_percentile_cont((CAST(acked_at AS BIGINT) - CAST(issued_at AS BIGINT)) / 1e6, 0.5) AS p50_ms,
-       approx_percentile_cont((CAST(acked_at AS BIGINT) - CAST(issued_at AS BIGINT)) / 1e6, 0.95) AS p95_ms,
-       max((CAST(acked_at AS BIGINT) - CAST(issued_at AS BIGINT)) / 1e6) AS max_ms
+       round(approx_percentile_cont((CAST(acked_at AS BIGINT) - CAST(issued_at AS BIGINT)) / 1e6, 0.5), 1) AS p50_ms,
+       round(approx_percentile_cont((CAST(acked_at AS BIGINT) - CAST(issued_at AS BIGINT)) / 1e6, 0.95), 1) AS p95_ms,
+       round(max((CAST(acked_at AS BIGINT) - CAST(issued_at AS BIGINT)) / 1e6), 1) AS max_ms
 FROM commands
 WHERE acked_at IS NOT NULL
 GROUP BY action_kind, status
