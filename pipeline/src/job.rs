@@ -70,7 +70,10 @@ pub async fn run_job(
         kafka.consumer(&format!("{}-results-{job_id}", kafka.group_id), &[&kafka.topics.command_results])?;
     let io = Io { producer: kafka.producer()?, kafka: kafka.clone() };
     let mut history = History::new(data_dir, job_id);
-    let mut flush = tokio::time::interval(Duration::from_secs(2));
+    // Incidents and commands are snapshotted often (a crash loses at most this much);
+    // feature rows are batched into fewer, larger files.
+    let mut flush = tokio::time::interval(SNAPSHOT_EVERY);
+    let mut flushes = 0u32;
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -112,17 +115,25 @@ pub async fn run_job(
                 Err(e) => tracing::warn!(error = %e, "telemetry consumer"),
             },
             _ = flush.tick() => {
-                if let Err(e) = write_history(&mut core, &mut history) {
+                flushes += 1;
+                if let Err(e) = write_history(&mut core, &mut history, flushes % FEATURES_EVERY == 0) {
                     tracing::error!(error = %e, "writing history failed; will retry");
                 }
             }
         }
     }
-    write_history(&mut core, &mut history)?;
+    write_history(&mut core, &mut history, true)?;
     Ok(JobReport { incidents: core.incidents(), commands: core.command_rows() })
 }
 
-fn write_history(core: &mut StreamCore, history: &mut History) -> std::io::Result<()> {
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
+/// Feature files are written every this many snapshots (30 s).
+const FEATURES_EVERY: u32 = 15;
+
+fn write_history(core: &mut StreamCore, history: &mut History, features: bool) -> std::io::Result<()> {
     history.snapshot(&core.incidents(), &core.command_rows())?;
-    history.append_features(core.take_feature_rows())
+    if features {
+        history.append_features(core.take_feature_rows())?;
+    }
+    Ok(())
 }
