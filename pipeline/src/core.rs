@@ -292,6 +292,23 @@ impl StreamCore {
         self.commands.values().cloned().collect()
     }
 
+    /// Forgets incidents and commands of past days once they are settled (every
+    /// incident of the day final, every command of the day acknowledged or expired).
+    /// Call right after a successful snapshot.
+    pub fn evict_settled(&mut self) {
+        let Some(now) = self.stream_now() else { return };
+        let today = now.div_euclid(crate::incidents::DAY_NS) * crate::incidents::DAY_NS;
+        self.book.evict_settled_before(today);
+        let day = |ns: i64| ns.div_euclid(crate::incidents::DAY_NS);
+        let unsettled: HashSet<i64> = self
+            .commands
+            .values()
+            .filter(|c| c.status.is_none() && c.expires_at > now)
+            .map(|c| day(c.issued_at))
+            .collect();
+        self.commands.retain(|_, c| c.issued_at >= today || unsettled.contains(&day(c.issued_at)));
+    }
+
     /// Feature rows accumulated since the last call.
     pub fn take_feature_rows(&mut self) -> Vec<(i64, i64, RecordBatch)> {
         std::mem::take(&mut self.feature_rows)

@@ -36,6 +36,8 @@ pub struct IncidentBook {
     id_prefix: String,
 }
 
+pub(crate) const DAY_NS: i64 = 86_400_000_000_000;
+
 fn ms(ns: i64) -> i64 {
     ns / 1_000_000
 }
@@ -244,8 +246,73 @@ impl IncidentBook {
         self.tracked.get(id).is_some_and(|t| t.acted)
     }
 
+    /// Drops the incidents of days before `day_start_ns` whose incidents are all final.
+    /// Only call after a snapshot that included them: their day's file is then never
+    /// rewritten, because no incident of that day is left to write.
+    pub fn evict_settled_before(&mut self, day_start_ns: i64) -> usize {
+        let day = |ns: i64| ns.div_euclid(DAY_NS);
+        let mut open_days = std::collections::BTreeSet::new();
+        for t in self.tracked.values() {
+            if !t.incident.state.is_final() {
+                open_days.insert(day(t.incident.opened_at));
+            }
+        }
+        let before = self.tracked.len();
+        self.tracked.retain(|_, t| {
+            let d = day(t.incident.opened_at);
+            d >= day(day_start_ns) || open_days.contains(&d) || !t.confirmed && !t.incident.state.is_final()
+        });
+        before - self.tracked.len()
+    }
+
     /// Every confirmed incident, oldest first.
     pub fn incidents(&self) -> Vec<Incident> {
         self.tracked.values().filter(|t| t.confirmed).map(|t| t.incident.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rca::Diagnosis;
+    use x0_schema::{RootCause, RootCauseKind};
+
+    fn down(link: (&str, &str)) -> Diagnosis {
+        Diagnosis {
+            cause: RootCause {
+                kind: RootCauseKind::LinkDown,
+                element: Element::link(link.0, link.1),
+                confidence: 0.95,
+                ambiguity: vec![],
+                evidence: vec![],
+            },
+            hard: true,
+            symptoms: vec![],
+        }
+    }
+
+    #[test]
+    fn hard_evidence_opens_at_once_and_clears_after_healthy_windows() {
+        let mut book = IncidentBook::new(2, 3, "m", "t");
+        let t = book.observe(vec![down(("a", "b"))], 0, 10);
+        assert!(matches!(&t[..], [Transition::Diagnosed(_)]));
+        for w in 1..3 {
+            assert!(book.observe(vec![], w, 10 + w).is_empty());
+        }
+        assert!(matches!(&book.observe(vec![], 3, 13)[..], [Transition::Cleared(_)]));
+    }
+
+    #[test]
+    fn settled_past_days_leave_memory_open_days_stay() {
+        let mut book = IncidentBook::new(1, 1, "m", "t");
+        book.observe(vec![down(("a", "b"))], 0, 1);
+        book.observe(vec![down(("c", "d"))], 0, 1);
+        let ids: Vec<String> = book.incidents().iter().map(|i| i.incident_id.clone()).collect();
+        book.resolve(&ids[0], 2, vec![], "healed");
+        assert_eq!(book.evict_settled_before(DAY_NS), 0, "one incident of day 0 is still open");
+        book.resolve(&ids[1], 3, vec![], "healed");
+        assert_eq!(book.evict_settled_before(0), 0, "day 0 is today");
+        assert_eq!(book.evict_settled_before(DAY_NS), 2);
+        assert!(book.incidents().is_empty());
     }
 }

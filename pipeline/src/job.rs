@@ -132,6 +132,7 @@ const FEATURES_EVERY: u32 = 15;
 
 fn write_history(core: &mut StreamCore, history: &mut History, features: bool) -> std::io::Result<()> {
     history.snapshot(&core.incidents(), &core.command_rows())?;
+    core.evict_settled();
     if features {
         history.append_features(core.take_feature_rows())?;
     }
