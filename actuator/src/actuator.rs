@@ -30,6 +30,7 @@ impl<T: RouteTarget> Actuator<T> {
     /// Handles one command's wire bytes at `now_ns`; never panics, always answers.
     pub fn handle(&mut self, bytes: &[u8], now_ns: i64) -> CommandResult {
         let answer = |status, reason: String, command_id: String, routes| CommandResult {
+            schema_version: x0_schema::SCHEMA_VERSION,
             command_id,
             node: self.node.clone(),
             status,
@@ -97,6 +98,7 @@ mod tests {
 
     fn signed(key: &SigningKey, id: &str, target: &str, expires_at: i64) -> Vec<u8> {
         let mut c = HealingCommand {
+            schema_version: x0_schema::SCHEMA_VERSION,
             id: id.into(),
             incident_id: "i".into(),
             issued_at: 0,

@@ -129,6 +129,7 @@ async fn actuator_host(
         let result = match actuators.get_mut(&target) {
             Some(a) => a.handle(payload, now),
             None => CommandResult {
+                schema_version: x0_schema::SCHEMA_VERSION,
                 command_id: x0_schema::HealingCommand::id_of_malformed(payload).unwrap_or_default(),
                 node: target.clone(),
                 status: ResultStatus::Rejected,

@@ -234,6 +234,7 @@ impl StreamCore {
             .iter()
             .map(|c| {
                 let mut cmd = HealingCommand {
+                    schema_version: x0_schema::SCHEMA_VERSION,
                     id: uuid::Uuid::new_v4().to_string(),
                     incident_id: incident.to_string(),
                     issued_at: now,

@@ -94,6 +94,7 @@ impl IncidentBook {
                         id.clone(),
                         Tracked {
                             incident: Incident {
+                                schema_version: x0_schema::SCHEMA_VERSION,
                                 incident_id: id.clone(),
                                 opened_at: window_start,
                                 detected_at: now_ns,

@@ -45,6 +45,9 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealingCommand {
+    /// Layout version; covered by the signature.
+    #[serde(default = "crate::telemetry::schema_version")]
+    pub schema_version: u16,
     /// Unique id; the actuator applies a command id at most once.
     pub id: String,
     pub incident_id: String,
@@ -73,6 +76,9 @@ pub enum CommandError {
     /// The signature does not verify with the configured key.
     #[error("bad signature")]
     BadSignature,
+    /// The command was written for a layout this build does not read.
+    #[error("schema version {0} is not supported (this build reads {supported})", supported = crate::SCHEMA_VERSION)]
+    Version(u16),
     /// The command's TTL has passed.
     #[error("expired {late_ms} ms ago")]
     Expired { late_ms: i64 },
@@ -80,6 +86,7 @@ pub enum CommandError {
 
 #[derive(Serialize)]
 struct Unsigned<'a> {
+    schema_version: u16,
     id: &'a str,
     incident_id: &'a str,
     issued_at: i64,
@@ -93,6 +100,7 @@ impl HealingCommand {
     /// in declaration order.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&Unsigned {
+            schema_version: self.schema_version,
             id: &self.id,
             incident_id: &self.incident_id,
             issued_at: self.issued_at,
@@ -116,6 +124,9 @@ impl HealingCommand {
         let raw: [u8; 64] =
             hex::decode(&self.signature).ok().and_then(|v| v.try_into().ok()).ok_or(CommandError::BadSignature)?;
         key.verify(&self.canonical_bytes(), &Signature::from_bytes(&raw)).map_err(|_| CommandError::BadSignature)?;
+        if self.schema_version != crate::SCHEMA_VERSION {
+            return Err(CommandError::Version(self.schema_version));
+        }
         if now_ns > self.expires_at {
             return Err(CommandError::Expired { late_ms: (now_ns - self.expires_at) / 1_000_000 });
         }
@@ -149,6 +160,7 @@ mod tests {
 
     fn cmd() -> HealingCommand {
         HealingCommand {
+            schema_version: crate::SCHEMA_VERSION,
             id: "c1".into(),
             incident_id: "i1".into(),
             issued_at: 1_000,
@@ -189,6 +201,15 @@ mod tests {
         let mut c = cmd();
         c.sign(&key);
         assert_eq!(c.verify(&key.verifying_key(), 5_002_000_000), Err(CommandError::Expired { late_ms: 2 }));
+    }
+
+    #[test]
+    fn a_future_layout_version_is_rejected_even_when_signed() {
+        let key = generate_signing_key();
+        let mut c = cmd();
+        c.schema_version = 2;
+        c.sign(&key);
+        assert_eq!(c.verify(&key.verifying_key(), 0), Err(CommandError::Version(2)));
     }
 
     #[test]

@@ -123,6 +123,8 @@ impl Outcome {
 /// Timestamps are ns since epoch in event time (the telemetry's clock).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
+    #[serde(default = "crate::telemetry::schema_version")]
+    pub schema_version: u16,
     pub incident_id: String,
     /// Start of the first anomalous window: our best estimate of onset.
     pub opened_at: i64,

@@ -38,6 +38,8 @@ pub struct RouteEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandResult {
+    #[serde(default = "crate::telemetry::schema_version")]
+    pub schema_version: u16,
     /// The command's id; empty when the command was too malformed to carry one.
     pub command_id: String,
     pub node: String,

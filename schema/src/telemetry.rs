@@ -5,6 +5,11 @@ use serde::{Deserialize, Serialize};
 /// Version of the telemetry payload layout. Decoders reject any other version.
 pub const SCHEMA_VERSION: u16 = 1;
 
+/// Serde default for payloads written before they carried a version.
+pub(crate) fn schema_version() -> u16 {
+    SCHEMA_VERSION
+}
+
 /// Where a sample was measured; the same pipeline accepts all of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

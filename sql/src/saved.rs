@@ -43,6 +43,7 @@ mod tests {
 
     fn incident(id: &str, day_ns: i64) -> Incident {
         Incident {
+            schema_version: x0_schema::SCHEMA_VERSION,
             incident_id: id.into(),
             opened_at: day_ns,
             detected_at: day_ns + 700_000_000,
