@@ -7,13 +7,13 @@
 //! plan. Kafka transport is not included (one hop is measured separately, see
 //! BENCHMARKS.md).
 //!
-//! cargo bench --bench throughput -- [--nodes 10000] [--seconds 4]
+//! cargo bench --bench throughput -- [--nodes 10000] [--seconds 4] [--json]
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use x0_lab::{SimMesh, SimOptions};
 use x0_pipeline::{Config, FeatureEngine, JobStats, StreamCore, BUILTIN_FEATURES_SQL};
-use x0_schema::{decode_telemetry, encode_arrow, ContentType, Scenario};
+use x0_schema::{decode_telemetry, encode_arrow, encode_json_lines, ContentType, Scenario};
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
@@ -28,6 +28,8 @@ fn percentile(v: &mut [u64], p: f64) -> u64 {
 fn main() {
     let nodes = arg("--nodes", 10_000);
     let seconds = arg("--seconds", 4);
+    let json = std::env::args().any(|a| a == "--json");
+    let encoding = if json { ContentType::JsonLines } else { ContentType::Arrow };
     let scenario = Scenario::from_toml_str(&format!(
         "name='bench'\nduration='{seconds}s'\ntelemetry_interval='100ms'\n[topology]\nshape='grid'\nnodes={nodes}\nseed=1\n[traffic]\npairs=0\nrate_pps=0\n"
     ))
@@ -41,11 +43,11 @@ fn main() {
     while !mesh.finished() {
         for (_, batch) in mesh.step() {
             samples += batch.len() as u64;
-            messages.push(encode_arrow(&batch));
+            messages.push(if json { encode_json_lines(&batch) } else { encode_arrow(&batch) });
         }
     }
     let bytes: usize = messages.iter().map(Vec::len).sum();
-    eprintln!("{} messages, {samples} samples, {:.1} MB of Arrow IPC", messages.len(), bytes as f64 / 1e6);
+    eprintln!("{} messages, {samples} samples, {:.1} MB of {encoding:?}", messages.len(), bytes as f64 / 1e6);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
@@ -60,10 +62,15 @@ fn main() {
         let wall = start_ns + seconds as i64 * 1_000_000_000;
         let t0 = Instant::now();
         let mut decisions = 0;
+        let (mut decode, mut admit, mut close) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         for m in &messages {
-            let batch = decode_telemetry(ContentType::Arrow, m).expect("valid");
+            let t = Instant::now();
+            let batch = decode_telemetry(encoding, m).expect("valid");
+            let t1 = Instant::now();
             core.admit(batch, wall).expect("admitted");
+            let t2 = Instant::now();
             decisions += core.close_ready().await.expect("features").len();
+            (decode, admit, close) = (decode + (t1 - t), admit + (t2 - t1), close + t2.elapsed());
         }
         let elapsed = t0.elapsed();
         let mut lat = stats.decision_latencies_us();
@@ -76,6 +83,12 @@ fn main() {
             "throughput: {:.0} samples/s on one core ({:.2} s)",
             samples as f64 / elapsed.as_secs_f64(),
             elapsed.as_secs_f64()
+        );
+        println!(
+            "time spent: decode {:.2} s · validate + window {:.2} s · features + detect + plan {:.2} s",
+            decode.as_secs_f64(),
+            admit.as_secs_f64(),
+            close.as_secs_f64()
         );
         if !lat.is_empty() {
             let (p50, p95) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.95));
