@@ -67,7 +67,7 @@ fn main() {
             let t = Instant::now();
             let batch = decode_telemetry(encoding, m).expect("valid");
             let t1 = Instant::now();
-            core.admit(batch, wall).expect("admitted");
+            core.admit(0, batch, wall).expect("admitted");
             let t2 = Instant::now();
             decisions += core.close_ready().await.expect("features").len();
             (decode, admit, close) = (decode + (t1 - t), admit + (t2 - t1), close + t2.elapsed());

@@ -34,9 +34,11 @@ SELECT a.node,
        a.drops,
        a.errors,
        a.retransmits,
-       CASE WHEN b.node IS NULL THEN NULL
+       -- Compared only when both ends reported the same intervals: a window holding
+       -- one end's counters but not the other's would read as loss.
+       CASE WHEN b.node IS NULL OR a.samples <> b.samples THEN NULL
             ELSE greatest(a.tx_packets - b.rx_packets, 0.0) END            AS lost_packets,
-       CASE WHEN b.node IS NULL OR a.tx_packets = 0 THEN NULL
+       CASE WHEN b.node IS NULL OR a.samples <> b.samples OR a.tx_packets = 0 THEN NULL
             ELSE greatest(a.tx_packets - b.rx_packets, 0.0) / a.tx_packets END AS loss_ratio,
        a.probes_sent,
        CASE WHEN a.probes_sent = 0 THEN NULL

@@ -23,6 +23,9 @@ pub struct DemoOptions {
     pub speed: f64,
     pub encoding: ContentType,
     pub progress: bool,
+    /// Start the stream job this long after the mesh, so it must catch up on a
+    /// backlog (as after a restart). Zero in normal use.
+    pub job_start_delay: Duration,
 }
 
 #[derive(Debug)]
@@ -70,7 +73,11 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
     let job = {
         let kafka = kafka.clone();
         let data_dir = opts.data_dir.clone();
-        tokio::spawn(async move { run_job(core, &kafka, &data_dir, &job_id, stop_rx).await })
+        let delay = opts.job_start_delay;
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            run_job(core, &kafka, &data_dir, &job_id, stop_rx).await
+        })
     };
 
     let bar = progress_bar(opts.progress, opts.scenario.duration);

@@ -175,12 +175,17 @@ async fn main() -> Result<()> {
                     speed,
                     encoding: encoding(&enc)?,
                     progress: true,
+                    job_start_delay: std::time::Duration::ZERO,
                 })
                 .await?;
                 println!("{}", report::fault_table(&outcome.summary, outcome.report.incidents.len()));
                 let dlq = outcome.job.dlq();
                 if !dlq.is_empty() {
                     println!("dead-lettered telemetry: {dlq:?}");
+                }
+                let late = x0_pipeline::JobStats::get(&outcome.job.late_rows);
+                if late > 0 {
+                    println!("late rows (arrived after their window closed; counted, not used): {late}");
                 }
                 summaries.push((outcome.summary, outcome.report.incidents.len()));
             }

@@ -33,6 +33,10 @@ pub struct WindowConfig {
     pub size: Duration,
     #[serde(with = "humantime_serde")]
     pub allowed_lateness: Duration,
+    /// A source (partition) this far behind the newest event time is idle and no
+    /// longer holds the watermark back.
+    #[serde(with = "humantime_serde")]
+    pub idle_source_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub max_future_skew: Duration,
     #[serde(with = "humantime_serde")]

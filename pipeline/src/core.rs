@@ -68,7 +68,11 @@ impl StreamCore {
     ) -> Self {
         let w = &config.window;
         StreamCore {
-            windows: Windows::new(w.size.as_nanos() as i64, w.allowed_lateness.as_nanos() as i64),
+            windows: Windows::new(
+                w.size.as_nanos() as i64,
+                w.allowed_lateness.as_nanos() as i64,
+                w.idle_source_timeout.as_nanos() as i64,
+            ),
             detector: RobustDetector::new(config.detector.clone()),
             localizer: Localizer::new(),
             book: IncidentBook::new(config.rca.confirm_windows, clear_windows(&config), MODEL_VERSION, id_prefix),
@@ -96,12 +100,14 @@ impl StreamCore {
 
     /// Stream time: the newest event time seen.
     pub fn stream_now(&self) -> Option<i64> {
-        self.windows.watermark().map(|w| w + self.config.window.allowed_lateness.as_nanos() as i64)
+        self.windows.newest()
     }
 
     /// Checks a decoded batch against the inventory and the clocks, then windows it.
     /// Returns the number of late rows, or why the whole message is refused.
-    pub fn admit(&mut self, batch: TelemetryBatch, wall_now_ns: i64) -> Result<u64, Rejection> {
+    /// `source` is where the batch came from (the Kafka partition): each source has its
+    /// own watermark.
+    pub fn admit(&mut self, source: i32, batch: TelemetryBatch, wall_now_ns: i64) -> Result<u64, Rejection> {
         let w = &self.config.window;
         let skew = w.max_future_skew.as_nanos() as i64;
         let age = w.max_event_age.as_nanos() as i64;
@@ -140,7 +146,7 @@ impl StreamCore {
             }
         }
         let rows = batch.len() as u64;
-        let late = self.windows.insert(batch.links, batch.nodes);
+        let late = self.windows.insert(source, batch.links, batch.nodes);
         self.stats.add_samples(rows - late, late);
         Ok(late)
     }

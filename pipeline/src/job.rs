@@ -98,7 +98,7 @@ pub async fn run_job(
                     let admitted = ContentType::from_header(header(&m, CONTENT_TYPE_HEADER))
                         .and_then(|ct| decode_telemetry(ct, payload))
                         .map_err(|e| (e.label(), e.to_string()))
-                        .and_then(|batch| core.admit(batch, wall_now_ns()).map_err(|r| (r.label, r.reason)));
+                        .and_then(|batch| core.admit(m.partition(), batch, wall_now_ns()).map_err(|r| (r.label, r.reason)));
                     if let Err((label, reason)) = admitted {
                         core.stats().dead_lettered(label);
                         tracing::debug!(%reason, "telemetry dead-lettered");

@@ -181,6 +181,9 @@ impl Localizer {
             }
             let bad = |x: &str, y: &str| self.count(x, y, View::Bad);
             let good = |x: &str, y: &str| self.count(x, y, View::Good);
+            let now = |x: &str, y: &str| {
+                self.views.get(&(x.to_string(), y.to_string())).and_then(|q| q.back().copied()).unwrap_or(View::Unknown)
+            };
             let (bad_a, bad_b) = (bad(na, nb), bad(nb, na));
             let counter = signals.iter().any(|s| matches!(s.signal, Signal::CounterLoss { .. }));
             let rtt: BTreeSet<&str> = signals
@@ -190,27 +193,33 @@ impl Localizer {
                     _ => None,
                 })
                 .collect();
-            // One end keeps saying "bad" while the other's probes, which cross the link
-            // both ways, keep coming back: the claim is not corroborated.
-            // A known suspect's claims stay its own while the other end is not bad.
-            let lone = match (bad_a, bad_b) {
-                (x, 0) if x >= 2 && good(nb, na) >= 3 => Some(na.clone()),
-                (0, y) if y >= 2 && good(na, nb) >= 3 => Some(nb.clone()),
-                (_, 0) if self.suspects.contains_key(na.as_str()) => Some(na.clone()),
-                (0, _) if self.suspects.contains_key(nb.as_str()) => Some(nb.clone()),
-                _ => None,
-            };
-            if let Some(claimant) = lone {
-                one_sided.entry(claimant).or_default().push((link.clone(), symptoms));
-                continue;
-            }
-            if bad_a + bad_b > 0 || counter {
-                let sides = usize::from(bad_a > 0) + usize::from(bad_b > 0);
-                let confidence = match (sides, counter) {
+            // Who asserts each loss signal: a prober its probes, a receiver its counters
+            // (a "packets sent but not received" gap rests on the receiver's own count).
+            let claims: BTreeSet<&str> = signals
+                .iter()
+                .filter_map(|s| match &s.signal {
+                    Signal::ProbeLoss { reporter } => Some(reporter.as_str()),
+                    Signal::CounterLoss { to, .. } => Some(to.as_str()),
+                    _ => None,
+                })
+                .collect();
+            if !claims.is_empty() {
+                if let [claimant] = claims.iter().copied().collect::<Vec<_>>()[..] {
+                    // Real loss crosses the other end's probes too (they go both ways).
+                    // When those keep coming back, the claim is the claimant's alone.
+                    let other = if claimant == na.as_str() { nb.as_str() } else { na.as_str() };
+                    let contradicted =
+                        now(other, claimant) == View::Good && bad(other, claimant) == 0 && good(other, claimant) >= 2;
+                    let suspect = self.suspects.contains_key(claimant) && now(other, claimant) != View::Bad;
+                    if contradicted || suspect {
+                        one_sided.entry(claimant.to_string()).or_default().push((link.clone(), symptoms));
+                        continue;
+                    }
+                }
+                let confidence = match (claims.len(), counter) {
                     (2, true) => 0.93,
                     (2, false) => 0.88,
-                    (1, true) => 0.8,
-                    (0, true) => 0.7,
+                    (_, true) => 0.7,
                     _ => 0.55,
                 };
                 let mut evidence = Vec::new();
@@ -228,8 +237,10 @@ impl Localizer {
                         other => format!("{other:?}"),
                     });
                 }
-                evidence
-                    .push(format!("probe views over the last {MEMORY} windows: {na} bad {bad_a}, {nb} bad {bad_b}"));
+                let who = claims.iter().copied().collect::<Vec<_>>().join(" and ");
+                evidence.push(format!(
+                    "claimed by {who}; probe views over the last {MEMORY} windows: {na} bad {bad_a}, {nb} bad {bad_b}"
+                ));
                 out.push(Diagnosis {
                     cause: RootCause {
                         kind: RootCauseKind::LinkLoss,
@@ -308,5 +319,52 @@ impl Localizer {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anomaly(a: &str, b: &str, signal: Signal) -> Anomaly {
+        Anomaly { element: Element::link(a, b), signal, feature: "x", value: 0.5, score: 10.0 }
+    }
+
+    fn views(good: &[(&str, &str)], bad: &[(&str, &str)]) -> Vec<(String, String, View)> {
+        let g = good.iter().map(|(x, y)| (x.to_string(), y.to_string(), View::Good));
+        g.chain(bad.iter().map(|(x, y)| (x.to_string(), y.to_string(), View::Bad))).collect()
+    }
+
+    /// Regression: the liar's own under-reported receive counter was taken as a second,
+    /// independent witness for its probe claims, and its link got rerouted.
+    #[test]
+    fn a_receivers_counter_gap_does_not_corroborate_its_own_claim() {
+        let mut l = Localizer::new();
+        let quiet = views(&[("n1", "n5"), ("n5", "n1"), ("n4", "n5"), ("n5", "n4")], &[]);
+        for _ in 0..3 {
+            l.localize(&[], &quiet, 0);
+        }
+        let liar = [
+            anomaly("n1", "n5", Signal::CounterLoss { from: "n1".into(), to: "n5".into() }),
+            anomaly("n1", "n5", Signal::ProbeLoss { reporter: "n5".into() }),
+            anomaly("n4", "n5", Signal::CounterLoss { from: "n4".into(), to: "n5".into() }),
+            anomaly("n4", "n5", Signal::ProbeLoss { reporter: "n5".into() }),
+        ];
+        let now = views(&[("n1", "n5"), ("n4", "n5")], &[("n5", "n1"), ("n5", "n4")]);
+        let d = l.localize(&liar, &now, 1);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].cause.kind, &d[0].cause.element), (RootCauseKind::SuspectReporter, &Element::node("n5")));
+    }
+
+    #[test]
+    fn loss_claimed_by_both_ends_is_a_link_fault() {
+        let mut l = Localizer::new();
+        let real = [
+            anomaly("n1", "n5", Signal::CounterLoss { from: "n1".into(), to: "n5".into() }),
+            anomaly("n1", "n5", Signal::ProbeLoss { reporter: "n1".into() }),
+        ];
+        let d = l.localize(&real, &views(&[], &[("n1", "n5")]), 0);
+        assert_eq!(d[0].cause.kind, RootCauseKind::LinkLoss);
+        assert!(d[0].cause.confidence >= 0.9, "{:?}", d[0].cause);
     }
 }

@@ -1,12 +1,15 @@
 //! Event-time tumbling windows with a watermark and allowed lateness.
 //!
-//! The watermark is the newest event time seen minus the allowed lateness (bounded
-//! out-of-orderness, as in Flink and Arroyo). A window `[start, start + size)` closes
+//! Each source (a Kafka partition) has its own newest event time; the watermark is the
+//! oldest of those, minus the allowed lateness (bounded out-of-orderness per source, as
+//! in Flink and Arroyo). One partition racing ahead while the job catches up on a
+//! backlog therefore cannot close windows the others still have rows for. A source
+//! more than `idle_ns` behind the newest is idle and stops holding the watermark back. A window `[start, start + size)` closes
 //! once the watermark reaches its end; a row for an already closed window is late: it
 //! is counted, never silently dropped and never re-opens a window. A sample's `ts` is
 //! the end of the interval it measured, so it belongs to the window holding `ts - 1ns`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use x0_schema::{LinkSample, NodeSample};
 
 /// The rows of one window.
@@ -29,6 +32,9 @@ pub struct ClosedWindow {
 pub struct Windows {
     size: i64,
     lateness: i64,
+    idle: i64,
+    /// Newest event time per source.
+    sources: HashMap<i32, i64>,
     max_ts: Option<i64>,
     /// Every window ending at or before this has closed.
     closed_until: i64,
@@ -37,10 +43,12 @@ pub struct Windows {
 }
 
 impl Windows {
-    pub fn new(size_ns: i64, lateness_ns: i64) -> Self {
+    pub fn new(size_ns: i64, lateness_ns: i64, idle_ns: i64) -> Self {
         Windows {
             size: size_ns.max(1),
             lateness: lateness_ns.max(0),
+            idle: idle_ns.max(0),
+            sources: HashMap::new(),
             max_ts: None,
             closed_until: i64::MIN,
             open: BTreeMap::new(),
@@ -52,9 +60,18 @@ impl Windows {
         self.size
     }
 
-    /// The current watermark, if any row has been seen.
+    /// The current watermark, if any row has been seen: the oldest newest-event-time
+    /// among the sources that are not idle, minus the allowed lateness.
     pub fn watermark(&self) -> Option<i64> {
-        self.max_ts.map(|t| t.saturating_sub(self.lateness))
+        let newest = self.max_ts?;
+        let horizon = newest.saturating_sub(self.idle);
+        let oldest = self.sources.values().copied().filter(|&t| t >= horizon).min().unwrap_or(newest);
+        Some(oldest.saturating_sub(self.lateness))
+    }
+
+    /// Newest event time seen from any source.
+    pub fn newest(&self) -> Option<i64> {
+        self.max_ts
     }
 
     /// Rows that arrived for windows already closed.
@@ -75,9 +92,13 @@ impl Windows {
         self.start_of(ts) + self.size <= self.closed_until
     }
 
-    /// Adds rows; returns how many were late (counted, not added).
-    pub fn insert(&mut self, links: Vec<LinkSample>, nodes: Vec<NodeSample>) -> u64 {
+    /// Adds rows from `source`; returns how many were late (counted, not added).
+    pub fn insert(&mut self, source: i32, links: Vec<LinkSample>, nodes: Vec<NodeSample>) -> u64 {
         let before = self.late_rows;
+        if let Some(newest) = links.iter().map(|s| s.ts).chain(nodes.iter().map(|s| s.ts)).max() {
+            let entry = self.sources.entry(source).or_insert(newest);
+            *entry = (*entry).max(newest);
+        }
         for s in links {
             if let Some(w) = self.slot(s.ts) {
                 w.links.push(s);
@@ -154,10 +175,10 @@ mod tests {
 
     #[test]
     fn closes_when_the_watermark_passes_the_end() {
-        let mut w = Windows::new(100, 20);
-        w.insert(vec![], vec![node(50), node(100)]);
+        let mut w = Windows::new(100, 20, 1_000);
+        w.insert(0, vec![], vec![node(50), node(100)]);
         assert!(w.close_ready().is_empty(), "watermark 80 < end 100");
-        w.insert(vec![], vec![node(121)]);
+        w.insert(0, vec![], vec![node(121)]);
         let closed = w.close_ready();
         assert_eq!(closed.len(), 1);
         assert_eq!((closed[0].start, closed[0].end, closed[0].rows.nodes.len()), (0, 100, 2));
@@ -165,13 +186,37 @@ mod tests {
 
     #[test]
     fn late_rows_are_counted_not_added() {
-        let mut w = Windows::new(100, 0);
-        w.insert(vec![], vec![node(50), node(301)]);
+        let mut w = Windows::new(100, 0, 1_000);
+        w.insert(0, vec![], vec![node(50), node(301)]);
         assert_eq!(w.close_ready().len(), 1, "[0,100) closes, [300,400) stays open");
         // [0,100) closed; [100,200) never had rows but the watermark passed it.
-        assert_eq!(w.insert(vec![], vec![node(60), node(150), node(350)]), 2);
+        assert_eq!(w.insert(0, vec![], vec![node(60), node(150), node(350)]), 2);
         assert_eq!(w.late_rows(), 2);
         assert_eq!(w.open_windows(), 1);
+    }
+
+    /// Regression: while catching up on a backlog one partition raced seconds ahead,
+    /// the global watermark closed windows the other partitions still had rows for,
+    /// and half-filled windows read as packet loss.
+    #[test]
+    fn a_source_racing_ahead_does_not_close_windows_for_the_others() {
+        let mut w = Windows::new(100, 0, 1_000);
+        w.insert(1, vec![], vec![node(50)]);
+        w.insert(2, vec![], vec![node(60)]);
+        w.insert(1, vec![], vec![node(500)]);
+        assert!(w.close_ready().is_empty(), "source 2 is still at 60");
+        assert_eq!(w.insert(2, vec![], vec![node(90)]), 0, "not late");
+        w.insert(2, vec![], vec![node(350)]);
+        assert_eq!(w.close_ready().len(), 1, "[0,100) closes once both passed it");
+    }
+
+    #[test]
+    fn an_idle_source_stops_holding_the_watermark() {
+        let mut w = Windows::new(100, 0, 1_000);
+        w.insert(1, vec![], vec![node(50)]);
+        w.insert(2, vec![], vec![node(60)]);
+        w.insert(1, vec![], vec![node(2_000)]);
+        assert!(!w.close_ready().is_empty(), "source 2 is 1.9 s behind: idle");
     }
 
     proptest! {
@@ -179,12 +224,12 @@ mod tests {
         /// it, or is counted late exactly when its window had already closed.
         #[test]
         fn every_row_is_windowed_once_or_counted_late(ts in proptest::collection::vec(1i64..5_000, 1..200), size in 1i64..700, lateness in 0i64..500) {
-            let mut w = Windows::new(size, lateness);
+            let mut w = Windows::new(size, lateness, i64::MAX);
             let mut closed = Vec::new();
             let mut late = 0;
             for &t in &ts {
                 let was_late = w.is_late(t);
-                let counted = w.insert(vec![], vec![node(t)]);
+                let counted = w.insert(0, vec![], vec![node(t)]);
                 prop_assert_eq!(counted == 1, was_late);
                 late += counted;
                 for c in w.close_ready() {
