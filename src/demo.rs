@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use x0_kafka::{DevBroker, KafkaConfig};
 use x0_lab::{run_simulation, score_run, SimMesh, SimOptions, SimRunStats};
-use x0_pipeline::{run_job, Config, FeatureEngine, JobReport, JobStats, StreamCore, BUILTIN_FEATURES_SQL};
+use x0_pipeline::{run_job, wall_clock_ns, Config, FeatureEngine, JobReport, JobStats, StreamCore};
 use x0_schema::{ContentType, RunSummary, Scenario};
 
 /// The scenario `demo` runs when given none.
@@ -37,27 +37,20 @@ pub struct DemoOutcome {
     pub bootstrap: String,
 }
 
-fn wall_now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
-}
-
 /// Runs a scenario end to end and scores it against the simulator's ground truth.
 pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
     let topics = opts.config.kafka.topics.clone();
     let broker = DevBroker::start(&topics, 4).context("starting the embedded broker")?;
     let kafka = KafkaConfig { brokers: broker.bootstrap_servers(), topics, ..opts.config.kafka.clone() };
     let signer = x0_schema::generate_signing_key();
-    let start_ns = wall_now_ns();
+    let start_ns = wall_clock_ns();
     let mesh = SimMesh::new(&opts.scenario, SimOptions { start_ns, ..Default::default() })
         .context("building the simulated mesh")?;
     let elements = mesh.fault_elements();
     let topology = mesh.topology().clone();
     let mesh = Arc::new(Mutex::new(mesh));
 
-    let sql = match opts.config.features.sql_file.as_str() {
-        "" => BUILTIN_FEATURES_SQL.to_string(),
-        path => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
-    };
+    let sql = opts.config.feature_sql().with_context(|| format!("reading {}", opts.config.features.sql_file))?;
     let features = FeatureEngine::new(&sql).await.context("loading the feature SQL")?;
     let stats = Arc::new(JobStats::default());
     let job_id = uuid::Uuid::new_v4().simple().to_string();

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
 use x0_kafka::{DevBroker, KafkaConfig};
-use x0_pipeline::{run_job, Config, FeatureEngine, JobStats, StreamCore, BUILTIN_FEATURES_SQL};
+use x0_pipeline::{run_job, Config, FeatureEngine, JobStats, StreamCore};
 use x0_schema::{ContentType, Scenario, Topology};
 use x0_sql::{format_batches, saved_queries, saved_query, HistoryEngine, OutputFormat};
 use x0tta6bl4::demo::{run_demo, DemoOptions, DEFAULT_SCENARIO};
@@ -214,10 +214,7 @@ async fn main() -> Result<()> {
             let signer = keys::read_signing_key(std::path::Path::new(&config.keys.signing_key))?;
             let scenario = Scenario::from_file(&topology)?;
             let topo = Topology::generate(&scenario.topology)?;
-            let sql = match config.features.sql_file.as_str() {
-                "" => BUILTIN_FEATURES_SQL.to_string(),
-                path => std::fs::read_to_string(path)?,
-            };
+            let sql = config.feature_sql().with_context(|| format!("reading {}", config.features.sql_file))?;
             let features = FeatureEngine::new(&sql).await?;
             let job_id = uuid::Uuid::new_v4().simple().to_string();
             let core = StreamCore::new(
@@ -257,7 +254,7 @@ async fn main() -> Result<()> {
             }
             let scenario = Scenario::from_file(&scenario)?;
             let vk = keys::read_verifying_key(&verifying_key)?;
-            let start_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as i64;
+            let start_ns = x0_pipeline::wall_clock_ns();
             let mesh = x0_lab::SimMesh::new(&scenario, x0_lab::SimOptions { start_ns, ..Default::default() })?;
             let mesh = Arc::new(std::sync::Mutex::new(mesh));
             let kafka = KafkaConfig { ..config.kafka };

@@ -1,5 +1,6 @@
 //! Drives a simulated mesh against Kafka in (scaled) real time.
 
+use crate::target::lock;
 use crate::{SimMesh, SimRouteTarget};
 use futures::future::join_all;
 use rdkafka::consumer::StreamConsumer;
@@ -31,10 +32,6 @@ pub struct SimRunStats {
     pub send_failures: u64,
     pub commands: u64,
     pub commands_applied: u64,
-}
-
-fn lock(mesh: &Mutex<SimMesh>) -> std::sync::MutexGuard<'_, SimMesh> {
-    mesh.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs the mesh until its scenario ends: telemetry out every interval (divided by

@@ -18,8 +18,9 @@ impl SimRouteTarget {
     }
 }
 
-fn lock(mesh: &Mutex<SimMesh>) -> std::sync::MutexGuard<'_, SimMesh> {
-    // A panic elsewhere must not take the actuator down with it; the mesh stays usable.
+/// Locks the shared mesh. A panic elsewhere must not take the actuators or the
+/// simulation down with it; the mesh stays usable.
+pub(crate) fn lock(mesh: &Mutex<SimMesh>) -> std::sync::MutexGuard<'_, SimMesh> {
     mesh.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -178,6 +178,14 @@ impl Config {
         p
     }
 
+    /// The feature SQL to run: `features.sql_file`, or the built-in one when empty.
+    pub fn feature_sql(&self) -> std::io::Result<String> {
+        match self.features.sql_file.as_str() {
+            "" => Ok(crate::features::BUILTIN_FEATURES_SQL.to_string()),
+            path => std::fs::read_to_string(path),
+        }
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         PathBuf::from(self.data_dir.strip_prefix("file://").unwrap_or(&self.data_dir))
     }

@@ -49,6 +49,8 @@ pub struct StreamCore {
     commands: BTreeMap<String, CommandRow>,
     feature_rows: Vec<(i64, i64, RecordBatch)>,
     keep_features: bool,
+    /// Bumped whenever an incident or command changes, so history is written only then.
+    generation: u64,
 }
 
 impl std::fmt::Debug for StreamCore {
@@ -86,6 +88,7 @@ impl StreamCore {
             commands: BTreeMap::new(),
             feature_rows: Vec::new(),
             keep_features: true,
+            generation: 0,
         }
     }
 
@@ -158,7 +161,9 @@ impl StreamCore {
         for w in ready {
             let started = Instant::now();
             let features = self.features.compute(&w).await?;
-            out.extend(self.decide(&features));
+            let decided = self.decide(&features);
+            self.generation += u64::from(!decided.is_empty());
+            out.extend(decided);
             if self.keep_features {
                 for b in &features.link_batches {
                     self.feature_rows.push((w.start, w.end, b.clone()));
@@ -283,12 +288,18 @@ impl StreamCore {
     /// Takes an actuator's result.
     pub fn on_result(&mut self, r: &CommandResult) -> Vec<Output> {
         self.stats.result_received(r.status);
+        self.generation += 1;
         if let Some(row) = self.commands.get_mut(&r.command_id) {
             row.status = Some(r.status);
             row.reason = (!r.reason.is_empty()).then(|| r.reason.clone());
             row.acked_at = Some(r.applied_at);
         }
         self.book.on_result(r).and_then(|id| self.book.get(&id).cloned()).map(Output::Incident).into_iter().collect()
+    }
+
+    /// Changes to incidents or commands so far (compare to skip unchanged snapshots).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn incidents(&self) -> Vec<Incident> {

@@ -31,7 +31,8 @@ pub struct JobReport {
     pub commands: Vec<CommandRow>,
 }
 
-fn wall_now_ns() -> i64 {
+/// The wall clock, ns since the Unix epoch.
+pub fn wall_clock_ns() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
@@ -74,6 +75,7 @@ pub async fn run_job(
     // feature rows are batched into fewer, larger files.
     let mut flush = tokio::time::interval(SNAPSHOT_EVERY);
     let mut flushes = 0u32;
+    let mut written = None;
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -98,7 +100,7 @@ pub async fn run_job(
                     let admitted = ContentType::from_header(header(&m, CONTENT_TYPE_HEADER))
                         .and_then(|ct| decode_telemetry(ct, payload))
                         .map_err(|e| (e.label(), e.to_string()))
-                        .and_then(|batch| core.admit(m.partition(), batch, wall_now_ns()).map_err(|r| (r.label, r.reason)));
+                        .and_then(|batch| core.admit(m.partition(), batch, wall_clock_ns()).map_err(|r| (r.label, r.reason)));
                     if let Err((label, reason)) = admitted {
                         core.stats().dead_lettered(label);
                         tracing::debug!(%reason, "telemetry dead-lettered");
@@ -116,13 +118,13 @@ pub async fn run_job(
             },
             _ = flush.tick() => {
                 flushes += 1;
-                if let Err(e) = write_history(&mut core, &mut history, flushes % FEATURES_EVERY == 0) {
+                if let Err(e) = write_history(&mut core, &mut history, &mut written, flushes.is_multiple_of(FEATURES_EVERY)) {
                     tracing::error!(error = %e, "writing history failed; will retry");
                 }
             }
         }
     }
-    write_history(&mut core, &mut history, true)?;
+    write_history(&mut core, &mut history, &mut written, true)?;
     Ok(JobReport { incidents: core.incidents(), commands: core.command_rows() })
 }
 
@@ -130,9 +132,19 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
 /// Feature files are written every this many snapshots (30 s).
 const FEATURES_EVERY: u32 = 15;
 
-fn write_history(core: &mut StreamCore, history: &mut History, features: bool) -> std::io::Result<()> {
-    history.snapshot(&core.incidents(), &core.command_rows())?;
-    core.evict_settled();
+/// Snapshots incidents and commands if they changed since `written` (the generation
+/// last written), and appends feature rows when `features`.
+fn write_history(
+    core: &mut StreamCore,
+    history: &mut History,
+    written: &mut Option<u64>,
+    features: bool,
+) -> std::io::Result<()> {
+    if *written != Some(core.generation()) {
+        history.snapshot(&core.incidents(), &core.command_rows())?;
+        *written = Some(core.generation());
+        core.evict_settled();
+    }
     if features {
         history.append_features(core.take_feature_rows())?;
     }

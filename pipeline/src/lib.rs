@@ -37,6 +37,6 @@ pub use config::{
 };
 pub use disjoint::{disjoint_paths, path_cost, CostGraph};
 pub use features::{FeatureEngine, FeatureError, WindowFeatures, BUILTIN_FEATURES_SQL};
-pub use job::{run_job, JobError, JobReport};
+pub use job::{run_job, wall_clock_ns, JobError, JobReport};
 pub use stats::JobStats;
 pub use window::{ClosedWindow, WindowRows, Windows};

@@ -31,6 +31,11 @@ const MEMORY: usize = 6;
 /// Windows a suspect reporter stays suspect after its last uncorroborated claim.
 const SUSPECT_MEMORY: usize = 20;
 
+/// The distinct nodes behind the signals `pick` selects.
+fn who<'a>(signals: &[&'a Anomaly], pick: impl Fn(&'a Signal) -> Option<&'a String>) -> BTreeSet<&'a str> {
+    signals.iter().filter_map(|s| pick(&s.signal)).map(String::as_str).collect()
+}
+
 fn symptom(a: &Anomaly, window_start: i64) -> Symptom {
     Symptom { element: a.element.clone(), feature: a.feature.into(), value: a.value, score: a.score, window_start }
 }
@@ -153,13 +158,10 @@ impl Localizer {
         for (link, signals) in per_link {
             let Element::Link { a: na, b: nb } = &link else { continue };
             let symptoms: Vec<Symptom> = signals.iter().map(|s| symptom(s, window_start)).collect();
-            let carrier: BTreeSet<&str> = signals
-                .iter()
-                .filter_map(|s| match &s.signal {
-                    Signal::Carrier { reporter } => Some(reporter.as_str()),
-                    _ => None,
-                })
-                .collect();
+            let carrier = who(&signals, |s| match s {
+                Signal::Carrier { reporter } => Some(reporter),
+                _ => None,
+            });
             if !carrier.is_empty() {
                 let both = carrier.len() == 2;
                 let evidence = vec![format!(
@@ -186,23 +188,17 @@ impl Localizer {
             };
             let (bad_a, bad_b) = (bad(na, nb), bad(nb, na));
             let counter = signals.iter().any(|s| matches!(s.signal, Signal::CounterLoss { .. }));
-            let rtt: BTreeSet<&str> = signals
-                .iter()
-                .filter_map(|s| match &s.signal {
-                    Signal::Rtt { reporter } => Some(reporter.as_str()),
-                    _ => None,
-                })
-                .collect();
+            let rtt = who(&signals, |s| match s {
+                Signal::Rtt { reporter } => Some(reporter),
+                _ => None,
+            });
             // Who asserts each loss signal: a prober its probes, a receiver its counters
             // (a "packets sent but not received" gap rests on the receiver's own count).
-            let claims: BTreeSet<&str> = signals
-                .iter()
-                .filter_map(|s| match &s.signal {
-                    Signal::ProbeLoss { reporter } => Some(reporter.as_str()),
-                    Signal::CounterLoss { to, .. } => Some(to.as_str()),
-                    _ => None,
-                })
-                .collect();
+            let claims = who(&signals, |s| match s {
+                Signal::ProbeLoss { reporter } => Some(reporter),
+                Signal::CounterLoss { to, .. } => Some(to),
+                _ => None,
+            });
             if !claims.is_empty() {
                 if let [claimant] = claims.iter().copied().collect::<Vec<_>>()[..] {
                     // Real loss crosses the other end's probes too (they go both ways).
