@@ -128,19 +128,38 @@ impl Config {
             }
             merge(&mut merged, overlay);
         }
-        let config = match toml::Value::Table(merged).try_into::<Config>() {
-            Ok(c) => Some(c),
-            Err(e) => {
-                problems.push(e.to_string().trim().replace('\n', " "));
-                None
-            }
-        };
-        if let Some(c) = &config {
-            problems.extend(c.validate());
+        // Unknown keys are reported above; drop them so serde reports what else is wrong.
+        prune(&mut merged, &defaults, "");
+        // Each section on its own, so one bad value does not hide the others; a broken
+        // section is replaced by its default to let the semantic checks still run.
+        let mut config: Config = toml::Value::Table(defaults.clone()).try_into().expect("defaults deserialise");
+        macro_rules! section {
+            ($field:ident) => {
+                if let Some(v) = merged.get(stringify!($field)).cloned() {
+                    match v.try_into() {
+                        Ok(parsed) => config.$field = parsed,
+                        Err(e) => problems.push(format!(
+                            "{}: {}",
+                            stringify!($field),
+                            e.to_string().trim().replace('\n', " ")
+                        )),
+                    }
+                }
+            };
         }
-        match config {
-            Some(c) if problems.is_empty() => Ok(c),
-            _ => Err(ConfigErrors(problems)),
+        section!(data_dir);
+        section!(kafka);
+        section!(window);
+        section!(features);
+        section!(detector);
+        section!(rca);
+        section!(planner);
+        section!(keys);
+        problems.extend(config.validate());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(problems))
         }
     }
 
@@ -207,6 +226,19 @@ fn unknown_keys(user: &toml::Table, defaults: &toml::Table, prefix: &str, proble
     }
 }
 
+/// Removes keys the defaults do not have (free-form maps excepted).
+fn prune(table: &mut toml::Table, defaults: &toml::Table, prefix: &str) {
+    table.retain(|k, _| defaults.contains_key(k));
+    for (k, v) in table.iter_mut() {
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        if let (toml::Value::Table(t), Some(toml::Value::Table(d))) = (v, defaults.get(k)) {
+            if path != "kafka.options" {
+                prune(t, d, &path);
+            }
+        }
+    }
+}
+
 fn merge(base: &mut toml::Table, overlay: toml::Table) {
     for (k, v) in overlay {
         match (base.get_mut(&k), v) {
@@ -251,9 +283,15 @@ mod tests {
     fn every_problem_is_reported_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "colour = 1\n[window]\nsise = \"1s\"\n[planner]\nmin_confidence = 3.0\n").unwrap();
+        std::fs::write(&f, "colour = 1\n[window]\nsise = \"1s\"\nsize = \"fast\"\n[planner]\nmin_confidence = 3.0\n")
+            .unwrap();
         let env = [("X0__NOPE".to_string(), "1".to_string())];
         let err = Config::load(Some(&f), env).unwrap_err();
-        assert_eq!(err.0.len(), 4, "{err}");
+        let text = err.to_string();
+        // unknown colour, unknown window.sise, unknown env key, window.size type, min_confidence range
+        assert_eq!(err.0.len(), 5, "{text}");
+        for needle in ["colour", "window.sise", "X0__NOPE", "window:", "min_confidence"] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
     }
 }
