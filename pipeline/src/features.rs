@@ -7,7 +7,7 @@ use arrow::datatypes::DataType;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use std::sync::Arc;
 use thiserror::Error;
-use x0_schema::{link_schema, node_schema, TelemetryBatch};
+use x0_schema::{link_batch, node_batch};
 
 /// The feature SQL that ships with the project.
 pub const BUILTIN_FEATURES_SQL: &str = include_str!("../../sql/features.sql");
@@ -134,33 +134,18 @@ impl FeatureEngine {
     }
 
     async fn run(&self, window: &ClosedWindow) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), FeatureError> {
-        let batch = TelemetryBatch { links: window.rows.links.clone(), nodes: window.rows.nodes.clone() };
-        let links =
-            if batch.links.is_empty() { RecordBatch::new_empty(link_schema()) } else { batch.link_record_batch() };
-        let nodes =
-            if batch.nodes.is_empty() { RecordBatch::new_empty(node_schema()) } else { batch.node_record_batch() };
         let q = |query: &'static str| move |source| FeatureError::Query { query, source };
         self.ctx.deregister_table("link_samples").map_err(q("link_samples"))?;
         self.ctx.deregister_table("node_samples").map_err(q("node_samples"))?;
-        self.ctx.register_batch("link_samples", links).map_err(q("link_samples"))?;
-        self.ctx.register_batch("node_samples", nodes).map_err(q("node_samples"))?;
-        let link_rows = self
-            .ctx
-            .sql(&self.link_sql)
-            .await
-            .map_err(q("link_features"))?
-            .collect()
-            .await
-            .map_err(q("link_features"))?;
-        let node_rows = self
-            .ctx
-            .sql(&self.node_sql)
-            .await
-            .map_err(q("node_features"))?
-            .collect()
-            .await
-            .map_err(q("node_features"))?;
-        Ok((link_rows, node_rows))
+        self.ctx.register_batch("link_samples", link_batch(&window.rows.links)).map_err(q("link_samples"))?;
+        self.ctx.register_batch("node_samples", node_batch(&window.rows.nodes)).map_err(q("node_samples"))?;
+        Ok((self.collect("link_features", &self.link_sql).await?, self.collect("node_features", &self.node_sql).await?))
+    }
+
+    /// Plans and runs one named feature query.
+    async fn collect(&self, query: &'static str, sql: &str) -> Result<Vec<RecordBatch>, FeatureError> {
+        let q = |source| FeatureError::Query { query, source };
+        self.ctx.sql(sql).await.map_err(q)?.collect().await.map_err(q)
     }
 
     /// Computes one window's features.

@@ -84,49 +84,57 @@ pub fn node_schema() -> SchemaRef {
 impl TelemetryBatch {
     /// The link samples as one record batch of [`link_schema`].
     pub fn link_record_batch(&self) -> RecordBatch {
-        let l = &self.links;
-        let u = |f: fn(&LinkSample) -> u64| -> ArrayRef { Arc::new(UInt64Array::from_iter_values(l.iter().map(f))) };
-        let s = |f: fn(&LinkSample) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(l.iter().map(f))) };
-        let cols: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from_iter_values(l.iter().map(|x| x.ts))),
-            s(|x| &x.node),
-            s(|x| &x.peer),
-            s(|x| &x.iface),
-            Arc::new(UInt16Array::from_iter_values(l.iter().map(|x| x.schema_version))),
-            s(|x| x.provenance.as_str()),
-            Arc::new(BooleanArray::from(l.iter().map(|x| x.oper_up).collect::<Vec<_>>())),
-            u(|x| x.tx_packets),
-            u(|x| x.rx_packets),
-            u(|x| x.tx_bytes),
-            u(|x| x.rx_bytes),
-            u(|x| x.drops),
-            u(|x| x.errors),
-            u(|x| x.tcp_retransmits),
-            u(|x| x.probes_sent),
-            u(|x| x.probes_lost),
-            Arc::new(Float64Array::from_iter_values(l.iter().map(|x| x.rtt_avg_us))),
-            Arc::new(Float64Array::from_iter_values(l.iter().map(|x| x.rtt_max_us))),
-        ];
-        RecordBatch::try_new(link_schema(), cols).expect("columns built to match link_schema")
+        link_batch(&self.links)
     }
 
     /// The node samples as one record batch of [`node_schema`].
     pub fn node_record_batch(&self) -> RecordBatch {
-        let n = &self.nodes;
-        let f = |g: fn(&NodeSample) -> f64| -> ArrayRef { Arc::new(Float64Array::from_iter_values(n.iter().map(g))) };
-        let cols: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from_iter_values(n.iter().map(|x| x.ts))),
-            Arc::new(StringArray::from_iter_values(n.iter().map(|x| x.node.as_str()))),
-            Arc::new(UInt16Array::from_iter_values(n.iter().map(|x| x.schema_version))),
-            Arc::new(StringArray::from_iter_values(n.iter().map(|x| x.provenance.as_str()))),
-            f(|x| x.cpu),
-            f(|x| x.mem),
-            f(|x| x.softirq),
-            f(|x| x.queue_pressure),
-            Arc::new(BooleanArray::from(n.iter().map(|x| x.agent_ok).collect::<Vec<_>>())),
-        ];
-        RecordBatch::try_new(node_schema(), cols).expect("columns built to match node_schema")
+        node_batch(&self.nodes)
     }
+}
+
+/// Link samples as one record batch of [`link_schema`] (zero rows is a valid batch).
+pub fn link_batch(l: &[LinkSample]) -> RecordBatch {
+    let u = |f: fn(&LinkSample) -> u64| -> ArrayRef { Arc::new(UInt64Array::from_iter_values(l.iter().map(f))) };
+    let s = |f: fn(&LinkSample) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(l.iter().map(f))) };
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(l.iter().map(|x| x.ts))),
+        s(|x| &x.node),
+        s(|x| &x.peer),
+        s(|x| &x.iface),
+        Arc::new(UInt16Array::from_iter_values(l.iter().map(|x| x.schema_version))),
+        s(|x| x.provenance.as_str()),
+        Arc::new(BooleanArray::from(l.iter().map(|x| x.oper_up).collect::<Vec<_>>())),
+        u(|x| x.tx_packets),
+        u(|x| x.rx_packets),
+        u(|x| x.tx_bytes),
+        u(|x| x.rx_bytes),
+        u(|x| x.drops),
+        u(|x| x.errors),
+        u(|x| x.tcp_retransmits),
+        u(|x| x.probes_sent),
+        u(|x| x.probes_lost),
+        Arc::new(Float64Array::from_iter_values(l.iter().map(|x| x.rtt_avg_us))),
+        Arc::new(Float64Array::from_iter_values(l.iter().map(|x| x.rtt_max_us))),
+    ];
+    RecordBatch::try_new(link_schema(), cols).expect("columns built to match link_schema")
+}
+
+/// Node samples as one record batch of [`node_schema`] (zero rows is a valid batch).
+pub fn node_batch(n: &[NodeSample]) -> RecordBatch {
+    let f = |g: fn(&NodeSample) -> f64| -> ArrayRef { Arc::new(Float64Array::from_iter_values(n.iter().map(g))) };
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(n.iter().map(|x| x.ts))),
+        Arc::new(StringArray::from_iter_values(n.iter().map(|x| x.node.as_str()))),
+        Arc::new(UInt16Array::from_iter_values(n.iter().map(|x| x.schema_version))),
+        Arc::new(StringArray::from_iter_values(n.iter().map(|x| x.provenance.as_str()))),
+        f(|x| x.cpu),
+        f(|x| x.mem),
+        f(|x| x.softirq),
+        f(|x| x.queue_pressure),
+        Arc::new(BooleanArray::from(n.iter().map(|x| x.agent_ok).collect::<Vec<_>>())),
+    ];
+    RecordBatch::try_new(node_schema(), cols).expect("columns built to match node_schema")
 }
 
 /// Encodes a batch as Arrow IPC: one stream for link samples (if any) followed by one

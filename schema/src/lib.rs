@@ -41,7 +41,7 @@ mod telemetry;
 mod topics;
 mod topology;
 
-pub use arrow_codec::{encode_arrow, link_schema, node_schema};
+pub use arrow_codec::{encode_arrow, link_batch, link_schema, node_batch, node_schema};
 pub use command::{generate_signing_key, Action, CommandError, HealingCommand, SigningKey, VerifyingKey};
 pub use decode::{decode_telemetry, ContentType, DecodeError};
 pub use element::Element;
