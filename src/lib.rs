@@ -3,6 +3,8 @@
 //! against a real cluster, and key files. Logic lives in the crates; this is wiring,
 //! kept in a library so end-to-end tests drive exactly what users run.
 
+pub mod agent;
 pub mod demo;
+pub mod kernel_lab;
 pub mod keys;
 pub mod report;

@@ -100,6 +100,95 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// The node agent: kernel probes and link probes out, signed commands in (netlink).
+    Agent {
+        /// This node's network file (JSON: neighbours, addresses, baseline routes).
+        #[arg(long)]
+        network: PathBuf,
+        /// Node name; must match the network file.
+        #[arg(long)]
+        node: Option<String>,
+        /// Enter this network namespace for probes and routes (lab nodes).
+        #[arg(long)]
+        netns: Option<String>,
+        /// Kafka bootstrap servers (overrides kafka.brokers).
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Public key healing commands must be signed with (overrides keys.verifying_key).
+        #[arg(long)]
+        verify_key: Option<PathBuf>,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
+        telemetry_interval: std::time::Duration,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
+        probe_interval: std::time::Duration,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "200ms")]
+        probe_timeout: std::time::Duration,
+        #[arg(long, default_value = "arrow")]
+        encoding: String,
+        /// Use the kernel's interface counters, not eBPF.
+        #[arg(long)]
+        no_ebpf: bool,
+        /// Marks a process the lab started (so `lab down` finds it); exits with its parent.
+        #[arg(long, hide = true)]
+        lab_tag: Option<String>,
+    },
+    /// The kernel lab: a scenario's mesh as network namespaces with real agents (root).
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabAction {
+    /// Build the namespaces and veth links and leave them up (inspect with `ip netns`).
+    Up {
+        #[arg(long)]
+        scenario: PathBuf,
+        #[arg(long, default_value = "x0lab-")]
+        prefix: String,
+    },
+    /// Build the mesh, start the routing (our agents + job, or babeld), run the
+    /// scenario's faults `--trials` times and measure recovery from probe flows.
+    Run {
+        #[arg(long)]
+        scenario: PathBuf,
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
+        /// x0 (our agents and stream job), babel (Debian's babeld) or static (our
+        /// agents' baseline routes and the kernel's failover, no stream job).
+        #[arg(long, default_value = "x0")]
+        routing: String,
+        #[arg(long, default_value_t = 1)]
+        trials: usize,
+        #[arg(long, default_value = "x0lab-")]
+        prefix: String,
+        /// Agents use the kernel's interface counters instead of eBPF.
+        #[arg(long)]
+        no_ebpf: bool,
+    },
+    /// Inject (or with --off revert) one fault by hand in a lab that is up.
+    Fault {
+        /// link-down, link-loss or node-crash
+        #[arg(long)]
+        kind: String,
+        /// "a-b" for a link, a node name for a node
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        scenario: PathBuf,
+        #[arg(long, default_value_t = 0.3)]
+        loss: f64,
+        #[arg(long)]
+        off: bool,
+        #[arg(long, default_value = "x0lab-")]
+        prefix: String,
+    },
+    /// Stop every lab process and delete the lab's namespaces (also after a crash).
+    Down {
+        #[arg(long, default_value = "x0lab-")]
+        prefix: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -134,7 +223,10 @@ fn load_config(file: Option<&std::path::Path>) -> Result<Config> {
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,netlink_packet_route=error".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -299,6 +391,59 @@ async fn main() -> Result<()> {
             }
         },
         Command::Config { action: ConfigAction::Show } => print!("{}", x0_pipeline::DEFAULT_TOML),
+        Command::Agent {
+            network,
+            node,
+            netns,
+            brokers,
+            verify_key,
+            telemetry_interval,
+            probe_interval,
+            probe_timeout,
+            encoding: enc,
+            no_ebpf,
+            lab_tag,
+        } => {
+            let mut config = load_config(cli.config.as_deref())?;
+            if let Some(b) = brokers {
+                config.kafka.brokers = b;
+            }
+            let bytes = std::fs::read(&network).with_context(|| format!("reading {}", network.display()))?;
+            let network = x0_actuator::NodeNetwork::from_json(&bytes)
+                .with_context(|| format!("parsing {}", network.display()))?;
+            if let Some(n) = node.filter(|n| *n != network.node) {
+                bail!("--node {n} but the network file describes {}", network.node);
+            }
+            let vk_path = verify_key.unwrap_or_else(|| PathBuf::from(&config.keys.verifying_key));
+            let verify_key = keys::read_verifying_key(&vk_path)?;
+            let opts = x0tta6bl4::agent::AgentOptions {
+                network,
+                netns,
+                kafka: config.kafka.clone(),
+                verify_key,
+                telemetry_interval,
+                probe_interval,
+                probe_timeout,
+                encoding: encoding(&enc)?,
+                no_ebpf,
+                exit_with_parent: lab_tag.is_some(),
+            };
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                }
+                let _ = tx.send(true);
+            });
+            let report = x0tta6bl4::agent::run_agent(opts, rx).await?;
+            eprintln!(
+                "agent stopped: {} telemetry batches, {} commands ({} applied)",
+                report.batches, report.commands, report.applied
+            );
+        }
+        Command::Lab { action } => lab(action, cli.config.as_deref()).await?,
         Command::Keys { action: KeysAction::Generate { out } } => {
             let (sk, vk) = keys::generate(&out)?;
             println!(
@@ -306,6 +451,85 @@ async fn main() -> Result<()> {
                 sk.display(),
                 vk.display()
             );
+        }
+    }
+    Ok(())
+}
+
+async fn lab(action: LabAction, config: Option<&std::path::Path>) -> Result<()> {
+    use x0_lab::kernel::netlab::{down, NetLab};
+    use x0tta6bl4::kernel_lab::{default_run_dir, run_lab, LabOptions, Routing};
+    match action {
+        LabAction::Up { scenario, prefix } => {
+            let scenario = Scenario::from_file(&scenario)?;
+            let topo = Topology::generate(&scenario.topology)?;
+            let lab = NetLab::up(&topo, &prefix)?;
+            let dir = default_run_dir(&prefix);
+            std::fs::create_dir_all(&dir)?;
+            for net in &lab.networks {
+                std::fs::write(dir.join(format!("{}.json", net.node)), net.to_json())?;
+            }
+            println!("node network files (for `x0tta6bl4 agent --network`) in {}", dir.display());
+            println!(
+                "{} namespaces up: {} … (tear down with `x0tta6bl4 lab down --prefix {prefix}`)",
+                lab.namespaces.len(),
+                lab.namespaces[0]
+            );
+        }
+        LabAction::Down { prefix } => {
+            let n = down(&prefix)?;
+            println!("removed {n} namespaces");
+        }
+        LabAction::Fault { kind, target, scenario, loss, off, prefix } => {
+            let scenario = Scenario::from_file(&scenario)?;
+            let topo = Topology::generate(&scenario.topology)?;
+            let lab = NetLab { prefix: prefix.clone(), namespaces: vec![], networks: vec![] };
+            let kind = match kind.as_str() {
+                "link-down" => x0_schema::FaultKind::LinkDown,
+                "link-loss" => x0_schema::FaultKind::LinkLoss,
+                "node-crash" => x0_schema::FaultKind::NodeCrash,
+                other => bail!("unknown fault kind {other:?} (link-down, link-loss, node-crash)"),
+            };
+            let element = match target.split_once('-') {
+                Some((a, b)) => x0_schema::Element::link(a, b),
+                None => x0_schema::Element::node(&target),
+            };
+            let mut injectors = x0_lab::kernel::faults::Injectors::default();
+            x0_lab::kernel::faults::apply(&lab, &topo, &mut injectors, kind, &element, loss, Default::default(), !off)?;
+            if kind == x0_schema::FaultKind::LinkLoss && !off {
+                println!("loss injected; it lasts while this command runs: Ctrl-C to stop");
+                tokio::signal::ctrl_c().await?;
+            }
+        }
+        LabAction::Run { scenario, summary_json, routing, trials, prefix, no_ebpf } => {
+            let routing = match routing.as_str() {
+                "x0" => Routing::X0,
+                "babel" => Routing::Babel,
+                "static" => Routing::Static,
+                other => bail!("unknown routing {other:?} (x0, babel, static)"),
+            };
+            let scenario = Scenario::from_file(&scenario)?;
+            let opts = LabOptions {
+                scenario,
+                routing,
+                trials: trials.max(1),
+                run_dir: default_run_dir(&prefix),
+                prefix: prefix.clone(),
+                config: load_config(config)?,
+                no_ebpf,
+            };
+            let summary = tokio::select! {
+                s = run_lab(opts) => s?,
+                _ = tokio::signal::ctrl_c() => {
+                    // run_lab's teardown runs when its future is dropped here.
+                    bail!("interrupted; lab torn down")
+                }
+            };
+            print!("{}", report::lab_table(&summary));
+            let json = serde_json::to_string_pretty(&summary)?;
+            if let Some(path) = summary_json {
+                std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
+            }
         }
     }
     Ok(())

@@ -99,3 +99,42 @@ pub fn aggregate_table(runs: &[(RunSummary, usize)]) -> String {
     ));
     out
 }
+
+/// The kernel lab's result, one line per fault.
+pub fn lab_table(s: &crate::kernel_lab::LabSummary) -> String {
+    let mut out = format!(
+        "\n{} on real kernels, routing {:?}: {} nodes, {} links, {} probe flows every {:.0} ms\n",
+        s.scenario, s.routing, s.nodes, s.links, s.flows, s.flow_interval_ms
+    );
+    out += &format!(
+        "{:<12} {:<14} {:>7} {:>9} {:>9} {:>9} {:>6}\n",
+        "fault", "element", "trials", "p50 ms", "p95 ms", "max ms", "flaps"
+    );
+    for f in &s.faults {
+        out += &format!(
+            "{:<12} {:<14} {:>3}/{:<3} {:>9} {:>9} {:>9} {:>6}\n",
+            f.kind,
+            f.element,
+            f.restored,
+            f.trials.len(),
+            f.restored_ms.p50,
+            f.restored_ms.p95,
+            f.restored_ms.max,
+            f.route_flaps
+        );
+    }
+    if let Some(c) = &s.agent_cost {
+        out += &format!(
+            "agents: {} processes, CPU mean {:.2}% max {:.2}% of a core, RSS max {:.1} MB; telemetry from {}\n",
+            c.agents,
+            c.cpu_percent_mean,
+            c.cpu_percent_max,
+            c.rss_mb_max,
+            s.telemetry.as_deref().unwrap_or("-")
+        );
+    }
+    if s.routing == crate::kernel_lab::Routing::X0 {
+        out += &format!("stream job: {} incidents, {} commands\n", s.incidents, s.commands);
+    }
+    out
+}

@@ -27,6 +27,11 @@ impl<T: RouteTarget> Actuator<T> {
         &self.target
     }
 
+    /// The target, for maintenance the target does on its own (no command involved).
+    pub fn target_mut(&mut self) -> &mut T {
+        &mut self.target
+    }
+
     /// Handles one command's wire bytes at `now_ns`; never panics, always answers.
     pub fn handle(&mut self, bytes: &[u8], now_ns: i64) -> CommandResult {
         let answer = |status, reason: String, command_id: String, routes| CommandResult {

@@ -4,8 +4,8 @@
 //! The actuator trusts nothing: a command that is malformed, names an action outside
 //! the closed set, is meant for another node, is unsigned or badly signed, has
 //! expired, or was already applied is rejected with a reason and never reaches the
-//! target. Targets are the simulated mesh (in `lab`) and, later, the kernel's routing
-//! table through netlink; both sit behind the same trait.
+//! target. Targets are the simulated mesh (in `lab`) and the kernel's routing table
+//! through rtnetlink ([`KernelRouteTarget`]); both sit behind the same trait.
 //!
 //! ```
 //! use x0_actuator::{Actuator, RouteTarget, TargetError};
@@ -22,7 +22,13 @@
 //! ```
 
 mod actuator;
+mod kernel;
+mod netlink;
+mod node_network;
 mod target;
 
 pub use actuator::Actuator;
+pub use kernel::{KernelRouteTarget, BACKUP_METRIC, PRIMARY_METRIC};
+pub use netlink::{KernelRoute, RouteSocket, ROUTE_PROTOCOL};
+pub use node_network::{BaselineRoute, Neighbour, NodeNetwork};
 pub use target::{RouteTarget, TargetError};

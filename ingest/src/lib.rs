@@ -5,12 +5,19 @@
 //!   every telemetry interval.
 //! - [`FaultInjector`]: the lab's gray-failure injector (a TC program dropping a share
 //!   of an interface's egress packets).
+//! - [`LinkProber`]: active UDP probes of every link (loss, RTT).
+//! - [`read_interfaces`]: the kernel's interface counters and carrier (rtnetlink),
+//!   the fallback when the probes cannot load.
 //! - [`TelemetryPublisher`]: publishes [`x0_schema::TelemetryBatch`]es to `x0.telemetry`.
 
+mod interfaces;
+mod link_probe;
 mod netns;
 mod probes;
 mod publisher;
 
+pub use interfaces::{read_interfaces, InterfaceStats};
+pub use link_probe::{LinkProber, ProbeStats, PROBE_PORT};
 pub use netns::{enter_netns, in_netns, netns_path};
 pub use probes::{
     current_netns_inode, interface_index, probes_available, DropCount, FaultInjector, IfCounters, KernelProbes,

@@ -13,6 +13,7 @@
 //! and the incidents the pipeline recorded into the [`x0_schema::RunSummary`].
 
 mod effects;
+pub mod kernel;
 mod mesh;
 mod runner;
 mod score;

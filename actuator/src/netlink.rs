@@ -1,0 +1,216 @@
+//! Routes through rtnetlink, synchronously.
+//!
+//! The actuator's target trait is synchronous (one command, applied and verified,
+//! then acknowledged), so this speaks rtnetlink over a plain blocking netlink socket
+//! with the message types of `netlink-packet-route`, rather than through the async
+//! `rtnetlink` crate's tokio connection. The socket lives in the network namespace of
+//! the thread that opened it.
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use std::io;
+use std::net::Ipv4Addr;
+
+/// Our routing protocol id (`proto 77` in `ip route`): how we find, and only touch,
+/// the routes we own.
+pub const ROUTE_PROTOCOL: u8 = 77;
+
+/// One IPv4 host route as the kernel holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelRoute {
+    pub destination: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    pub oif: u32,
+    pub metric: u32,
+    /// The kernel marked the next hop's device as without carrier.
+    pub linkdown: bool,
+}
+
+#[derive(Debug)]
+pub struct RouteSocket {
+    socket: Socket,
+    seq: u32,
+}
+
+/// Our U-turn tables are `UTURN_TABLE_BASE + k` (k < 50), selected by rules at
+/// priority `UTURN_RULE_BASE + k` matching the incoming interface.
+pub const UTURN_TABLE_BASE: u8 = 200;
+pub const UTURN_RULE_BASE: u32 = 20_000;
+
+fn message(dst: Ipv4Addr, metric: u32) -> RouteMessage {
+    message_in(RouteHeader::RT_TABLE_MAIN, dst, metric)
+}
+
+fn message_in(table: u8, dst: Ipv4Addr, metric: u32) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header.address_family = AddressFamily::Inet;
+    m.header.destination_prefix_length = 32;
+    m.header.table = table;
+    m.header.protocol = RouteProtocol::Other(ROUTE_PROTOCOL);
+    m.header.scope = RouteScope::Universe;
+    m.header.kind = RouteType::Unicast;
+    m.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+    m.attributes.push(RouteAttribute::Priority(metric));
+    m
+}
+
+impl RouteSocket {
+    /// Opens a route socket in the calling thread's network namespace.
+    pub fn open() -> io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(RouteSocket { socket, seq: 0 })
+    }
+
+    /// Installs (or replaces) `dst/32 via gateway dev oif metric M proto 77`.
+    pub fn replace(&mut self, r: &KernelRoute) -> io::Result<()> {
+        self.replace_in(RouteHeader::RT_TABLE_MAIN, r)
+    }
+
+    /// [`RouteSocket::replace`] in routing table `table`.
+    pub fn replace_in(&mut self, table: u8, r: &KernelRoute) -> io::Result<()> {
+        let mut m = message_in(table, r.destination, r.metric);
+        m.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(r.gateway)));
+        m.attributes.push(RouteAttribute::Oif(r.oif));
+        self.request(RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_REPLACE).map(|_| ())
+    }
+
+    /// Removes our route to `dst` at `metric`; absent is fine.
+    pub fn delete(&mut self, dst: Ipv4Addr, metric: u32) -> io::Result<()> {
+        match self.request(RouteNetlinkMessage::DelRoute(message(dst, metric)), 0) {
+            Err(e) if e.raw_os_error() == Some(libc_esrch()) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Every IPv4 route in the main table that carries our protocol id.
+    pub fn ours(&mut self) -> io::Result<Vec<KernelRoute>> {
+        Ok(self.main_table()?.into_iter().filter(|(p, _)| *p == ROUTE_PROTOCOL).map(|(_, r)| r).collect())
+    }
+
+    /// Every IPv4 gateway route in the main table, whoever installed it, with the
+    /// installer's protocol id (babeld's routes, ours, static ones).
+    pub fn main_table(&mut self) -> io::Result<Vec<(u8, KernelRoute)>> {
+        Ok(self.table(RouteHeader::RT_TABLE_MAIN)?)
+    }
+
+    /// Removes our routes from the U-turn tables and our rules selecting them.
+    pub fn clear_uturns(&mut self) -> io::Result<()> {
+        for k in 0..50u8 {
+            for (p, r) in self.table(UTURN_TABLE_BASE + k)? {
+                if p == ROUTE_PROTOCOL {
+                    let m = message_in(UTURN_TABLE_BASE + k, r.destination, r.metric);
+                    self.request(RouteNetlinkMessage::DelRoute(m), 0)?;
+                }
+            }
+        }
+        let mut get = RuleMessage::default();
+        get.header.family = AddressFamily::Inet;
+        for msg in self.request(RouteNetlinkMessage::GetRule(get), NLM_F_DUMP)? {
+            let RouteNetlinkMessage::NewRule(rule) = msg else { continue };
+            let ours = rule.attributes.iter().any(
+                |a| matches!(a, RuleAttribute::Priority(p) if (UTURN_RULE_BASE..UTURN_RULE_BASE + 50).contains(p)),
+            );
+            if ours {
+                self.request(RouteNetlinkMessage::DelRule(rule), 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `ip rule add iif IFNAME lookup UTURN_TABLE_BASE+k priority UTURN_RULE_BASE+k`.
+    pub fn add_uturn_rule(&mut self, iifname: &str, k: u8) -> io::Result<()> {
+        let mut m = RuleMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.table = UTURN_TABLE_BASE + k;
+        m.header.action = RuleAction::ToTable;
+        m.attributes.push(RuleAttribute::Iifname(iifname.to_string()));
+        m.attributes.push(RuleAttribute::Priority(UTURN_RULE_BASE + u32::from(k)));
+        m.attributes.push(RuleAttribute::Table(u32::from(UTURN_TABLE_BASE + k)));
+        self.request(RouteNetlinkMessage::NewRule(m), NLM_F_CREATE).map(|_| ())
+    }
+
+    /// Every IPv4 gateway route in routing table `table`, with its protocol id.
+    pub fn table(&mut self, table: u8) -> io::Result<Vec<(u8, KernelRoute)>> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        let replies = self.request(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
+        let mut out = Vec::new();
+        for r in replies {
+            let RouteNetlinkMessage::NewRoute(r) = r else { continue };
+            if r.header.table != table {
+                continue;
+            }
+            let protocol = u8::from(r.header.protocol);
+            let (mut dst, mut gw, mut oif, mut metric) = (None, None, 0, 0);
+            for a in &r.attributes {
+                match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = Some(*d),
+                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => gw = Some(*g),
+                    RouteAttribute::Oif(i) => oif = *i,
+                    RouteAttribute::Priority(p) => metric = *p,
+                    _ => {}
+                }
+            }
+            if let (Some(destination), Some(gateway)) = (dst, gw) {
+                let linkdown = r.header.flags.contains(RouteFlags::Linkdown);
+                out.push((protocol, KernelRoute { destination, gateway, oif, metric, linkdown }));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends one request and collects the replies until the ack (or dump end).
+    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        packet.finalize();
+        let mut buf = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        self.socket.send(&buf, 0)?;
+        let mut replies = Vec::new();
+        loop {
+            let (data, _) = self.socket.recv_from_full()?;
+            let mut offset = 0;
+            while offset < data.len() {
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let len = msg.header.length as usize;
+                if msg.header.sequence_number != self.seq {
+                    offset += len.max(1);
+                    continue;
+                }
+                match msg.payload {
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(replies),
+                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+                        };
+                    }
+                    NetlinkPayload::Done(_) => return Ok(replies),
+                    NetlinkPayload::InnerMessage(m) => replies.push(m),
+                    _ => {}
+                }
+                if len == 0 {
+                    break;
+                }
+                offset += len;
+            }
+        }
+    }
+}
+
+fn libc_esrch() -> i32 {
+    nix::errno::Errno::ESRCH as i32
+}

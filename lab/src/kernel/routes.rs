@@ -1,0 +1,153 @@
+//! Watches every node's routing table (whoever writes it: our agents or babeld) and
+//! counts route changes and flaps from the kernel's own state.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use x0_actuator::RouteSocket;
+use x0_ingest::in_netns;
+
+/// A change of the next hop a node uses for a destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextHopChange {
+    pub at_ns: u64,
+    pub node: usize,
+    pub destination: Ipv4Addr,
+    pub from: Option<Ipv4Addr>,
+    pub to: Option<Ipv4Addr>,
+}
+
+/// Polls each namespace's main table every `every`; the next hop in use for a
+/// destination is the lowest-metric route whose device has carrier.
+pub struct RouteWatch {
+    stop: Arc<AtomicBool>,
+    changes: Arc<Mutex<Vec<NextHopChange>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RouteWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteWatch").finish_non_exhaustive()
+    }
+}
+
+impl RouteWatch {
+    pub fn start(namespaces: &[String], epoch: Instant, every: Duration) -> RouteWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let changes = Arc::new(Mutex::new(Vec::new()));
+        let threads = namespaces
+            .iter()
+            .enumerate()
+            .map(|(node, ns)| {
+                let (ns, stop, changes) = (ns.clone(), stop.clone(), changes.clone());
+                std::thread::spawn(move || {
+                    let _ = in_netns(&ns, || {
+                        let Ok(mut sock) = RouteSocket::open() else { return };
+                        let mut current: HashMap<Ipv4Addr, Ipv4Addr> = HashMap::new();
+                        let mut first = true;
+                        while !stop.load(Ordering::Relaxed) {
+                            if let Ok(table) = sock.main_table() {
+                                let mut best: HashMap<Ipv4Addr, (u32, Ipv4Addr)> = HashMap::new();
+                                for (_, r) in table.iter().filter(|(_, r)| !r.linkdown) {
+                                    let e = best.entry(r.destination).or_insert((r.metric, r.gateway));
+                                    if r.metric < e.0 {
+                                        *e = (r.metric, r.gateway);
+                                    }
+                                }
+                                let now: HashMap<Ipv4Addr, Ipv4Addr> =
+                                    best.into_iter().map(|(d, (_, g))| (d, g)).collect();
+                                if !first {
+                                    let at_ns = epoch.elapsed().as_nanos() as u64;
+                                    let mut log = changes.lock().unwrap_or_else(|e| e.into_inner());
+                                    for (d, g) in &now {
+                                        if current.get(d) != Some(g) {
+                                            log.push(NextHopChange {
+                                                at_ns,
+                                                node,
+                                                destination: *d,
+                                                from: current.get(d).copied(),
+                                                to: Some(*g),
+                                            });
+                                        }
+                                    }
+                                    for (d, g) in &current {
+                                        if !now.contains_key(d) {
+                                            log.push(NextHopChange {
+                                                at_ns,
+                                                node,
+                                                destination: *d,
+                                                from: Some(*g),
+                                                to: None,
+                                            });
+                                        }
+                                    }
+                                }
+                                current = now;
+                                first = false;
+                            }
+                            std::thread::sleep(every);
+                        }
+                    });
+                })
+            })
+            .collect();
+        RouteWatch { stop, changes, threads }
+    }
+
+    pub fn changes(&self) -> Vec<NextHopChange> {
+        self.changes.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn stop(self) -> Vec<NextHopChange> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        Arc::try_unwrap(self.changes).map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).unwrap_or_default()
+    }
+}
+
+/// Flaps among `changes` within [from, until): a next hop that goes A → B → A within
+/// `window` (the simulator's ground truth counts the same way).
+pub fn count_flaps(changes: &[NextHopChange], from_ns: u64, until_ns: u64, window: Duration) -> usize {
+    let mut by_key: HashMap<(usize, Ipv4Addr), Vec<&NextHopChange>> = HashMap::new();
+    for c in changes.iter().filter(|c| c.at_ns >= from_ns && c.at_ns < until_ns) {
+        by_key.entry((c.node, c.destination)).or_default().push(c);
+    }
+    let w = window.as_nanos() as u64;
+    by_key
+        .values()
+        .map(|cs| cs.windows(2).filter(|p| p[1].to == p[0].from && p[1].at_ns - p[0].at_ns <= w).count())
+        .sum()
+}
+
+/// Route changes among `changes` within [from, until).
+pub fn count_changes(changes: &[NextHopChange], from_ns: u64, until_ns: u64) -> usize {
+    changes.iter().filter(|c| c.at_ns >= from_ns && c.at_ns < until_ns).count()
+}
+
+/// Whether every node forwards every destination by its baseline primary again (the
+/// healing plan was withdrawn after the fault cleared): a trial starts from there.
+pub fn at_baseline(lab: &super::netlab::NetLab) -> bool {
+    lab.namespaces.iter().zip(&lab.networks).all(|(ns, net)| {
+        in_netns(ns, || {
+            let Ok(mut sock) = RouteSocket::open() else { return false };
+            let Ok(table) = sock.main_table() else { return false };
+            net.baseline.iter().all(|(dst, b)| {
+                let (Some(addr), Some(gw)) = (net.destinations.get(dst), net.neighbour(&b.primary).map(|n| n.peer))
+                else {
+                    return false;
+                };
+                table
+                    .iter()
+                    .filter(|(_, r)| r.destination == *addr && !r.linkdown)
+                    .min_by_key(|(_, r)| r.metric)
+                    .is_some_and(|(_, r)| r.gateway == gw)
+            })
+        })
+        .unwrap_or(false)
+    })
+}
