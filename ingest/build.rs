@@ -2,7 +2,10 @@
 //! bpf-linker (both installed by `.ci/run`); the object lands in OUT_DIR and is
 //! embedded by `src/probes/mod.rs`.
 fn main() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ebpf/probes");
+    // Read at run time, not with env!(): a build script binary cached in a shared
+    // target directory may have been compiled from another checkout.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = std::path::Path::new(&manifest).join("../ebpf/probes");
     let root = root.canonicalize().expect("ebpf/probes exists");
     let root = root.to_str().expect("utf-8 path");
     println!("cargo:rerun-if-changed={root}/../common");

@@ -44,6 +44,8 @@ pub struct LabOptions {
     pub run_dir: PathBuf,
     /// Use the kernel's interface counters instead of eBPF in the agents.
     pub no_ebpf: bool,
+    /// The `x0tta6bl4` binary the agents run as (this process's own when None).
+    pub agent_exe: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -159,7 +161,10 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
             let signer = x0_schema::generate_signing_key();
             let vk_path = opts.run_dir.join("verifying.key");
             std::fs::write(&vk_path, hex::encode(signer.verifying_key().to_bytes()))?;
-            let exe = std::env::current_exe()?;
+            let exe = match &opts.agent_exe {
+                Some(p) => p.clone(),
+                None => std::env::current_exe()?,
+            };
             for net in &lab.networks {
                 let file = opts.run_dir.join(format!("{}.json", net.node));
                 std::fs::write(&file, net.to_json())?;

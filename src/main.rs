@@ -517,6 +517,7 @@ async fn lab(action: LabAction, config: Option<&std::path::Path>) -> Result<()> 
                 prefix: prefix.clone(),
                 config: load_config(config)?,
                 no_ebpf,
+                agent_exe: None,
             };
             let summary = tokio::select! {
                 s = run_lab(opts) => s?,

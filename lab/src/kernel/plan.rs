@@ -171,6 +171,7 @@ mod tests {
             seed = 1
             [traffic]
             pairs = 20
+            rate_pps = 50
             "#,
         )
         .unwrap();

@@ -1,0 +1,77 @@
+//! The kernel lab end to end: namespaces, agents with eBPF and netlink, the stream job
+//! on the embedded broker, real probe packets. Needs root; without it prints SKIPPED
+//! (with `X0_REQUIRE_KERNEL_TESTS=1`, as `.ci/run` sets for root, a skip fails).
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+use x0_schema::Scenario;
+use x0tta6bl4::kernel_lab::{run_lab, LabOptions, Routing};
+
+fn root_or_skip(test: &str) -> bool {
+    if let Err(why) = x0_ingest::probes_available() {
+        if std::env::var("X0_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
+            panic!("{test}: cannot run ({why}) but X0_REQUIRE_KERNEL_TESTS=1");
+        }
+        println!("SKIPPED {test}: {why}");
+        return false;
+    }
+    true
+}
+
+const GRID9: &str = r#"
+name = "ci-grid9-link-down"
+duration = "5s"
+telemetry_interval = "100ms"
+
+[topology]
+shape = "grid"
+nodes = 9
+seed = 3
+
+[traffic]
+pairs = 12
+rate_pps = 200
+
+[[fault]]
+at = "1s"
+kind = "link-down"
+target = "auto"
+duration = "2s"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_link_failure_is_survived_by_kernel_failover_and_seen_by_the_job() {
+    if !root_or_skip("hard_link_failure_is_survived_by_kernel_failover_and_seen_by_the_job") {
+        return;
+    }
+    let scenario: Scenario = toml::from_str(GRID9).unwrap();
+    let prefix = "x0ci-";
+    let run_dir = tempfile::tempdir().unwrap();
+    let opts = LabOptions {
+        scenario,
+        routing: Routing::X0,
+        trials: 2,
+        prefix: prefix.into(),
+        config: x0_pipeline::Config::default(),
+        run_dir: run_dir.path().to_path_buf(),
+        no_ebpf: false,
+        agent_exe: Some(env!("CARGO_BIN_EXE_x0tta6bl4").into()),
+    };
+    let summary = tokio::time::timeout(Duration::from_secs(300), run_lab(opts)).await.expect("lab within 5 min").unwrap();
+    println!("{}", serde_json::to_string_pretty(&summary).unwrap());
+    assert_eq!(summary.backup_coverage, 1.0);
+    assert_eq!(summary.telemetry.as_deref(), Some("ebpf"), "agents loaded the probes");
+    let f = &summary.faults[0];
+    assert_eq!(f.trials.len(), 2);
+    for t in &f.trials {
+        let ms = t.restored_ms.expect("traffic restored in every trial");
+        assert!(ms <= 100.0, "kernel failover restores within 100 ms, took {ms} ms");
+    }
+    assert!(summary.incidents >= 1, "the stream job saw the carrier loss");
+    let cost = summary.agent_cost.as_ref().unwrap();
+    assert!(cost.rss_mb_max > 0.0 && cost.rss_mb_max < 200.0, "{cost:?}");
+    let left: Vec<_> = std::fs::read_dir("/run/netns")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.starts_with(prefix)).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "lab torn down, found {left:?}");
+}
