@@ -9,18 +9,23 @@
 
 use anyhow::{Context, Result};
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
 use rdkafka::Message;
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use nix::poll::{poll, PollFd, PollFlags};
 use tokio::sync::{mpsc, watch};
 use x0_actuator::{Actuator, KernelRouteTarget, NodeNetwork, RouteTarget};
 use x0_ingest::{
-    enter_netns, interface_index, read_interfaces, InterfaceStats, KernelProbes, LinkProber, ProbeSnapshot,
-    TelemetryPublisher,
+    enter_netns, interface_index, telemetry_message, InterfaceReader, InterfaceStats, KernelProbes, LinkProber,
+    ProbeSnapshot,
 };
 use x0_kafka::KafkaConfig;
 use x0_pipeline::wall_clock_ns;
@@ -62,12 +67,17 @@ enum Outbound {
 
 pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) -> Result<AgentReport> {
     let node = opts.network.node.clone();
-    let publisher = TelemetryPublisher::new(&opts.kafka, opts.encoding).context("telemetry producer")?;
-    let producer = opts.kafka.producer().context("results producer")?;
-    let consumer: StreamConsumer =
-        opts.kafka.consumer(&format!("x0-agent-{node}"), &[&opts.kafka.topics.commands]).context("command consumer")?;
+    let producer = opts.kafka.base_producer(DeliveryLog).context("producer")?;
+    let consumer: StreamConsumer = agent_kafka(&opts.kafka)
+        .consumer(&format!("x0-agent-{node}"), &[&opts.kafka.topics.commands])
+        .context("command consumer")?;
 
     let (cmd_tx, cmd_rx) = std_mpsc::channel::<Vec<u8>>();
+    // Rings the data plane's doorbell: it sleeps in poll(2) on its probe socket and
+    // this, so a command is applied at once without the thread waking on a timer.
+    let (mut doorbell, bell) = UnixStream::pair()?;
+    doorbell.set_nonblocking(true)?;
+    bell.set_nonblocking(true)?;
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(1024);
     let stop = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<Provenance>>();
@@ -75,7 +85,7 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
         let (opts, stop) = (opts.clone(), stop.clone());
         std::thread::Builder::new()
             .name(format!("x0-agent-{node}"))
-            .spawn(move || data_plane(opts, cmd_rx, out_tx, stop, ready_tx))?
+            .spawn(move || data_plane(opts, cmd_rx, bell, out_tx, stop, ready_tx))?
     };
     let provenance = ready_rx.await.context("data plane did not start")??;
     eprintln!("agent {node}: telemetry from {}; routes proto {}", provenance.as_str(), x0_actuator::ROUTE_PROTOCOL);
@@ -83,9 +93,11 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
     let mut report = AgentReport { provenance: Some(provenance), ..Default::default() };
     let parent = std::os::unix::process::parent_id();
     let mut parent_check = tokio::time::interval(Duration::from_secs(1));
+    let mut deliveries = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
+            _ = deliveries.tick() => producer.poll(Duration::ZERO),
             _ = parent_check.tick() => {
                 if opts.exit_with_parent && std::os::unix::process::parent_id() != parent {
                     eprintln!("agent {node}: parent went away, exiting");
@@ -97,6 +109,7 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
                     // Every agent reads the command topic; commands are keyed by target node.
                     if m.key() == Some(node.as_bytes()) {
                         let _ = cmd_tx.send(m.payload().unwrap_or_default().to_vec());
+                        let _ = doorbell.write(&[1]);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "command consumer"),
@@ -104,17 +117,19 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
             out = out_rx.recv() => match out {
                 Some(Outbound::Telemetry(batch)) => {
                     report.batches += 1;
-                    if let Err(e) = publisher.publish(&node, &batch).await {
-                        tracing::warn!(error = %e, "telemetry not delivered");
+                    let (payload, headers) = telemetry_message(opts.encoding, &batch);
+                    let record = BaseRecord::to(&opts.kafka.topics.telemetry).key(&node).payload(&payload).headers(headers);
+                    if let Err((e, _)) = producer.send(record) {
+                        tracing::warn!(error = %e, "telemetry not queued");
                     }
                 }
                 Some(Outbound::Result(result)) => {
                     report.commands += 1;
                     report.applied += u64::from(result.status == x0_schema::ResultStatus::Applied);
                     let bytes = result.to_json();
-                    let record = FutureRecord::to(&opts.kafka.topics.command_results).key(node.as_str()).payload(&bytes);
-                    if let Err((e, _)) = producer.send(record, Duration::from_secs(5)).await {
-                        tracing::warn!(error = %e, "command result not delivered");
+                    let record = BaseRecord::to(&opts.kafka.topics.command_results).key(&node).payload(&bytes);
+                    if let Err((e, _)) = producer.send(record) {
+                        tracing::warn!(error = %e, "command result not queued");
                     }
                 }
                 None => break,
@@ -122,11 +137,32 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
         }
     }
     stop.store(true, Ordering::Relaxed);
+    let _ = doorbell.write(&[1]);
     drop(cmd_tx);
     // Unblocks a data plane waiting for room in the channel.
     drop(out_rx);
     let _ = tokio::task::spawn_blocking(move || plane.join()).await;
+    if let Err(e) = producer.flush(Duration::from_secs(5)) {
+        tracing::warn!(error = %e, "results and telemetry still queued at exit");
+    }
     Ok(report)
+}
+
+/// Hears the broker's verdict on every message the agent sent; a failure is logged
+/// (telemetry is a stream: the next batch supersedes a lost one; a lost command
+/// result leaves that command unacknowledged in the job's history).
+struct DeliveryLog;
+
+impl ClientContext for DeliveryLog {}
+
+impl ProducerContext for DeliveryLog {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, m)) = result {
+            tracing::warn!(topic = m.topic(), error = %e, "not delivered");
+        }
+    }
 }
 
 /// Counters of one link end, cumulative, from eBPF or the kernel's interface stats.
@@ -144,11 +180,13 @@ struct Cumulative {
 fn data_plane(
     opts: AgentOptions,
     commands: std_mpsc::Receiver<Vec<u8>>,
+    mut bell: UnixStream,
     out: mpsc::Sender<Outbound>,
     stop: Arc<AtomicBool>,
     ready: tokio::sync::oneshot::Sender<Result<Provenance>>,
 ) {
-    let setup = || -> Result<(Option<KernelProbes>, Actuator<KernelRouteTarget>, LinkProber, Vec<u32>)> {
+    type Plane = (Option<KernelProbes>, Actuator<KernelRouteTarget>, LinkProber, InterfaceReader, Vec<u32>);
+    let setup = || -> Result<Plane> {
         if let Some(ns) = &opts.netns {
             enter_netns(ns).with_context(|| format!("entering namespace {ns}"))?;
         }
@@ -182,9 +220,10 @@ fn data_plane(
         let prober =
             LinkProber::bind(net.neighbours.iter().map(|n| n.peer).collect(), opts.probe_interval, opts.probe_timeout)
                 .context("binding the link-probe port")?;
-        Ok((probes, actuator, prober, ifindex))
+        let interfaces = InterfaceReader::open().context("rtnetlink socket")?;
+        Ok((probes, actuator, prober, interfaces, ifindex))
     };
-    let (probes, mut actuator, mut prober, ifindex) = match setup() {
+    let (probes, mut actuator, mut prober, mut interfaces, ifindex) = match setup() {
         Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -192,14 +231,16 @@ fn data_plane(
         }
     };
     let provenance = if probes.is_some() { Provenance::Ebpf } else { Provenance::Procfs };
+    release_freed_memory();
     let _ = ready.send(Ok(provenance));
 
     let net = &opts.network;
     let mut last: Vec<Cumulative> = vec![Cumulative::default(); net.neighbours.len()];
     let mut first = true;
     let mut cpu = CpuMeter::default();
-    let mut next_sample = Instant::now() + opts.telemetry_interval;
+    let (mut next_sample, mut sample_ts) = next_boundary(opts.telemetry_interval);
     let mut next_reconcile = Instant::now() + Duration::from_secs(1);
+    let mut carriers: Vec<bool> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         prober.poll(now);
@@ -215,22 +256,27 @@ fn data_plane(
             let _ = out.blocking_send(Outbound::Result(result));
         }
         if now >= next_reconcile {
-            next_reconcile = now + Duration::from_millis(500);
+            // Routes are re-checked when an interface's carrier changed (the kernel
+            // deletes routes over an interface set down) and every 5 s regardless.
+            next_reconcile = now + Duration::from_secs(5);
             let fixed = actuator.target_mut().reconcile();
             if fixed > 0 {
                 tracing::info!(fixed, "routes restored after an interface came back");
             }
         }
         if now >= next_sample {
-            next_sample += opts.telemetry_interval;
-            if next_sample < now {
-                next_sample = now + opts.telemetry_interval;
+            let ts = sample_ts;
+            (next_sample, sample_ts) = next_boundary(opts.telemetry_interval);
+            let kernel = interfaces.read().unwrap_or_default();
+            let now_carriers: Vec<bool> =
+                ifindex.iter().map(|&i| kernel.iter().any(|k| k.ifindex == i && k.carrier)).collect();
+            if now_carriers != carriers {
+                carriers = now_carriers;
+                next_reconcile = now;
             }
-            let kernel = read_interfaces().unwrap_or_default();
             let snap = probes.as_ref().and_then(|p| p.snapshot().ok());
             let current = cumulative(net, &ifindex, &kernel, snap.as_ref(), &actuator.target().routes());
             let probe_stats = prober.take();
-            let ts = wall_clock_ns();
             let mut batch = TelemetryBatch::default();
             for (i, n) in net.neighbours.iter().enumerate() {
                 let (c, l) = (current[i], last[i]);
@@ -275,12 +321,52 @@ fn data_plane(
                 break;
             }
         }
-        // Sleep until the next probe or sample, at most 5 ms (replies to answer).
-        let wake = prober.next_due().min(next_sample).min(Instant::now() + Duration::from_millis(5));
+        // Sleep until a probe or reply arrives, a command rings, or timed work is due.
+        let wake = prober.next_due().min(next_sample).min(next_reconcile);
         if let Some(wait) = wake.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
+            let ms = u16::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(prober.as_fd(), PollFlags::POLLIN), PollFd::new(bell.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, ms);
+            let mut drain = [0u8; 64];
+            while matches!(bell.read(&mut drain), Ok(n) if n > 0) {}
         }
     }
+}
+
+/// Loading the probes parses the kernel's BTF (tens of MB, freed right after); glibc
+/// keeps the freed pages of this thread's arena mapped, which tripled the agent's
+/// resident memory. Hand them back once, after setup.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn release_freed_memory() {
+    // SAFETY: malloc_trim takes no pointers; it only returns free heap pages to the kernel.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() {}
+
+/// The next multiple of `interval` on the wall clock, as an instant to wake at and its
+/// timestamp. Every agent samples its counters on the same boundaries, so both ends
+/// of a link count over the same interval (a skew of a few ms between two agents'
+/// samples reads as loss on one side and a surplus on the other).
+fn next_boundary(interval: Duration) -> (Instant, i64) {
+    let step = i64::try_from(interval.as_nanos()).unwrap_or(i64::MAX).max(1);
+    let now = wall_clock_ns();
+    let boundary = (now.div_euclid(step) + 1) * step;
+    (Instant::now() + Duration::from_nanos(boundary.abs_diff(now)), boundary)
+}
+
+/// The agent's Kafka settings. Commands are rare and the consumer otherwise polls for
+/// nothing: a fetch waits up to 50 ms for data (a real broker answers as soon as a
+/// command arrives; librdkafka's mock cluster waits the full time), not the job's 5 ms
+/// that would cost every node 200 fetches a second. Explicit settings win.
+fn agent_kafka(kafka: &KafkaConfig) -> KafkaConfig {
+    let mut k = kafka.clone();
+    k.options.entry("fetch.wait.max.ms".into()).or_insert_with(|| "50".into());
+    k
 }
 
 /// Cumulative counters per neighbour: eBPF when loaded, else the kernel's own.

@@ -16,11 +16,11 @@ mod netns;
 mod probes;
 mod publisher;
 
-pub use interfaces::{read_interfaces, InterfaceStats};
+pub use interfaces::{read_interfaces, InterfaceReader, InterfaceStats};
 pub use link_probe::{LinkProber, ProbeStats, PROBE_PORT};
 pub use netns::{enter_netns, in_netns, netns_path};
 pub use probes::{
     current_netns_inode, interface_index, probes_available, DropCount, FaultInjector, IfCounters, KernelProbes,
     ProbeError, ProbeSnapshot,
 };
-pub use publisher::TelemetryPublisher;
+pub use publisher::{telemetry_message, TelemetryPublisher};

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 pub const PROBE_PORT: u16 = 7071;
@@ -129,14 +130,24 @@ impl LinkProber {
         });
     }
 
-    /// When the next probe is due (the agent sleeps until then at most).
+    /// When [`LinkProber::poll`] next has work without a packet arriving: the next
+    /// probe to send or the first outstanding one to expire.
     pub fn next_due(&self) -> Instant {
-        self.next_send
+        let expiry = self.outstanding.values().min().map(|sent| *sent + self.timeout);
+        expiry.map_or(self.next_send, |e| e.min(self.next_send))
     }
 
     /// Per neighbour (in the order given to `bind`), the results since the last call.
     pub fn take(&mut self) -> Vec<ProbeStats> {
         let n = self.stats.len();
         std::mem::replace(&mut self.stats, vec![ProbeStats::default(); n])
+    }
+}
+
+/// The probe socket, so that a caller can sleep in poll(2) until a probe or reply
+/// arrives instead of waking on a timer (answers stay prompt and RTTs exact).
+impl AsFd for LinkProber {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
     }
 }

@@ -26,12 +26,7 @@ impl TelemetryPublisher {
 
     /// Sends one node's batch; resolves when the broker acknowledged it.
     pub async fn publish(&self, node: &str, batch: &TelemetryBatch) -> Result<(), KafkaError> {
-        let payload = match self.encoding {
-            ContentType::Arrow => encode_arrow(batch),
-            ContentType::JsonLines => encode_json_lines(batch),
-        };
-        let headers =
-            OwnedHeaders::new().insert(Header { key: CONTENT_TYPE_HEADER, value: Some(self.encoding.header_value()) });
+        let (payload, headers) = telemetry_message(self.encoding, batch);
         let record = FutureRecord::to(&self.topic).key(node).payload(&payload).headers(headers);
         self.producer
             .send(record, Duration::from_secs(5))
@@ -39,4 +34,14 @@ impl TelemetryPublisher {
             .map(|_| ())
             .map_err(|(source, _)| KafkaError::Delivery { topic: self.topic.clone(), source })
     }
+}
+
+/// A batch's Kafka payload in `encoding` and the headers that name the encoding.
+pub fn telemetry_message(encoding: ContentType, batch: &TelemetryBatch) -> (Vec<u8>, OwnedHeaders) {
+    let payload = match encoding {
+        ContentType::Arrow => encode_arrow(batch),
+        ContentType::JsonLines => encode_json_lines(batch),
+    };
+    let headers = OwnedHeaders::new().insert(Header { key: CONTENT_TYPE_HEADER, value: Some(encoding.header_value()) });
+    (payload, headers)
 }
