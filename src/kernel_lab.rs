@@ -17,8 +17,8 @@ use x0_lab::kernel::faults::{self, Injectors};
 use x0_lab::kernel::flows::{impact, FlowSpec, Flows};
 use x0_lab::kernel::netlab::{process_tag, NetLab};
 use x0_lab::kernel::plan::{backup_coverage, baseline_routes, node_address};
-use x0_lab::kernel::routes::{at_baseline, count_changes, count_flaps, RouteWatch};
-use x0_pipeline::{run_job, Config, FeatureEngine, JobStats, StreamCore};
+use x0_lab::kernel::routes::{at_baseline, count_changes, count_flaps, Forwarding, RouteWatch};
+use x0_pipeline::{run_job, Config, FeatureEngine, JobReport, JobStats, StreamCore};
 use x0_schema::{Element, FaultKind, Percentiles, Scenario, Topology};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,6 +54,12 @@ pub struct TrialOutcome {
     /// before the trial ended.
     pub restored_ms: Option<f64>,
     pub lost_packets: u64,
+    /// The element failed in this trial (an "auto" target under babeld can differ).
+    pub element: String,
+    /// Probe flows the kernel forwarded across the faulted link when the fault began
+    /// (None for node faults). A trial with 0 failed an idle link: it says nothing
+    /// about recovery and is left out of the figures.
+    pub flows_across: Option<usize>,
     pub flows_hit: usize,
     /// Next-hop changes, and A→B→A flaps within 10 s, while the fault lasted.
     pub route_changes: usize,
@@ -65,6 +71,9 @@ pub struct LabFaultSummary {
     pub kind: String,
     pub element: String,
     pub trials: Vec<TrialOutcome>,
+    /// Trials whose fault hit traffic (see `TrialOutcome::flows_across`).
+    pub trials_with_traffic: usize,
+    /// Of those, the trials in which traffic was restored.
     pub restored: usize,
     /// Over the restored trials, milliseconds.
     pub restored_ms: Percentiles,
@@ -91,6 +100,11 @@ pub struct LabSummary {
     pub converged_after_ms: f64,
     pub faults: Vec<LabFaultSummary>,
     pub incidents: usize,
+    /// Incidents blaming an element other than an injected fault's, opened once the
+    /// trials began (the job's false alarms under the lab's load) and before them
+    /// (while 16 agents start on the same CPUs).
+    pub false_incidents: usize,
+    pub false_incidents_at_startup: usize,
     pub commands: usize,
     pub agent_cost: Option<AgentCost>,
     pub telemetry: Option<String>,
@@ -134,7 +148,7 @@ impl Drop for Teardown {
 pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
     let scenario = &opts.scenario;
     let topo = Topology::generate(&scenario.topology)?;
-    let elements = topo.resolve_faults(scenario)?;
+    let mut elements = topo.resolve_faults(scenario)?;
     let routes = baseline_routes(&topo);
     let lab = NetLab::up(&topo, &opts.prefix).context("building the namespace mesh (needs root)")?;
     let mut teardown = Teardown { lab, agents: Vec::new() };
@@ -211,9 +225,10 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
     }
 
     let epoch = Instant::now();
-    let specs: Vec<FlowSpec> = topo
-        .flows(scenario)
-        .into_iter()
+    let pairs = topo.flows(scenario);
+    let specs: Vec<FlowSpec> = pairs
+        .iter()
+        .copied()
         .map(|(s, d)| FlowSpec {
             src_ns: lab.namespace(topo.name(s)),
             dst_ns: lab.namespace(topo.name(d)),
@@ -231,10 +246,62 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
     let cost_start = agent_cpu(&teardown.agents);
     let cost_wall = Instant::now();
 
+    // Load the fault injectors now, not at the first fault: loading parses the
+    // kernel's BTF, a CPU burst that would land inside the first trial's measurement.
     let mut injectors = Injectors::default();
+    let mut trials_from_ns = i64::MAX;
+    for (f, e) in scenario.faults.iter().zip(&elements) {
+        if f.kind == FaultKind::LinkLoss {
+            faults::apply(lab, &topo, &mut injectors, f.kind, e, 0.0, f.direction, false)?;
+        }
+    }
     let mut outcomes: Vec<Vec<TrialOutcome>> = vec![Vec::new(); scenario.faults.len()];
     for trial in 0..opts.trials {
+        // Every trial, the first included, starts from the baseline: the job has
+        // cleared any incident and withdrawn its plan, routes quiet for 3 s (babeld:
+        // routes settled).
+        let settle = Instant::now();
+        loop {
+            wait_converged(&flows, interval, Duration::from_secs(60)).await?;
+            let quiet =
+                count_changes(&watch.changes(), ns(epoch.elapsed().saturating_sub(Duration::from_secs(3))), u64::MAX)
+                    == 0;
+            let baseline = opts.routing == Routing::Babel || at_baseline(lab);
+            if quiet && baseline {
+                break;
+            }
+            if settle.elapsed() > Duration::from_secs(90) {
+                bail!("routes did not return to the baseline within 90 s before trial {}", trial + 1);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // An "auto" link fault fails the link carrying the most probe flows now. With
+        // our routing that is the scenario's resolved target (trials start from the
+        // baseline); babeld may have moved traffic off it after an earlier trial.
+        let forwarding = Forwarding::read(lab);
+        if opts.routing == Routing::Babel {
+            for (i, f) in scenario.faults.iter().enumerate() {
+                if f.target == "auto" && matches!(elements[i], Element::Link { .. }) {
+                    if let Some(&(a, b)) =
+                        topo.links().iter().max_by_key(|&&(a, b)| forwarding.flows_across(&pairs, a, b))
+                    {
+                        elements[i] = Element::link(topo.name(a), topo.name(b));
+                    }
+                }
+            }
+        }
+        let across: Vec<Option<usize>> = elements
+            .iter()
+            .map(|e| match e {
+                Element::Link { a, b } => match (topo.id(a), topo.id(b)) {
+                    (Some(a), Some(b)) => Some(forwarding.flows_across(&pairs, a, b)),
+                    _ => None,
+                },
+                Element::Node { .. } => None,
+            })
+            .collect();
         let t0 = epoch.elapsed();
+        trials_from_ns = trials_from_ns.min(x0_pipeline::wall_clock_ns());
         let mut events: Vec<(Duration, usize, bool)> = Vec::new();
         let mut windows = Vec::new();
         for (i, f) in scenario.faults.iter().enumerate() {
@@ -270,6 +337,8 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
             outcomes[i].push(TrialOutcome {
                 restored_ms: imp.restored_after.map(|d| d.as_secs_f64() * 1e3),
                 lost_packets: imp.lost,
+                element: element_name(&elements[i]),
+                flows_across: across[i],
                 flows_hit: imp.flows_hit,
                 route_changes: count_changes(&changes, ns(*start), ns(*end)),
                 route_flaps: count_flaps(&changes, ns(*start), ns(*end), Duration::from_secs(10)),
@@ -287,23 +356,6 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
             })
             .collect();
         eprintln!("trial {}/{}: {}", trial + 1, opts.trials, last.join("; "));
-        // The next trial starts from the baseline: the job has seen the repair hold,
-        // cleared the incident and withdrawn its plan (babeld: routes settled).
-        let settle = Instant::now();
-        loop {
-            wait_converged(&flows, interval, Duration::from_secs(60)).await?;
-            let quiet =
-                count_changes(&watch.changes(), ns(epoch.elapsed().saturating_sub(Duration::from_secs(3))), u64::MAX)
-                    == 0;
-            let baseline = opts.routing == Routing::Babel || at_baseline(lab);
-            if quiet && baseline {
-                break;
-            }
-            if settle.elapsed() > Duration::from_secs(90) {
-                bail!("routes did not return to the baseline within 90 s after trial {}", trial + 1);
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
     }
     let agent_cost =
         (opts.routing != Routing::Babel).then(|| agent_cost(&teardown.agents, &cost_start, cost_wall.elapsed()));
@@ -326,10 +378,20 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
         .zip(&elements)
         .zip(outcomes)
         .map(|((f, e), trials)| {
-            let restored: Vec<i64> = trials.iter().filter_map(|t| t.restored_ms.map(|m| m.round() as i64)).collect();
+            let hit: Vec<&TrialOutcome> = trials.iter().filter(|t| t.flows_across != Some(0)).collect();
+            let restored: Vec<i64> = hit.iter().filter_map(|t| t.restored_ms.map(|m| m.round() as i64)).collect();
             LabFaultSummary {
                 kind: f.kind.as_str().to_string(),
-                element: element_name(e),
+                element: {
+                    let mut seen: Vec<String> = Vec::new();
+                    for t in &trials {
+                        if !seen.contains(&t.element) {
+                            seen.push(t.element.clone());
+                        }
+                    }
+                    if seen.is_empty() { element_name(e) } else { seen.join(", ") }
+                },
+                trials_with_traffic: hit.len(),
                 restored: restored.len(),
                 restored_ms: Percentiles::of(&restored),
                 route_flaps: trials.iter().map(|t| t.route_flaps).sum(),
@@ -348,9 +410,21 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
         converged_after_ms: converged.as_secs_f64() * 1e3,
         faults,
         incidents: report.as_ref().map_or(0, |r| r.incidents.len()),
+        false_incidents: false_incidents(report.as_ref(), &elements, |t| t >= trials_from_ns),
+        false_incidents_at_startup: false_incidents(report.as_ref(), &elements, |t| t < trials_from_ns),
         commands: report.as_ref().map_or(0, |r| r.commands.len()),
         agent_cost,
         telemetry: (opts.routing != Routing::Babel).then(|| if opts.no_ebpf { "procfs" } else { "ebpf" }.to_string()),
+    })
+}
+
+fn false_incidents(report: Option<&JobReport>, faults: &[Element], when: impl Fn(i64) -> bool) -> usize {
+    report.map_or(0, |r| {
+        r.incidents
+            .iter()
+            .filter(|i| when(i.opened_at))
+            .filter(|i| i.root_cause.as_ref().is_none_or(|c| !faults.contains(&c.element)))
+            .count()
     })
 }
 

@@ -107,21 +107,24 @@ pub fn lab_table(s: &crate::kernel_lab::LabSummary) -> String {
         s.scenario, s.routing, s.nodes, s.links, s.flows, s.flow_interval_ms
     );
     out += &format!(
-        "{:<12} {:<14} {:>7} {:>9} {:>9} {:>9} {:>6}\n",
-        "fault", "element", "trials", "p50 ms", "p95 ms", "max ms", "flaps"
+        "{:<12} {:<14} {:>8} {:>8} {:>9} {:>9} {:>9} {:>6}\n",
+        "fault", "element", "trials", "restored", "p50 ms", "p95 ms", "max ms", "flaps"
     );
     for f in &s.faults {
         out += &format!(
-            "{:<12} {:<14} {:>3}/{:<3} {:>9} {:>9} {:>9} {:>6}\n",
+            "{:<12} {:<14} {:>8} {:>8} {:>9} {:>9} {:>9} {:>6}\n",
             f.kind,
             f.element,
+            format!("{}/{}", f.trials_with_traffic, f.trials.len()),
             f.restored,
-            f.trials.len(),
             f.restored_ms.p50,
             f.restored_ms.p95,
             f.restored_ms.max,
             f.route_flaps
         );
+    }
+    if s.faults.iter().any(|f| f.trials_with_traffic < f.trials.len()) {
+        out += "trials = those whose fault hit traffic / all (the others failed a link no flow crossed)\n";
     }
     if let Some(c) = &s.agent_cost {
         out += &format!(
@@ -134,7 +137,10 @@ pub fn lab_table(s: &crate::kernel_lab::LabSummary) -> String {
         );
     }
     if s.routing == crate::kernel_lab::Routing::X0 {
-        out += &format!("stream job: {} incidents, {} commands\n", s.incidents, s.commands);
+        out += &format!(
+            "stream job: {} incidents ({} false during the trials, {} at startup), {} commands\n",
+            s.incidents, s.false_incidents, s.false_incidents_at_startup, s.commands
+        );
     }
     out
 }

@@ -151,3 +151,67 @@ pub fn at_baseline(lab: &super::netlab::NetLab) -> bool {
         .unwrap_or(false)
     })
 }
+
+/// Every node's next hop (node index) per destination address as the kernel has it
+/// now: the lowest-metric route with carrier, as the kernel picks.
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    next: Vec<HashMap<Ipv4Addr, usize>>,
+    addresses: Vec<Ipv4Addr>,
+}
+
+impl Forwarding {
+    pub fn read(lab: &super::netlab::NetLab) -> Forwarding {
+        let next = lab
+            .namespaces
+            .iter()
+            .zip(&lab.networks)
+            .map(|(ns, net)| {
+                in_netns(ns, || {
+                    let Ok(mut sock) = RouteSocket::open() else { return HashMap::new() };
+                    let Ok(table) = sock.main_table() else { return HashMap::new() };
+                    let mut best: HashMap<Ipv4Addr, (u32, Ipv4Addr)> = HashMap::new();
+                    for (_, r) in table.iter().filter(|(_, r)| !r.linkdown) {
+                        let e = best.entry(r.destination).or_insert((r.metric, r.gateway));
+                        if r.metric < e.0 {
+                            *e = (r.metric, r.gateway);
+                        }
+                    }
+                    best.into_iter()
+                        .filter_map(|(d, (_, gw))| {
+                            let peer = net.neighbours.iter().find(|n| n.peer == gw)?;
+                            let id = lab.networks.iter().position(|m| m.node == peer.node)?;
+                            Some((d, id))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+            })
+            .collect();
+        Forwarding { next, addresses: lab.networks.iter().map(|n| n.address).collect() }
+    }
+
+    /// How many of `flows` (source, destination node index) cross the link between
+    /// nodes `a` and `b`, traced hop by hop. Tells a trial whose fault hit traffic
+    /// from one that failed an idle link, whatever the routing daemon chose.
+    pub fn flows_across(&self, flows: &[(usize, usize)], a: usize, b: usize) -> usize {
+        flows
+            .iter()
+            .filter(|&&(s, d)| {
+                let Some(&dst) = self.addresses.get(d) else { return false };
+                let mut at = s;
+                for _ in 0..self.addresses.len() {
+                    if at == d {
+                        return false;
+                    }
+                    let Some(&hop) = self.next.get(at).and_then(|t| t.get(&dst)) else { return false };
+                    if (at, hop) == (a, b) || (at, hop) == (b, a) {
+                        return true;
+                    }
+                    at = hop;
+                }
+                false
+            })
+            .count()
+    }
+}
