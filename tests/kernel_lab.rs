@@ -64,6 +64,7 @@ async fn hard_link_failure_is_survived_by_kernel_failover_and_seen_by_the_job() 
     let f = &summary.faults[0];
     assert_eq!(f.trials.len(), 2);
     for t in &f.trials {
+        assert!(t.flows_across.unwrap_or(0) > 0, "the failed link carried probe flows: {t:?}");
         let ms = t.restored_ms.expect("traffic restored in every trial");
         assert!(ms <= 100.0, "kernel failover restores within 100 ms, took {ms} ms");
     }
