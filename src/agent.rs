@@ -8,6 +8,7 @@
 //! channels.
 
 use anyhow::{Context, Result};
+use nix::poll::{poll, PollFd, PollFlags};
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
@@ -20,7 +21,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use nix::poll::{poll, PollFd, PollFlags};
 use tokio::sync::{mpsc, watch};
 use x0_actuator::{Actuator, KernelRouteTarget, NodeNetwork, RouteTarget};
 use x0_ingest::{
@@ -336,7 +336,8 @@ fn data_plane(
         let wake = prober.next_due().min(next_sample).min(next_reconcile);
         if let Some(wait) = wake.checked_duration_since(Instant::now()) {
             let ms = u16::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
-            let mut fds = [PollFd::new(prober.as_fd(), PollFlags::POLLIN), PollFd::new(bell.as_fd(), PollFlags::POLLIN)];
+            let mut fds =
+                [PollFd::new(prober.as_fd(), PollFlags::POLLIN), PollFd::new(bell.as_fd(), PollFlags::POLLIN)];
             let _ = poll(&mut fds, ms);
             let mut drain = [0u8; 64];
             while matches!(bell.read(&mut drain), Ok(n) if n > 0) {}

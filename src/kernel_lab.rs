@@ -85,7 +85,10 @@ pub struct AgentCost {
     pub agents: usize,
     pub cpu_percent_mean: f64,
     pub cpu_percent_max: f64,
+    /// Resident memory after the trials, worst agent.
     pub rss_mb_max: f64,
+    /// The highest resident memory any agent reached, start included (`VmHWM`).
+    pub rss_mb_peak_max: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -106,7 +109,10 @@ pub struct LabSummary {
     pub false_incidents: usize,
     pub false_incidents_at_startup: usize,
     pub commands: usize,
+    /// Over the trials.
     pub agent_cost: Option<AgentCost>,
+    /// Over 10 s before the trials, the mesh quiet.
+    pub agent_cost_quiet: Option<AgentCost>,
     pub telemetry: Option<String>,
 }
 
@@ -243,6 +249,16 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
 
     let converged = wait_converged(&flows, interval, Duration::from_secs(90)).await?;
     eprintln!("routes converged: every flow delivers ({:.1} s after start)", converged.as_secs_f64());
+    // The agents' cost with the mesh quiet (telemetry and link probes only) over 10 s,
+    // then over the trials (commands, reroutes, faults) below.
+    let agent_cost_quiet = if opts.routing == Routing::Babel {
+        None
+    } else {
+        let start = agent_cpu(&teardown.agents);
+        let wall = Instant::now();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        Some(agent_cost(&teardown.agents, &start, wall.elapsed()))
+    };
     let cost_start = agent_cpu(&teardown.agents);
     let cost_wall = Instant::now();
 
@@ -389,7 +405,11 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
                             seen.push(t.element.clone());
                         }
                     }
-                    if seen.is_empty() { element_name(e) } else { seen.join(", ") }
+                    if seen.is_empty() {
+                        element_name(e)
+                    } else {
+                        seen.join(", ")
+                    }
                 },
                 trials_with_traffic: hit.len(),
                 restored: restored.len(),
@@ -414,6 +434,7 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
         false_incidents_at_startup: false_incidents(report.as_ref(), &elements, |t| t < trials_from_ns),
         commands: report.as_ref().map_or(0, |r| r.commands.len()),
         agent_cost,
+        agent_cost_quiet,
         telemetry: (opts.routing != Routing::Babel).then(|| if opts.no_ebpf { "procfs" } else { "ebpf" }.to_string()),
     })
 }
@@ -468,9 +489,10 @@ fn read_ticks(pid: u32) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
-fn rss_mb(pid: u32) -> Option<f64> {
+/// A field of /proc/PID/status in MB: `VmRSS` (resident now) or `VmHWM` (the peak).
+fn status_mb(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
 
@@ -481,12 +503,14 @@ fn agent_cost(agents: &[Child], start: &[u64], wall: Duration) -> AgentCost {
         .zip(start)
         .map(|(a, s)| read_ticks(a.id()).unwrap_or(*s).saturating_sub(*s) as f64 / hz / wall.as_secs_f64() * 100.0)
         .collect();
-    let rss = agents.iter().filter_map(|a| rss_mb(a.id())).fold(0.0, f64::max);
+    let rss = agents.iter().filter_map(|a| status_mb(a.id(), "VmRSS:")).fold(0.0, f64::max);
+    let peak = agents.iter().filter_map(|a| status_mb(a.id(), "VmHWM:")).fold(0.0, f64::max);
     AgentCost {
         agents: agents.len(),
         cpu_percent_mean: cpu.iter().sum::<f64>() / cpu.len().max(1) as f64,
         cpu_percent_max: cpu.iter().copied().fold(0.0, f64::max),
         rss_mb_max: rss,
+        rss_mb_peak_max: peak,
     }
 }
 

@@ -126,13 +126,20 @@ pub fn lab_table(s: &crate::kernel_lab::LabSummary) -> String {
     if s.faults.iter().any(|f| f.trials_with_traffic < f.trials.len()) {
         out += "trials = those whose fault hit traffic / all (the others failed a link no flow crossed)\n";
     }
+    if let Some(c) = &s.agent_cost_quiet {
+        out += &format!(
+            "agents, mesh quiet (10 s): CPU mean {:.2}% max {:.2}% of a core, RSS max {:.1} MB\n",
+            c.cpu_percent_mean, c.cpu_percent_max, c.rss_mb_max
+        );
+    }
     if let Some(c) = &s.agent_cost {
         out += &format!(
-            "agents: {} processes, CPU mean {:.2}% max {:.2}% of a core, RSS max {:.1} MB; telemetry from {}\n",
+            "agents: {} processes, CPU mean {:.2}% max {:.2}% of a core, RSS max {:.1} MB (peak {:.1} MB); telemetry from {}\n",
             c.agents,
             c.cpu_percent_mean,
             c.cpu_percent_max,
             c.rss_mb_max,
+            c.rss_mb_peak_max,
             s.telemetry.as_deref().unwrap_or("-")
         );
     }

@@ -57,7 +57,8 @@ async fn hard_link_failure_is_survived_by_kernel_failover_and_seen_by_the_job() 
         no_ebpf: false,
         agent_exe: Some(env!("CARGO_BIN_EXE_x0tta6bl4").into()),
     };
-    let summary = tokio::time::timeout(Duration::from_secs(300), run_lab(opts)).await.expect("lab within 5 min").unwrap();
+    let summary =
+        tokio::time::timeout(Duration::from_secs(300), run_lab(opts)).await.expect("lab within 5 min").unwrap();
     println!("{}", serde_json::to_string_pretty(&summary).unwrap());
     assert_eq!(summary.backup_coverage, 1.0);
     assert_eq!(summary.telemetry.as_deref(), Some("ebpf"), "agents loaded the probes");
@@ -72,7 +73,9 @@ async fn hard_link_failure_is_survived_by_kernel_failover_and_seen_by_the_job() 
     let cost = summary.agent_cost.as_ref().unwrap();
     assert!(cost.rss_mb_max > 0.0 && cost.rss_mb_max < 200.0, "{cost:?}");
     let left: Vec<_> = std::fs::read_dir("/run/netns")
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.starts_with(prefix)).collect())
+        .map(|d| {
+            d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.starts_with(prefix)).collect()
+        })
         .unwrap_or_default();
     assert!(left.is_empty(), "lab torn down, found {left:?}");
 }

@@ -134,7 +134,11 @@ fn load_object(netns: u32) -> Result<(Ebpf, HashMap<u32, String>), ProbeError> {
         (g::TP_RETRANS_FAMILY, tp[3]),
         (g::TP_RETRANS_DADDR, tp[4]),
     ];
+    // The programs read kernel structs at offsets we resolved above (no CO-RE), so
+    // aya need not parse the kernel's BTF again: that parse doubled the agent's peak
+    // memory at start.
     let mut loader = EbpfLoader::new();
+    loader.btf(None);
     for (name, value) in &values {
         loader.override_global(name, value, true);
     }
