@@ -309,7 +309,7 @@ fn data_plane(
                     rtt_max_us: p.rtt_max_us,
                 });
             }
-            if samples_taken % resource_every == 0 {
+            if samples_taken.is_multiple_of(resource_every) {
                 let (cpu_share, softirq) = cpu.sample();
                 resources = (cpu_share, softirq, memory_used().unwrap_or(0.0));
             }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use x0_kafka::{DevBroker, KafkaConfig};
 use x0_lab::kernel::babel::Babel;
-use x0_lab::kernel::faults::{self, Injectors};
+use x0_lab::kernel::faults::{self, Injection, Injectors};
 use x0_lab::kernel::flows::{impact, FlowSpec, Flows};
 use x0_lab::kernel::netlab::{process_tag, NetLab};
 use x0_lab::kernel::plan::{backup_coverage, baseline_routes, node_address};
@@ -268,7 +268,13 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
     let mut trials_from_ns = i64::MAX;
     for (f, e) in scenario.faults.iter().zip(&elements) {
         if f.kind == FaultKind::LinkLoss {
-            faults::apply(lab, &topo, &mut injectors, f.kind, e, 0.0, f.direction, false)?;
+            faults::apply(
+                lab,
+                &topo,
+                &mut injectors,
+                e,
+                Injection { kind: f.kind, loss: 0.0, direction: f.direction, on: false },
+            )?;
         }
     }
     let mut outcomes: Vec<Vec<TrialOutcome>> = vec![Vec::new(); scenario.faults.len()];
@@ -342,7 +348,8 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
         for (at, i, on) in events {
             sleep_until(epoch + at).await;
             let f = &scenario.faults[i];
-            faults::apply(lab, &topo, &mut injectors, f.kind, &elements[i], f.loss.unwrap_or(0.3), f.direction, on)?;
+            let injection = Injection { kind: f.kind, loss: f.loss.unwrap_or(0.3), direction: f.direction, on };
+            faults::apply(lab, &topo, &mut injectors, &elements[i], injection)?;
         }
         let trial_end = t0 + scenario.duration;
         sleep_until(epoch + trial_end + Duration::from_millis(500)).await;

@@ -495,7 +495,13 @@ async fn lab(action: LabAction, config: Option<&std::path::Path>) -> Result<()> 
                 None => x0_schema::Element::node(&target),
             };
             let mut injectors = x0_lab::kernel::faults::Injectors::default();
-            x0_lab::kernel::faults::apply(&lab, &topo, &mut injectors, kind, &element, loss, Default::default(), !off)?;
+            x0_lab::kernel::faults::apply(
+                &lab,
+                &topo,
+                &mut injectors,
+                &element,
+                x0_lab::kernel::faults::Injection { kind, loss, direction: Default::default(), on: !off },
+            )?;
             if kind == x0_schema::FaultKind::LinkLoss && !off {
                 println!("loss injected; it lasts while this command runs: Ctrl-C to stop");
                 tokio::signal::ctrl_c().await?;

@@ -99,7 +99,7 @@ impl RouteSocket {
     /// Every IPv4 gateway route in the main table, whoever installed it, with the
     /// installer's protocol id (babeld's routes, ours, static ones).
     pub fn main_table(&mut self) -> io::Result<Vec<(u8, KernelRoute)>> {
-        Ok(self.table(RouteHeader::RT_TABLE_MAIN)?)
+        self.table(RouteHeader::RT_TABLE_MAIN)
     }
 
     /// Removes our routes from the U-turn tables and our rules selecting them.

@@ -31,17 +31,25 @@ impl Injectors {
     }
 }
 
+/// What to do to an element: the fault's kind, its loss share and direction (link
+/// loss), and whether it starts (`on`) or ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Injection {
+    pub kind: FaultKind,
+    pub loss: f64,
+    pub direction: Direction,
+    pub on: bool,
+}
+
 /// One element's fault, applied or reverted.
 pub fn apply(
     lab: &NetLab,
     topo: &Topology,
     injectors: &mut Injectors,
-    kind: FaultKind,
     element: &Element,
-    loss: f64,
-    direction: Direction,
-    on: bool,
+    injection: Injection,
 ) -> Result<(), LabError> {
+    let Injection { kind, loss, direction, on } = injection;
     let id = |name: &str| topo.id(name).ok_or_else(|| LabError::Other(format!("no node {name}")));
     match (kind, element) {
         (FaultKind::LinkDown | FaultKind::LinkFlap, Element::Link { a, b }) => {

@@ -35,16 +35,18 @@ pub fn iface_name(peer: NodeId) -> String {
 
 /// Primary and loop-free backup next hop of every node towards every destination:
 /// `routes[node][dst] = (primary, backup)`.
-pub fn baseline_routes(topo: &Topology) -> Vec<BTreeMap<NodeId, (NodeId, Option<NodeId>)>> {
+pub fn baseline_routes(topo: &Topology) -> BaselineRoutes {
     baseline_plan(topo).0
 }
 
 /// U-turn routes: `uturn[c][a][dst] = via`: at node `c`, packets for `dst` arriving
 /// from neighbour `a` (whose primary towards `dst` failed) go via `via`.
 pub type UturnRoutes = Vec<BTreeMap<NodeId, BTreeMap<NodeId, NodeId>>>;
+/// Per node: destination → (primary next hop, backup next hop).
+pub type BaselineRoutes = Vec<BTreeMap<NodeId, (NodeId, Option<NodeId>)>>;
 
 /// Baseline primaries and backups, plus the U-turn routes the backups rely on.
-pub fn baseline_plan(topo: &Topology) -> (Vec<BTreeMap<NodeId, (NodeId, Option<NodeId>)>>, UturnRoutes) {
+pub fn baseline_plan(topo: &Topology) -> (BaselineRoutes, UturnRoutes) {
     let n = topo.len();
     let mut routes = vec![BTreeMap::new(); n];
     let mut uturn: UturnRoutes = vec![BTreeMap::new(); n];
