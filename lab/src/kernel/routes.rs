@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use x0_actuator::RouteSocket;
+use x0_actuator::{KernelRoute, RouteSocket};
 use x0_ingest::in_netns;
 
 /// A change of the next hop a node uses for a destination.
@@ -50,15 +50,7 @@ impl RouteWatch {
                         let mut first = true;
                         while !stop.load(Ordering::Relaxed) {
                             if let Ok(table) = sock.main_table() {
-                                let mut best: HashMap<Ipv4Addr, (u32, Ipv4Addr)> = HashMap::new();
-                                for (_, r) in table.iter().filter(|(_, r)| !r.linkdown) {
-                                    let e = best.entry(r.destination).or_insert((r.metric, r.gateway));
-                                    if r.metric < e.0 {
-                                        *e = (r.metric, r.gateway);
-                                    }
-                                }
-                                let now: HashMap<Ipv4Addr, Ipv4Addr> =
-                                    best.into_iter().map(|(d, (_, g))| (d, g)).collect();
+                                let now = gateways_in_use(&table);
                                 if !first {
                                     let at_ns = epoch.elapsed().as_nanos() as u64;
                                     let mut log = changes.lock().unwrap_or_else(|e| e.into_inner());
@@ -131,21 +123,32 @@ pub fn count_changes(changes: &[NextHopChange], from_ns: u64, until_ns: u64) -> 
 
 /// Whether every node forwards every destination by its baseline primary again (the
 /// healing plan was withdrawn after the fault cleared): a trial starts from there.
+/// Per destination, the gateway the kernel forwards to: the lowest-metric route whose
+/// device has carrier (the first of equals, as the table lists them).
+fn gateways_in_use(table: &[(u8, KernelRoute)]) -> HashMap<Ipv4Addr, Ipv4Addr> {
+    let mut best: HashMap<Ipv4Addr, (u32, Ipv4Addr)> = HashMap::new();
+    for (_, r) in table.iter().filter(|(_, r)| !r.linkdown) {
+        let e = best.entry(r.destination).or_insert((r.metric, r.gateway));
+        if r.metric < e.0 {
+            *e = (r.metric, r.gateway);
+        }
+    }
+    best.into_iter().map(|(d, (_, g))| (d, g)).collect()
+}
+
+/// Whether every node forwards each destination to its baseline primary next hop.
 pub fn at_baseline(lab: &super::netlab::NetLab) -> bool {
     lab.namespaces.iter().zip(&lab.networks).all(|(ns, net)| {
         in_netns(ns, || {
             let Ok(mut sock) = RouteSocket::open() else { return false };
             let Ok(table) = sock.main_table() else { return false };
+            let in_use = gateways_in_use(&table);
             net.baseline.iter().all(|(dst, b)| {
                 let (Some(addr), Some(gw)) = (net.destinations.get(dst), net.neighbour(&b.primary).map(|n| n.peer))
                 else {
                     return false;
                 };
-                table
-                    .iter()
-                    .filter(|(_, r)| r.destination == *addr && !r.linkdown)
-                    .min_by_key(|(_, r)| r.metric)
-                    .is_some_and(|(_, r)| r.gateway == gw)
+                in_use.get(addr) == Some(&gw)
             })
         })
         .unwrap_or(false)
@@ -170,15 +173,9 @@ impl Forwarding {
                 in_netns(ns, || {
                     let Ok(mut sock) = RouteSocket::open() else { return HashMap::new() };
                     let Ok(table) = sock.main_table() else { return HashMap::new() };
-                    let mut best: HashMap<Ipv4Addr, (u32, Ipv4Addr)> = HashMap::new();
-                    for (_, r) in table.iter().filter(|(_, r)| !r.linkdown) {
-                        let e = best.entry(r.destination).or_insert((r.metric, r.gateway));
-                        if r.metric < e.0 {
-                            *e = (r.metric, r.gateway);
-                        }
-                    }
-                    best.into_iter()
-                        .filter_map(|(d, (_, gw))| {
+                    gateways_in_use(&table)
+                        .into_iter()
+                        .filter_map(|(d, gw)| {
                             let peer = net.neighbours.iter().find(|n| n.peer == gw)?;
                             let id = lab.networks.iter().position(|m| m.node == peer.node)?;
                             Some((d, id))
