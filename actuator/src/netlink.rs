@@ -7,10 +7,11 @@
 //! the thread that opened it.
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST,
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMessageBuffer, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -104,12 +105,11 @@ impl RouteSocket {
 
     /// Removes our routes from the U-turn tables and our rules selecting them.
     pub fn clear_uturns(&mut self) -> io::Result<()> {
-        for k in 0..50u8 {
-            for (p, r) in self.table(UTURN_TABLE_BASE + k)? {
-                if p == ROUTE_PROTOCOL {
-                    let m = message_in(UTURN_TABLE_BASE + k, r.destination, r.metric);
-                    self.request(RouteNetlinkMessage::DelRoute(m), 0)?;
-                }
+        let uturn_tables = u32::from(UTURN_TABLE_BASE)..u32::from(UTURN_TABLE_BASE) + 50;
+        for r in self.routes()? {
+            if r.protocol == ROUTE_PROTOCOL && uturn_tables.contains(&r.table) {
+                let m = message_in(r.table as u8, r.route.destination, r.route.metric);
+                self.request(RouteNetlinkMessage::DelRoute(m), 0)?;
             }
         }
         let mut get = RuleMessage::default();
@@ -140,36 +140,44 @@ impl RouteSocket {
 
     /// Every IPv4 gateway route in routing table `table`, with its protocol id.
     pub fn table(&mut self, table: u8) -> io::Result<Vec<(u8, KernelRoute)>> {
-        let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet;
-        let replies = self.request(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
-        let mut out = Vec::new();
-        for r in replies {
-            let RouteNetlinkMessage::NewRoute(r) = r else { continue };
-            if r.header.table != table {
-                continue;
-            }
-            let protocol = u8::from(r.header.protocol);
-            let (mut dst, mut gw, mut oif, mut metric) = (None, None, 0, 0);
-            for a in &r.attributes {
-                match a {
-                    RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = Some(*d),
-                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => gw = Some(*g),
-                    RouteAttribute::Oif(i) => oif = *i,
-                    RouteAttribute::Priority(p) => metric = *p,
-                    _ => {}
-                }
-            }
-            if let (Some(destination), Some(gateway)) = (dst, gw) {
-                let linkdown = r.header.flags.contains(RouteFlags::Linkdown);
-                out.push((protocol, KernelRoute { destination, gateway, oif, metric, linkdown }));
-            }
-        }
-        Ok(out)
+        Ok(self.routes()?.into_iter().filter(|r| r.table == u32::from(table)).map(|r| (r.protocol, r.route)).collect())
     }
 
-    /// Sends one request and collects the replies until the ack (or dump end).
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
+    /// Every IPv4 gateway route in every table, as one `RTM_GETROUTE` dump.
+    ///
+    /// Walked with netlink-packet-route's zero-copy buffers, decoding only the header
+    /// and the four attributes we use: its full `RouteMessage` parse decodes every
+    /// attribute of every route, and the actuator reads the table back after each
+    /// command and on every reconcile (the same treatment as the agent's link dump).
+    fn routes(&mut self) -> io::Result<Vec<TableRoute>> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        let seq = self.send(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
+        let mut out = Vec::new();
+        loop {
+            let (data, _) = self.socket.recv_from_full()?;
+            let mut offset = 0;
+            while offset < data.len() {
+                let msg = NetlinkBuffer::new_checked(&data[offset..]).map_err(invalid)?;
+                let len = msg.length() as usize;
+                if msg.sequence_number() == seq {
+                    match msg.message_type() {
+                        NLMSG_DONE => return Ok(out),
+                        NLMSG_ERROR => return Err(error_reply(&data[offset..])),
+                        RTM_NEWROUTE => out.extend(table_route(msg.payload())?),
+                        _ => {}
+                    }
+                }
+                if len == 0 {
+                    break;
+                }
+                offset += (len + 3) & !3;
+            }
+        }
+    }
+
+    /// Serialises and sends one request; returns its sequence number.
+    fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<u32> {
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
@@ -179,13 +187,18 @@ impl RouteSocket {
         let mut buf = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut buf);
         self.socket.send(&buf, 0)?;
+        Ok(self.seq)
+    }
+
+    /// Sends one request and collects the replies until the ack (or dump end).
+    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.send(msg, flags)?;
         let mut replies = Vec::new();
         loop {
             let (data, _) = self.socket.recv_from_full()?;
             let mut offset = 0;
             while offset < data.len() {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..]).map_err(invalid)?;
                 let len = msg.header.length as usize;
                 if msg.header.sequence_number != self.seq {
                     offset += len.max(1);
@@ -208,6 +221,68 @@ impl RouteSocket {
                 offset += len;
             }
         }
+    }
+}
+
+/// One route of a dump, with the table it is in and who installed it.
+struct TableRoute {
+    table: u32,
+    protocol: u8,
+    route: KernelRoute,
+}
+
+// From linux/netlink.h and linux/rtnetlink.h.
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const RTM_NEWROUTE: u16 = 24;
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RTA_PRIORITY: u16 = 6;
+const RTA_TABLE: u16 = 15;
+const RTNH_F_LINKDOWN: u32 = 16;
+
+/// Decodes one `RTM_NEWROUTE`; `None` for routes without an IPv4 destination and gateway.
+fn table_route(payload: &[u8]) -> io::Result<Option<TableRoute>> {
+    let r = RouteMessageBuffer::new_checked(payload).map_err(invalid)?;
+    let ipv4 = |v: &[u8]| <[u8; 4]>::try_from(v).ok().map(Ipv4Addr::from);
+    let u32_of = |v: &[u8]| <[u8; 4]>::try_from(v).ok().map(u32::from_ne_bytes);
+    let (mut dst, mut gateway, mut oif, mut metric, mut table) = (None, None, 0, 0, u32::from(r.table()));
+    for nla in r.attributes() {
+        let nla = nla.map_err(invalid)?;
+        let v = nla.value();
+        match nla.kind() {
+            RTA_DST => dst = ipv4(v),
+            RTA_GATEWAY => gateway = ipv4(v),
+            RTA_OIF => oif = u32_of(v).unwrap_or(0),
+            RTA_PRIORITY => metric = u32_of(v).unwrap_or(0),
+            RTA_TABLE => table = u32_of(v).unwrap_or(table),
+            _ => {}
+        }
+    }
+    let (Some(destination), Some(gateway)) = (dst, gateway) else { return Ok(None) };
+    let linkdown = r.flags() & RTNH_F_LINKDOWN != 0;
+    Ok(Some(TableRoute {
+        table,
+        protocol: r.protocol(),
+        route: KernelRoute { destination, gateway, oif, metric, linkdown },
+    }))
+}
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// The errno of an `NLMSG_ERROR` reply (an acknowledgement where a dump was expected
+/// is itself an error).
+fn error_reply(bytes: &[u8]) -> io::Error {
+    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes) {
+        Ok(NetlinkMessage { payload: NetlinkPayload::Error(e), .. }) => match e.code {
+            Some(code) => io::Error::from_raw_os_error(-code.get()),
+            None => invalid("route dump ended with an acknowledgement, not NLMSG_DONE"),
+        },
+        Ok(_) => invalid("unexpected netlink message"),
+        Err(e) => invalid(e),
     }
 }
 
