@@ -1,0 +1,140 @@
+//! The model registry: a directory of versioned models and a `champion` file naming
+//! the one in service.
+//!
+//! ```text
+//! <registry>/champion             the serving version's name
+//! <registry>/<version>/model.bpk  weights (burnpack)
+//! <registry>/<version>/model.json ModelCard: shape, normalisation, threshold, provenance, held-out quality
+//! <registry>/<version>/report.md  the evaluation report (and report.json, *.png)
+//! ```
+//! A version is written completely before `champion` changes, and `champion` is
+//! replaced by a rename, so a reader never sees half a model.
+
+use crate::eval::Quality;
+use crate::graph::GraphWindow;
+use crate::model::{probabilities, GraphBatch, GraphSage, ModelShape, Normaliser};
+use crate::train::{EpochLoss, TrainOptions};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error("model registry {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("model registry {0}: {1}")]
+    Invalid(PathBuf, String),
+}
+
+/// Everything about a model but its weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub version: String,
+    pub shape: ModelShape,
+    pub normaliser: Normaliser,
+    pub threshold: f32,
+    pub options: TrainOptions,
+    pub datasets: Vec<String>,
+    pub train_runs: usize,
+    pub train_node_windows: usize,
+    pub losses: Vec<EpochLoss>,
+    /// Quality on the held-out set, per fault type ("all" overall).
+    pub held_out: BTreeMap<String, Quality>,
+}
+
+/// A model ready to score windows in the stream job.
+#[derive(Debug)]
+pub struct GraphDetector {
+    pub card: ModelCard,
+    model: GraphSage,
+    device: Device,
+}
+
+/// One window's scores: probability of a fault per node and per link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowScores {
+    pub nodes: Vec<f32>,
+    pub links: Vec<f32>,
+}
+
+impl GraphDetector {
+    pub fn new(card: ModelCard, model: GraphSage) -> Self {
+        GraphDetector { card, model, device: Device::flex() }
+    }
+
+    /// The network itself (batch scoring in evaluation).
+    pub fn graph(&self) -> &GraphSage {
+        &self.model
+    }
+
+    pub fn version(&self) -> &str {
+        &self.card.version
+    }
+
+    pub fn threshold(&self) -> f32 {
+        self.card.threshold
+    }
+
+    pub fn score(&self, window: &GraphWindow) -> WindowScores {
+        let batch = GraphBatch::new(&[window], &self.card.normaliser, &self.device);
+        let out = self.model.forward(&batch);
+        WindowScores { nodes: probabilities(out.node), links: probabilities(out.link) }
+    }
+
+    /// Writes this model as a new version under `registry` (not yet champion).
+    pub fn save(&self, registry: &Path) -> Result<PathBuf, RegistryError> {
+        let dir = registry.join(&self.card.version);
+        let io = |e| RegistryError::Io(dir.clone(), e);
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let json = serde_json::to_vec_pretty(&self.card).map_err(|e| RegistryError::Invalid(dir.clone(), e.to_string()))?;
+        std::fs::write(dir.join("model.json"), json).map_err(io)?;
+        self.model
+            .clone()
+            .save_file(dir.join("model.bpk"))
+            .map_err(|e| RegistryError::Invalid(dir.clone(), e.to_string()))?;
+        Ok(dir)
+    }
+
+    /// Loads one version directory.
+    pub fn load(dir: &Path) -> Result<Self, RegistryError> {
+        let bad = |e: String| RegistryError::Invalid(dir.to_path_buf(), e);
+        let json = std::fs::read(dir.join("model.json")).map_err(|e| RegistryError::Io(dir.join("model.json"), e))?;
+        let card: ModelCard = serde_json::from_slice(&json).map_err(|e| bad(e.to_string()))?;
+        let device = Device::flex();
+        let model = GraphSage::new(card.shape, &device)
+            .try_load_file(dir.join("model.bpk"))
+            .map_err(|e| bad(format!("weights: {e}")))?;
+        Ok(GraphDetector { card, model, device })
+    }
+}
+
+/// The version named by `<registry>/champion`, if any.
+pub fn champion(registry: &Path) -> Result<Option<String>, RegistryError> {
+    match std::fs::read_to_string(registry.join("champion")) {
+        Ok(s) => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(RegistryError::Io(registry.join("champion"), e)),
+    }
+}
+
+/// Loads the champion (`None` when the registry has none yet).
+pub fn load_champion(registry: &Path) -> Result<Option<GraphDetector>, RegistryError> {
+    champion(registry)?.map(|v| GraphDetector::load(&registry.join(v))).transpose()
+}
+
+/// Makes `version` the champion (atomically: write, then rename).
+pub fn promote(registry: &Path, version: &str) -> Result<(), RegistryError> {
+    let io = |e| RegistryError::Io(registry.to_path_buf(), e);
+    let tmp = registry.join(".champion.tmp");
+    std::fs::write(&tmp, format!("{version}\n")).map_err(io)?;
+    std::fs::rename(&tmp, registry.join("champion")).map_err(io)
+}
+
+/// Whether a challenger beats the champion on the same held-out set: a better overall
+/// event F1, without a worse per-window false-positive rate beyond the budget.
+pub fn better(challenger: &Quality, champion: &Quality, max_fpr: f64) -> bool {
+    let within = challenger.window_fpr <= max_fpr.max(champion.window_fpr);
+    within && challenger.f1 > champion.f1
+}
