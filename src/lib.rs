@@ -4,7 +4,9 @@
 //! kept in a library so end-to-end tests drive exactly what users run.
 
 pub mod agent;
+pub mod datasets;
 pub mod demo;
 pub mod kernel_lab;
 pub mod keys;
 pub mod report;
+pub mod train_cmd;

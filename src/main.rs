@@ -60,17 +60,48 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         partitions: i32,
     },
-    /// Run a simulated mesh (telemetry out, actuators in) against a broker.
+    /// Run a simulated mesh (telemetry out, actuators in) against a broker; or, with
+    /// --scenarios and --out, write labelled windows (Parquet) for training.
     Simulate {
-        #[arg(long)]
-        scenario: PathBuf,
+        #[arg(long, required_unless_present = "scenarios")]
+        scenario: Option<PathBuf>,
         /// Public key that healing commands must be signed with.
-        #[arg(long)]
-        verifying_key: PathBuf,
+        #[arg(long, required_unless_present = "scenarios")]
+        verifying_key: Option<PathBuf>,
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
         #[arg(long, default_value = "arrow")]
         encoding: String,
+        /// Dataset mode: every *.toml scenario in this directory, offline, no healing.
+        #[arg(long, requires = "out", conflicts_with_all = ["scenario", "verifying_key"])]
+        scenarios: Option<PathBuf>,
+        /// Dataset directory to write (nodes.parquet, links.parquet).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Runs per scenario, each with another topology seed (and so fault placement).
+        #[arg(long, default_value_t = 1)]
+        seeds: u64,
+    },
+    /// Train the GraphSAGE detector on datasets, evaluate it on a held-out dataset
+    /// against the baselines, and write a versioned model and report to a registry.
+    Train {
+        /// Training dataset directories (from `simulate --out`); runs are split into
+        /// training and validation by run.
+        #[arg(long, required = true, num_args = 1..)]
+        data: Vec<PathBuf>,
+        /// Held-out dataset directory: scenarios, seeds and parameters never trained on.
+        #[arg(long)]
+        held_out: PathBuf,
+        /// Model registry directory.
+        #[arg(long, default_value = "models")]
+        registry: PathBuf,
+        #[arg(long, default_value_t = 12)]
+        epochs: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Promote the new model even if it does not beat the champion.
+        #[arg(long)]
+        force_promote: bool,
     },
     /// Query the incident history with SQL (tables: incidents, commands, features).
     Sql {
@@ -339,7 +370,21 @@ async fn main() -> Result<()> {
             );
             tokio::signal::ctrl_c().await?;
         }
-        Command::Simulate { scenario, verifying_key, speed, encoding: enc } => {
+        Command::Simulate { scenarios: Some(dir), out: Some(out), seeds, .. } => {
+            let config = load_config(cli.config.as_deref())?;
+            let (runs, windows, node_windows) =
+                x0tta6bl4::datasets::write_datasets(&config, &dir, &out, seeds, |run| eprintln!("simulating {run}"))
+                    .await?;
+            println!("{runs} runs, {windows} windows, {node_windows} node-windows -> {}", out.display());
+        }
+        Command::Train { data, held_out, registry, epochs, seed, force_promote } => {
+            let opts = x0_training::TrainOptions { epochs, seed, ..Default::default() };
+            x0tta6bl4::train_cmd::run_training(&data, &held_out, &registry, &opts, force_promote).await?;
+        }
+        Command::Simulate { scenario, verifying_key, speed, encoding: enc, .. } => {
+            let (Some(scenario), Some(verifying_key)) = (scenario, verifying_key) else {
+                bail!("simulate needs --scenario and --verifying-key (or --scenarios and --out for datasets)");
+            };
             let config = load_config(cli.config.as_deref())?;
             if config.kafka.brokers.is_empty() {
                 bail!("kafka.brokers is empty: set it (X0__KAFKA__BROKERS=host:port) or use `demo`");

@@ -21,6 +21,7 @@ pub struct Config {
     pub window: WindowConfig,
     pub features: FeaturesConfig,
     pub detector: DetectorConfig,
+    pub model: ModelConfig,
     pub rca: RcaConfig,
     pub planner: PlannerConfig,
     pub keys: KeysConfig,
@@ -47,6 +48,13 @@ pub struct WindowConfig {
 #[serde(deny_unknown_fields)]
 pub struct FeaturesConfig {
     pub sql_file: String,
+}
+
+/// Where the graph model comes from (see `config/default.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub registry: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +160,7 @@ impl Config {
         section!(window);
         section!(features);
         section!(detector);
+        section!(model);
         section!(rca);
         section!(planner);
         section!(keys);

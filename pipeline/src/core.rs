@@ -3,9 +3,11 @@
 //! The Kafka loop (`job.rs`) and the benchmark both drive this.
 
 use crate::config::Config;
-use crate::detect::detect;
+use crate::detect::{detect, Signal};
 use crate::features::{FeatureEngine, FeatureError, WindowFeatures};
+use crate::graph_input::graph_window;
 use crate::incidents::{IncidentBook, Transition};
+use crate::model_slot::ModelSlot;
 use crate::planner::{Plan, Planner};
 use crate::rca::Localizer;
 use crate::stats::JobStats;
@@ -15,10 +17,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 use x0_schema::{
-    ActionRecord, CommandResult, HealingCommand, Incident, RootCauseKind, SigningKey, TelemetryBatch, Topology,
+    ActionRecord, CommandResult, Element, HealingCommand, Incident, RootCauseKind, SigningKey, TelemetryBatch, Topology,
 };
 use x0_sql::CommandRow;
-use x0_training::{RobustDetector, MODEL_VERSION};
+use x0_training::{GraphDetector, RobustDetector, MODEL_VERSION};
 
 /// Why a telemetry message was refused after decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,7 @@ pub struct StreamCore {
     windows: Windows,
     features: FeatureEngine,
     detector: RobustDetector,
+    model: ModelSlot,
     localizer: Localizer,
     book: IncidentBook,
     planner: Planner,
@@ -69,6 +72,8 @@ impl StreamCore {
         id_prefix: &str,
     ) -> Self {
         let w = &config.window;
+        let model = ModelSlot::new(&config.model.registry);
+        let model_version = served_version(&model);
         StreamCore {
             windows: Windows::new(
                 w.size.as_nanos() as i64,
@@ -76,8 +81,9 @@ impl StreamCore {
                 w.idle_source_timeout.as_nanos() as i64,
             ),
             detector: RobustDetector::new(config.detector.clone()),
+            model,
             localizer: Localizer::new(),
-            book: IncidentBook::new(config.rca.confirm_windows, clear_windows(&config), MODEL_VERSION, id_prefix),
+            book: IncidentBook::new(config.rca.confirm_windows, clear_windows(&config), &model_version, id_prefix),
             planner: Planner::new(topo.clone(), config.planner.clone()),
             config,
             topo,
@@ -176,7 +182,20 @@ impl StreamCore {
 
     fn decide(&mut self, f: &WindowFeatures) -> Vec<Output> {
         let now = self.stream_now().unwrap_or(f.end);
-        let (anomalies, views) = detect(&mut self.detector, f, self.topo.names(), &self.seen);
+        if self.model.refresh().is_some() {
+            self.book.set_model_version(&served_version(&self.model));
+            self.stats.model_swapped();
+        }
+        let (mut anomalies, views) = detect(&mut self.detector, f, self.topo.names(), &self.seen);
+        if let Some(model) = self.model.current() {
+            let flagged = model_flags(model, f, &self.topo);
+            // The model decides which elements are anomalous; the statistical detector's
+            // signals are the evidence root-cause analysis reasons with. Hard evidence
+            // (carrier lost, a node gone silent) stands on its own.
+            anomalies.retain(|a| {
+                matches!(a.signal, Signal::Carrier { .. } | Signal::Silent) || flagged.contains(&a.element)
+            });
+        }
         let diagnoses = self.localizer.localize(&anomalies, &views, f.start);
         self.planner.observe(f);
         let mut out = Vec::new();
@@ -335,6 +354,28 @@ impl StreamCore {
     pub fn late_rows(&self) -> u64 {
         self.windows.late_rows()
     }
+}
+
+/// What incidents record as the detector that scored them.
+fn served_version(model: &ModelSlot) -> String {
+    match model.current() {
+        Some(m) => format!("{}+{MODEL_VERSION}", m.version()),
+        None => MODEL_VERSION.to_string(),
+    }
+}
+
+/// The elements the graph model flags in this window.
+fn model_flags(model: &GraphDetector, f: &WindowFeatures, topo: &Topology) -> HashSet<Element> {
+    let scores = model.score(&graph_window(f, topo));
+    let th = model.threshold();
+    let nodes = topo.names().iter().zip(&scores.nodes).filter(|(_, &s)| s >= th).map(|(n, _)| Element::node(n));
+    let links = topo
+        .links()
+        .iter()
+        .zip(&scores.links)
+        .filter(|(_, &s)| s >= th)
+        .map(|(&(a, b), _)| Element::link(topo.name(a), topo.name(b)));
+    nodes.chain(links).collect()
 }
 
 /// Windows an element must stay healthy before its incident clears: the configured

@@ -43,6 +43,11 @@ fn ms(ns: i64) -> i64 {
 }
 
 impl IncidentBook {
+    /// Incidents opened from now on record this detector version.
+    pub fn set_model_version(&mut self, version: &str) {
+        self.model_version = version.to_string();
+    }
+
     pub fn new(confirm_windows: u32, clear_windows: u32, model_version: &str, id_prefix: &str) -> Self {
         IncidentBook {
             confirm_windows,

@@ -23,9 +23,11 @@ mod core;
 mod detect;
 mod disjoint;
 mod features;
+mod graph_input;
 mod history;
 mod incidents;
 mod job;
+mod model_slot;
 mod planner;
 mod rca;
 mod stats;
@@ -33,10 +35,11 @@ mod window;
 
 pub use crate::core::{Output, Rejection, StreamCore};
 pub use config::{
-    Config, ConfigErrors, FeaturesConfig, KeysConfig, PlannerConfig, RcaConfig, WindowConfig, DEFAULT_TOML,
+    Config, ConfigErrors, FeaturesConfig, KeysConfig, ModelConfig, PlannerConfig, RcaConfig, WindowConfig, DEFAULT_TOML,
 };
 pub use disjoint::{disjoint_paths, path_cost, CostGraph};
 pub use features::{FeatureEngine, FeatureError, WindowFeatures, BUILTIN_FEATURES_SQL};
+pub use graph_input::{graph_window, FeaturizedWindow, OfflineFeaturizer};
 pub use job::{run_job, wall_clock_ns, JobError, JobReport};
 pub use stats::JobStats;
 pub use window::{ClosedWindow, WindowRows, Windows};

@@ -16,6 +16,8 @@ pub struct JobStats {
     pub commands_sent: AtomicU64,
     pub results_applied: AtomicU64,
     pub results_other: AtomicU64,
+    /// Times a newly promoted model came into service.
+    pub model_swaps: AtomicU64,
     dlq: Mutex<BTreeMap<&'static str, u64>>,
     /// Per closed window: time from close to decision, µs.
     decision_us: Mutex<Vec<u64>>,
@@ -49,6 +51,10 @@ impl JobStats {
     /// Window-close-to-decision latencies so far, µs.
     pub fn decision_latencies_us(&self) -> Vec<u64> {
         self.decision_us.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn model_swapped(&self) {
+        self.model_swaps.fetch_add(1, Relaxed);
     }
 
     pub fn incident_opened(&self) {

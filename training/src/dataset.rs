@@ -4,9 +4,7 @@
 //! `x0tta6bl4 simulate --out`, read back through DataFusion.
 
 use crate::graph::{GraphWindow, EDGE_FEATURES, EDGE_FEATURE_NAMES, NODE_FEATURE_NAMES};
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
-};
+use arrow::array::{Array, ArrayRef, BooleanArray, Float32Array, Int64Array, RecordBatch, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use std::collections::BTreeMap;
@@ -197,7 +195,12 @@ fn labels(b: &RecordBatch, i: usize) -> Result<Label, DatasetError> {
     })
 }
 
-fn features<const N: usize>(b: &RecordBatch, prefix: &str, names: &[&str; N], i: usize) -> Result<[f32; N], DatasetError> {
+fn features<const N: usize>(
+    b: &RecordBatch,
+    prefix: &str,
+    names: &[&str; N],
+    i: usize,
+) -> Result<[f32; N], DatasetError> {
     let mut out = [0f32; N];
     for (k, n) in names.iter().enumerate() {
         out[k] = column::<Float32Array>(b, &format!("{prefix}{n}"))?.value(i);
@@ -225,8 +228,11 @@ pub async fn read_datasets(dirs: &[&Path]) -> Result<Vec<LabelledWindow>, Datase
         }
         let mut windows: BTreeMap<(String, i64), LabelledWindow> = BTreeMap::new();
         for b in query(&ctx, "SELECT * FROM nodes ORDER BY run, window, node_index").await? {
-            let (run, win, start) =
-                (column::<StringArray>(&b, "run")?, column::<Int64Array>(&b, "window")?, column::<Int64Array>(&b, "window_start")?);
+            let (run, win, start) = (
+                column::<StringArray>(&b, "run")?,
+                column::<Int64Array>(&b, "window")?,
+                column::<Int64Array>(&b, "window_start")?,
+            );
             let name = column::<StringArray>(&b, "node")?;
             for i in 0..b.num_rows() {
                 let w = windows.entry((run.value(i).to_string(), win.value(i))).or_insert_with(|| LabelledWindow {
@@ -245,9 +251,9 @@ pub async fn read_datasets(dirs: &[&Path]) -> Result<Vec<LabelledWindow>, Datase
             let (a, bb) = (column::<UInt32Array>(&b, "a")?, column::<UInt32Array>(&b, "b")?);
             for i in 0..b.num_rows() {
                 let key = (run.value(i).to_string(), win.value(i));
-                let w = windows
-                    .get_mut(&key)
-                    .ok_or_else(|| DatasetError::Invalid(dir.display().to_string(), format!("links of {key:?} without nodes")))?;
+                let w = windows.get_mut(&key).ok_or_else(|| {
+                    DatasetError::Invalid(dir.display().to_string(), format!("links of {key:?} without nodes"))
+                })?;
                 let ab: [f32; EDGE_FEATURES] = features(&b, "ab_", &EDGE_FEATURE_NAMES, i)?;
                 let ba: [f32; EDGE_FEATURES] = features(&b, "ba_", &EDGE_FEATURE_NAMES, i)?;
                 w.graph.push_link(a.value(i), bb.value(i), ab, ba);

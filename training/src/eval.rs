@@ -37,17 +37,24 @@ impl Scores {
     }
 
     /// The fixed rule set: CPU above 90%, loss above 5% or mean RTT above 200 ms at
-    /// either end of a link.
+    /// either end of a link. Loss is the counters' (every packet) where both ends
+    /// reported, else the probes'.
     pub fn rules(windows: &[LabelledWindow]) -> Self {
         let rtt_limit = (1.0f32 + 200.0).ln();
-        let end_bad = |x: &[f32; crate::EDGE_FEATURES]| x[2] > 0.05 || x[4] > 0.05 || x[6] > rtt_limit;
+        let loss = |x: &[f32; crate::EDGE_FEATURES]| if x[3] > 0.5 { x[2] } else { x[4] };
+        let end_bad = |x: &[f32; crate::EDGE_FEATURES]| loss(x) > 0.05 || x[6] > rtt_limit;
         Scores {
-            nodes: windows.iter().map(|w| w.graph.node_x.iter().map(|x| f32::from(u8::from(x[1] > 0.9))).collect()).collect(),
+            nodes: windows
+                .iter()
+                .map(|w| w.graph.node_x.iter().map(|x| f32::from(u8::from(x[1] > 0.9))).collect())
+                .collect(),
             links: windows
                 .iter()
                 .map(|w| {
                     (0..w.graph.links())
-                        .map(|k| f32::from(u8::from(end_bad(&w.graph.edge_x[2 * k]) || end_bad(&w.graph.edge_x[2 * k + 1]))))
+                        .map(|k| {
+                            f32::from(u8::from(end_bad(&w.graph.edge_x[2 * k]) || end_bad(&w.graph.edge_x[2 * k + 1])))
+                        })
                         .collect()
                 })
                 .collect(),
@@ -279,8 +286,7 @@ mod tests {
     use crate::graph::GraphWindow;
 
     fn window(run: &str, i: i64, faulty: bool, flag: bool) -> (LabelledWindow, f32) {
-        let mut g = GraphWindow::default();
-        g.node_x = vec![[1.0; crate::NODE_FEATURES]; 2];
+        let mut g = GraphWindow { node_x: vec![[1.0; crate::NODE_FEATURES]; 2], ..Default::default() };
         g.push_link(0, 1, [0.0; crate::EDGE_FEATURES], [0.0; crate::EDGE_FEATURES]);
         let l = Label { faulty, weight: 1.0, kind: faulty.then(|| "link-loss".into()), robust_flag: false };
         let w = LabelledWindow {

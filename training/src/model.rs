@@ -102,7 +102,8 @@ impl GraphBatch {
     pub fn new(windows: &[&GraphWindow], norm: &Normaliser, device: &Device) -> Self {
         let nodes: usize = windows.iter().map(|w| w.nodes()).sum();
         let ends: usize = windows.iter().map(|w| w.ends()).sum();
-        let (mut node_x, mut edge_x) = (Vec::with_capacity(nodes * NODE_FEATURES), Vec::with_capacity(ends * EDGE_FEATURES));
+        let (mut node_x, mut edge_x) =
+            (Vec::with_capacity(nodes * NODE_FEATURES), Vec::with_capacity(ends * EDGE_FEATURES));
         let (mut src, mut dst) = (Vec::with_capacity(ends), Vec::with_capacity(ends));
         let mut degree = vec![0f32; nodes];
         let (mut link_a, mut link_b, mut end_ab, mut end_ba) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());

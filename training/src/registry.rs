@@ -28,6 +28,9 @@ pub enum RegistryError {
     Invalid(PathBuf, String),
 }
 
+const BUILTIN_CARD: &str = include_str!("../../models/default/model.json");
+const BUILTIN_WEIGHTS: &[u8] = include_bytes!("../../models/default/model.bpk");
+
 /// Everything about a model but its weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
@@ -40,6 +43,9 @@ pub struct ModelCard {
     pub train_runs: usize,
     pub train_node_windows: usize,
     pub losses: Vec<EpochLoss>,
+    /// The epoch whose weights were kept (lowest validation loss).
+    #[serde(default)]
+    pub best_epoch: usize,
     /// Quality on the held-out set, per fault type ("all" overall).
     pub held_out: BTreeMap<String, Quality>,
 }
@@ -83,12 +89,35 @@ impl GraphDetector {
         WindowScores { nodes: probabilities(out.node), links: probabilities(out.link) }
     }
 
+    /// The default model shipped inside the binary (`models/default`, produced by
+    /// `x0tta6bl4 train` from the bundled scenarios; the command is in BENCHMARKS.md).
+    pub fn builtin() -> Option<Self> {
+        let card: ModelCard = match serde_json::from_str(BUILTIN_CARD) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "the built-in model card does not parse; no model");
+                return None;
+            }
+        };
+        let device = Device::flex();
+        let record =
+            burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(BUILTIN_WEIGHTS.to_vec()));
+        match record.and_then(|r| GraphSage::new(card.shape, &device).try_load_record(r)) {
+            Ok(model) => Some(GraphDetector { card, model, device }),
+            Err(e) => {
+                tracing::warn!(error = %e, "the built-in model's weights do not load; no model");
+                None
+            }
+        }
+    }
+
     /// Writes this model as a new version under `registry` (not yet champion).
     pub fn save(&self, registry: &Path) -> Result<PathBuf, RegistryError> {
         let dir = registry.join(&self.card.version);
         let io = |e| RegistryError::Io(dir.clone(), e);
         std::fs::create_dir_all(&dir).map_err(io)?;
-        let json = serde_json::to_vec_pretty(&self.card).map_err(|e| RegistryError::Invalid(dir.clone(), e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&self.card).map_err(|e| RegistryError::Invalid(dir.clone(), e.to_string()))?;
         std::fs::write(dir.join("model.json"), json).map_err(io)?;
         self.model
             .clone()

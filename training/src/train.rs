@@ -55,6 +55,8 @@ pub struct Trained {
     pub normaliser: Normaliser,
     pub threshold: f32,
     pub losses: Vec<EpochLoss>,
+    /// The epoch whose weights were kept (lowest validation loss).
+    pub best_epoch: usize,
     pub train_runs: usize,
     pub validation_runs: usize,
     pub train_node_windows: usize,
@@ -62,7 +64,12 @@ pub struct Trained {
 
 /// Targets and weights of a batch, class-balanced: faulty elements are rare, so they
 /// weigh as much in total as the healthy ones (capped at 50× each).
-fn targets(windows: &[&LabelledWindow], pick: impl Fn(&LabelledWindow) -> &[Label], device: &Device, pos_weight: f32) -> (Tensor<2>, Tensor<2>) {
+fn targets(
+    windows: &[&LabelledWindow],
+    pick: impl Fn(&LabelledWindow) -> &[Label],
+    device: &Device,
+    pos_weight: f32,
+) -> (Tensor<2>, Tensor<2>) {
     let (mut y, mut w) = (Vec::new(), Vec::new());
     for win in windows {
         for l in pick(win) {
@@ -120,7 +127,8 @@ fn prepare(
 
 fn loss(model: &GraphSage, p: &Prepared) -> Tensor<1> {
     let out = model.forward(&p.batch);
-    weighted_bce(out.node, p.node_y.clone(), p.node_w.clone()) + weighted_bce(out.link, p.link_y.clone(), p.link_w.clone())
+    weighted_bce(out.node, p.node_y.clone(), p.node_w.clone())
+        + weighted_bce(out.link, p.link_y.clone(), p.link_w.clone())
 }
 
 /// Splits runs into training and validation: every `every`-th run in name order.
@@ -135,7 +143,11 @@ pub fn split_runs(windows: &[LabelledWindow], every: usize) -> (Vec<&LabelledWin
 
 /// Trains on `windows` (split by run into training and validation), reporting each
 /// finished step as (epoch, step, steps per epoch, running loss).
-pub fn train(windows: &[LabelledWindow], opts: &TrainOptions, mut progress: impl FnMut(usize, usize, usize, f64)) -> Trained {
+pub fn train(
+    windows: &[LabelledWindow],
+    opts: &TrainOptions,
+    mut progress: impl FnMut(usize, usize, usize, f64),
+) -> Trained {
     let device = Device::flex().autodiff();
     device.seed(opts.seed);
     let (train_set, val_set) = split_runs(windows, opts.validation_every);
@@ -147,6 +159,7 @@ pub fn train(windows: &[LabelledWindow], opts: &TrainOptions, mut progress: impl
     let mut model = GraphSage::new(opts.shape, &device);
     let mut optim = AdamConfig::new().init();
     let mut losses = Vec::new();
+    let mut best: Option<(f64, usize, GraphSage)> = None;
     for epoch in 0..opts.epochs {
         order.shuffle(&mut rng);
         let batches = prepare(&order, opts.batch_windows, &normaliser, weights, &device);
@@ -159,10 +172,18 @@ pub fn train(windows: &[LabelledWindow], opts: &TrainOptions, mut progress: impl
             progress(epoch, i + 1, steps, sum / (i + 1) as f64);
         }
         let scoring = model.valid();
-        let vl: f64 = val.iter().map(|b| f64::from(loss(&scoring, b).into_scalar::<f32>())).sum::<f64>() / val.len().max(1) as f64;
+        let vl: f64 = val.iter().map(|b| f64::from(loss(&scoring, b).into_scalar::<f32>())).sum::<f64>()
+            / val.len().max(1) as f64;
         losses.push(EpochLoss { epoch, train: sum / steps.max(1) as f64, validation: vl });
+        // Early stopping: the epoch with the lowest validation loss is the one kept.
+        if val.is_empty() || best.as_ref().is_none_or(|(b, _, _)| vl < *b) {
+            best = Some((vl, epoch, scoring));
+        }
     }
-    let model = model.valid();
+    let (model, best_epoch) = match best {
+        Some((_, e, m)) => (m, e),
+        None => (model.valid(), 0),
+    };
     let val_windows: Vec<LabelledWindow> = val_set.iter().map(|w| (*w).clone()).collect();
     let scores = score_windows(&model, &normaliser, &val_windows);
     let threshold = choose_threshold(&val_windows, &scores, opts.max_window_fpr);
@@ -175,6 +196,7 @@ pub fn train(windows: &[LabelledWindow], opts: &TrainOptions, mut progress: impl
         normaliser,
         threshold,
         losses,
+        best_epoch,
     }
 }
 

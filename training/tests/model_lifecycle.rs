@@ -14,7 +14,9 @@ fn toy(runs: usize) -> Vec<LabelledWindow> {
     for r in 0..runs {
         for i in 0..20i64 {
             let mut g = GraphWindow {
-                node_x: (0..6).map(|_| NodeInput::vector(Some(&NodeInput { cpu: 0.2, mem: 0.4, ..Default::default() }))).collect(),
+                node_x: (0..6)
+                    .map(|_| NodeInput::vector(Some(&NodeInput { cpu: 0.2, mem: 0.4, ..Default::default() })))
+                    .collect(),
                 ..Default::default()
             };
             let mut links = Vec::new();
@@ -71,10 +73,17 @@ async fn windows_round_trip_train_save_load_and_promote() {
         train_runs: t.train_runs,
         train_node_windows: t.train_node_windows,
         losses: t.losses.clone(),
+        best_epoch: t.best_epoch,
         held_out: Default::default(),
     };
     let det = GraphDetector::new(card, t.model);
-    let held = toy(4).into_iter().map(|mut w| { w.run = format!("held-{}", w.run); w }).collect::<Vec<_>>();
+    let held = toy(4)
+        .into_iter()
+        .map(|mut w| {
+            w.run = format!("held-{}", w.run);
+            w
+        })
+        .collect::<Vec<_>>();
     let scores = score_windows(det.graph(), &det.card.normaliser, &held);
     let q = &evaluate(&held, &scores, det.threshold())["all"];
     assert_eq!((q.events, q.detected, q.alarms_false), (2, 2, 0), "{q:?}");
@@ -84,7 +93,10 @@ async fn windows_round_trip_train_save_load_and_promote() {
     assert_eq!(champion(&registry).unwrap(), None);
     promote(&registry, "toy-1").unwrap();
     let loaded = load_champion(&registry).unwrap().unwrap();
-    assert_eq!((&loaded.card.version, loaded.card.threshold, &loaded.card.normaliser), (&det.card.version, det.card.threshold, &det.card.normaliser));
+    assert_eq!(
+        (&loaded.card.version, loaded.card.threshold, &loaded.card.normaliser),
+        (&det.card.version, det.card.threshold, &det.card.normaliser)
+    );
     for w in &held[..5] {
         assert_eq!(loaded.score(&w.graph), det.score(&w.graph), "a loaded model scores identically");
     }
