@@ -6,18 +6,15 @@
 //! `rtnetlink` crate's tokio connection. The socket lives in the network namespace of
 //! the thread that opened it.
 
-use netlink_packet_core::{
-    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE,
-    NLM_F_REQUEST,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMessageBuffer, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
 use std::net::Ipv4Addr;
+use x0_netlink::{invalid, RtSocket};
 
 /// Our routing protocol id (`proto 77` in `ip route`): how we find, and only touch,
 /// the routes we own.
@@ -36,8 +33,7 @@ pub struct KernelRoute {
 
 #[derive(Debug)]
 pub struct RouteSocket {
-    socket: Socket,
-    seq: u32,
+    socket: RtSocket,
 }
 
 /// Our U-turn tables are `UTURN_TABLE_BASE + k` (k < 50), selected by rules at
@@ -65,10 +61,7 @@ fn message_in(table: u8, dst: Ipv4Addr, metric: u32) -> RouteMessage {
 impl RouteSocket {
     /// Opens a route socket in the calling thread's network namespace.
     pub fn open() -> io::Result<Self> {
-        let mut socket = Socket::new(NETLINK_ROUTE)?;
-        socket.bind_auto()?;
-        socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(RouteSocket { socket, seq: 0 })
+        Ok(RouteSocket { socket: RtSocket::open()? })
     }
 
     /// Installs (or replaces) `dst/32 via gateway dev oif metric M proto 77`.
@@ -152,75 +145,12 @@ impl RouteSocket {
     fn routes(&mut self) -> io::Result<Vec<TableRoute>> {
         let mut m = RouteMessage::default();
         m.header.address_family = AddressFamily::Inet;
-        let seq = self.send(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
-        let mut out = Vec::new();
-        loop {
-            let (data, _) = self.socket.recv_from_full()?;
-            let mut offset = 0;
-            while offset < data.len() {
-                let msg = NetlinkBuffer::new_checked(&data[offset..]).map_err(invalid)?;
-                let len = msg.length() as usize;
-                if msg.sequence_number() == seq {
-                    match msg.message_type() {
-                        NLMSG_DONE => return Ok(out),
-                        NLMSG_ERROR => return Err(error_reply(&data[offset..])),
-                        RTM_NEWROUTE => out.extend(table_route(msg.payload())?),
-                        _ => {}
-                    }
-                }
-                if len == 0 {
-                    break;
-                }
-                offset += (len + 3) & !3;
-            }
-        }
+        self.socket.dump(RouteNetlinkMessage::GetRoute(m), NLM_F_ACK | NLM_F_DUMP, RTM_NEWROUTE, table_route)
     }
 
-    /// Serialises and sends one request; returns its sequence number.
-    fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<u32> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        header.sequence_number = self.seq;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-        packet.finalize();
-        let mut buf = vec![0u8; packet.buffer_len()];
-        packet.serialize(&mut buf);
-        self.socket.send(&buf, 0)?;
-        Ok(self.seq)
-    }
-
-    /// Sends one request and collects the replies until the ack (or dump end).
+    /// Sends one request (acknowledged) and collects the replies.
     fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
-        self.send(msg, flags)?;
-        let mut replies = Vec::new();
-        loop {
-            let (data, _) = self.socket.recv_from_full()?;
-            let mut offset = 0;
-            while offset < data.len() {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..]).map_err(invalid)?;
-                let len = msg.header.length as usize;
-                if msg.header.sequence_number != self.seq {
-                    offset += len.max(1);
-                    continue;
-                }
-                match msg.payload {
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(replies),
-                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
-                        };
-                    }
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::InnerMessage(m) => replies.push(m),
-                    _ => {}
-                }
-                if len == 0 {
-                    break;
-                }
-                offset += len;
-            }
-        }
+        self.socket.request(msg, NLM_F_ACK | flags)
     }
 }
 
@@ -231,9 +161,7 @@ struct TableRoute {
     route: KernelRoute,
 }
 
-// From linux/netlink.h and linux/rtnetlink.h.
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
+// From linux/rtnetlink.h.
 const RTM_NEWROUTE: u16 = 24;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
@@ -267,23 +195,6 @@ fn table_route(payload: &[u8]) -> io::Result<Option<TableRoute>> {
         protocol: r.protocol(),
         route: KernelRoute { destination, gateway, oif, metric, linkdown },
     }))
-}
-
-fn invalid(e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-}
-
-/// The errno of an `NLMSG_ERROR` reply (an acknowledgement where a dump was expected
-/// is itself an error).
-fn error_reply(bytes: &[u8]) -> io::Error {
-    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes) {
-        Ok(NetlinkMessage { payload: NetlinkPayload::Error(e), .. }) => match e.code {
-            Some(code) => io::Error::from_raw_os_error(-code.get()),
-            None => invalid("route dump ended with an acknowledgement, not NLMSG_DONE"),
-        },
-        Ok(_) => invalid("unexpected netlink message"),
-        Err(e) => invalid(e),
-    }
 }
 
 fn libc_esrch() -> i32 {

@@ -2,11 +2,11 @@
 //! state for every sample, and the counters the agent falls back to when the eBPF
 //! probes cannot load. Read in the calling thread's network namespace.
 
-use netlink_packet_core::{NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_core::NLM_F_DUMP;
 use netlink_packet_route::link::{LinkFlags, LinkMessage, LinkMessageBuffer, Stats64Buffer};
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
+use x0_netlink::{invalid, RtSocket};
 
 /// One interface as the kernel reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,9 +31,7 @@ pub fn read_interfaces() -> io::Result<Vec<InterfaceStats>> {
     InterfaceReader::open()?.read()
 }
 
-// From linux/netlink.h and linux/rtnetlink.h / if_link.h.
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
+// From linux/rtnetlink.h and if_link.h.
 const RTM_NEWLINK: u16 = 16;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_STATS64: u16 = 23;
@@ -41,79 +39,22 @@ const IFLA_STATS64: u16 = 23;
 const STATS64_PREFIX: usize = 64;
 
 /// A netlink socket kept open for periodic link dumps, bound in the namespace of the
-/// thread that opened it.
-///
-/// The dump is walked with netlink-packet-route's zero-copy buffers and only the
-/// header, name and 64-bit counters are decoded: its full `LinkMessage` parse decodes
-/// every attribute (and formats error contexts for each), which made this read half
-/// of an agent's CPU time at 10 reads a second.
+/// thread that opened it. Only the header, name and 64-bit counters of each link are
+/// decoded (a zero-copy walk, see `x0_netlink`).
+#[derive(Debug)]
 pub struct InterfaceReader {
-    socket: Socket,
-    sequence: u32,
-}
-
-impl std::fmt::Debug for InterfaceReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InterfaceReader").field("sequence", &self.sequence).finish()
-    }
+    socket: RtSocket,
 }
 
 impl InterfaceReader {
     pub fn open() -> io::Result<Self> {
-        let mut socket = Socket::new(NETLINK_ROUTE)?;
-        socket.bind_auto()?;
-        socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(InterfaceReader { socket, sequence: 0 })
+        Ok(InterfaceReader { socket: RtSocket::open()? })
     }
 
     /// Every interface, as one `RTM_GETLINK` dump.
     pub fn read(&mut self) -> io::Result<Vec<InterfaceStats>> {
-        self.sequence = self.sequence.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        header.sequence_number = self.sequence;
-        let mut packet =
-            NetlinkMessage::new(header, NetlinkPayload::from(RouteNetlinkMessage::GetLink(LinkMessage::default())));
-        packet.finalize();
-        let mut buf = vec![0u8; packet.buffer_len()];
-        packet.serialize(&mut buf);
-        self.socket.send(&buf, 0)?;
-        let mut out = Vec::new();
-        loop {
-            let (data, _) = self.socket.recv_from_full()?;
-            let mut offset = 0;
-            while offset < data.len() {
-                let msg = NetlinkBuffer::new_checked(&data[offset..]).map_err(invalid)?;
-                let len = msg.length() as usize;
-                if msg.sequence_number() == self.sequence {
-                    match msg.message_type() {
-                        NLMSG_DONE => return Ok(out),
-                        NLMSG_ERROR => return Err(dump_error(&data[offset..])),
-                        RTM_NEWLINK => out.push(link_stats(msg.payload())?),
-                        _ => {}
-                    }
-                }
-                if len == 0 {
-                    break;
-                }
-                offset += (len + 3) & !3;
-            }
-        }
-    }
-}
-
-fn invalid(e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-}
-
-fn dump_error(bytes: &[u8]) -> io::Error {
-    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes) {
-        Ok(NetlinkMessage { payload: NetlinkPayload::Error(e), .. }) => match e.code {
-            Some(code) => io::Error::from_raw_os_error(-code.get()),
-            None => invalid("link dump ended with an acknowledgement, not NLMSG_DONE"),
-        },
-        Ok(_) => invalid("unexpected netlink message"),
-        Err(e) => invalid(e),
+        let request = RouteNetlinkMessage::GetLink(LinkMessage::default());
+        self.socket.dump(request, NLM_F_DUMP, RTM_NEWLINK, |payload| link_stats(payload).map(Some))
     }
 }
 
