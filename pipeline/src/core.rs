@@ -3,7 +3,7 @@
 //! The Kafka loop (`job.rs`) and the benchmark both drive this.
 
 use crate::config::Config;
-use crate::detect::{detect, Signal};
+use crate::detect::{detect, note_reporters, Signal};
 use crate::features::{FeatureEngine, FeatureError, WindowFeatures};
 use crate::graph_input::graph_window;
 use crate::incidents::{IncidentBook, Transition};
@@ -71,15 +71,10 @@ impl StreamCore {
         stats: Arc<JobStats>,
         id_prefix: &str,
     ) -> Self {
-        let w = &config.window;
         let model = ModelSlot::new(&config.model.registry);
         let model_version = served_version(&model);
         StreamCore {
-            windows: Windows::new(
-                w.size.as_nanos() as i64,
-                w.allowed_lateness.as_nanos() as i64,
-                w.idle_source_timeout.as_nanos() as i64,
-            ),
+            windows: Windows::configured(&config.window),
             detector: RobustDetector::new(config.detector.clone()),
             model,
             localizer: Localizer::new(),
@@ -149,11 +144,7 @@ impl StreamCore {
                 return reject("too_old", format!("timestamp {ts} is older than {:?}", w.max_event_age));
             }
         }
-        for n in batch.nodes.iter().map(|n| &n.node).chain(batch.links.iter().map(|l| &l.node)) {
-            if !self.seen.contains(n) {
-                self.seen.insert(n.clone());
-            }
-        }
+        note_reporters(&mut self.seen, &batch);
         let rows = batch.len() as u64;
         let late = self.windows.insert(source, batch.links, batch.nodes);
         self.stats.add_samples(rows - late, late);

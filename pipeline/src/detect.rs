@@ -42,6 +42,15 @@ pub enum View {
     Unknown,
 }
 
+/// Adds the nodes behind a batch to `seen` (the nodes whose silence is news).
+pub fn note_reporters(seen: &mut HashSet<String>, batch: &x0_schema::TelemetryBatch) {
+    for n in batch.nodes.iter().map(|n| &n.node).chain(batch.links.iter().map(|l| &l.node)) {
+        if !seen.contains(n) {
+            seen.insert(n.clone());
+        }
+    }
+}
+
 /// Scores one window. `known` is the inventory; `seen` the nodes that ever reported.
 pub fn detect(
     detector: &mut RobustDetector,

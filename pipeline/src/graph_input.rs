@@ -2,7 +2,7 @@
 //! turns simulated telemetry into labelled datasets with the very same windows,
 //! feature SQL, conversion and statistical detector the stream job runs.
 
-use crate::detect::detect;
+use crate::detect::{detect, note_reporters};
 use crate::features::{FeatureEngine, FeatureError, LinkEndFeatures, WindowFeatures};
 use crate::window::Windows;
 use crate::Config;
@@ -65,13 +65,8 @@ pub struct OfflineFeaturizer {
 
 impl OfflineFeaturizer {
     pub async fn new(config: &Config, topo: Topology, feature_sql: &str) -> Result<Self, FeatureError> {
-        let w = &config.window;
         Ok(OfflineFeaturizer {
-            windows: Windows::new(
-                w.size.as_nanos() as i64,
-                w.allowed_lateness.as_nanos() as i64,
-                w.idle_source_timeout.as_nanos() as i64,
-            ),
+            windows: Windows::configured(&config.window),
             features: FeatureEngine::new(feature_sql).await?,
             detector: RobustDetector::new(config.detector.clone()),
             topo,
@@ -80,11 +75,7 @@ impl OfflineFeaturizer {
     }
 
     pub fn insert(&mut self, batch: TelemetryBatch) {
-        for n in batch.nodes.iter().map(|n| &n.node).chain(batch.links.iter().map(|l| &l.node)) {
-            if !self.seen.contains(n) {
-                self.seen.insert(n.clone());
-            }
-        }
+        note_reporters(&mut self.seen, &batch);
         self.windows.insert(0, batch.links, batch.nodes);
     }
 

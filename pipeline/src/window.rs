@@ -56,6 +56,15 @@ impl Windows {
         }
     }
 
+    /// Windows as `[window]` in the configuration sets them.
+    pub fn configured(w: &crate::WindowConfig) -> Self {
+        Self::new(
+            w.size.as_nanos() as i64,
+            w.allowed_lateness.as_nanos() as i64,
+            w.idle_source_timeout.as_nanos() as i64,
+        )
+    }
+
     pub fn size_ns(&self) -> i64 {
         self.size
     }
