@@ -180,6 +180,12 @@ fn run_types(windows: &[LabelledWindow]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Applies `f` to the tally of fault type `ty` and to the overall one.
+fn each(tallies: &mut BTreeMap<String, Tally>, ty: &str, mut f: impl FnMut(&mut Tally)) {
+    f(tallies.entry(ty.to_string()).or_default());
+    f(tallies.entry("all".to_string()).or_default());
+}
+
 /// Scores `scores` at `threshold` against the labels: overall and per fault type.
 pub fn evaluate(windows: &[LabelledWindow], scores: &Scores, threshold: f32) -> BTreeMap<String, Quality> {
     let types = run_types(windows);
@@ -209,22 +215,22 @@ pub fn evaluate(windows: &[LabelledWindow], scores: &Scores, threshold: f32) -> 
         // A new run (or a gap) closes everything open in the previous one.
         if last_window.get(&w.run).is_none_or(|&l| l + 1 != w.window) {
             for (key, a) in std::mem::take(&mut alarms) {
-                for t in [&types[&key.0], &"all".to_string()] {
-                    close_alarm(tallies.entry(t.clone()).or_default(), a);
-                }
+                each(&mut tallies, &types[&key.0], |tl| {
+                    close_alarm(tl, a);
+                });
             }
             for (key, e) in std::mem::take(&mut events) {
-                for t in [&types[&key.0], &"all".to_string()] {
-                    close_event(tallies.entry(t.clone()).or_default(), e);
-                }
+                each(&mut tallies, &types[&key.0], |tl| {
+                    close_event(tl, e);
+                });
             }
         }
         last_window.insert(w.run.clone(), w.window);
         let mut quiet = true;
         let mut any_false_flag = false;
-        for t in [&ty, &"all".to_string()] {
-            tallies.entry(t.clone()).or_default().runs.insert(w.run.clone());
-        }
+        each(&mut tallies, &ty, |tl| {
+            tl.runs.insert(w.run.clone());
+        });
         for (is_node, labels, sc) in [(true, &w.nodes, &scores.nodes[wi]), (false, &w.links, &scores.links[wi])] {
             for (i, (l, &s)) in labels.iter().zip(sc.iter()).enumerate() {
                 let key = (w.run.clone(), is_node, i);
@@ -232,18 +238,18 @@ pub fn evaluate(windows: &[LabelledWindow], scores: &Scores, threshold: f32) -> 
                 quiet &= !l.faulty && l.weight > 0.0;
                 any_false_flag |= flagged && !l.faulty && l.weight > 0.0;
                 if l.weight > 0.0 {
-                    for t in [&ty, &"all".to_string()] {
-                        tallies.entry(t.clone()).or_default().ranked.push((s, l.faulty));
-                    }
+                    each(&mut tallies, &ty, |tl| {
+                        tl.ranked.push((s, l.faulty));
+                    });
                 }
                 if flagged {
                     let a = alarms.entry(key.clone()).or_insert((false, false));
                     a.0 |= l.faulty;
                     a.1 |= l.weight > 0.0;
                 } else if let Some(a) = alarms.remove(&key) {
-                    for t in [&ty, &"all".to_string()] {
-                        close_alarm(tallies.entry(t.clone()).or_default(), a);
-                    }
+                    each(&mut tallies, &ty, |tl| {
+                        close_alarm(tl, a);
+                    });
                 }
                 if l.faulty {
                     let e = events.entry(key).or_insert((w.window, None));
@@ -252,30 +258,29 @@ pub fn evaluate(windows: &[LabelledWindow], scores: &Scores, threshold: f32) -> 
                     }
                 } else if l.weight > 0.0 {
                     if let Some(e) = events.remove(&key) {
-                        for t in [&ty, &"all".to_string()] {
-                            close_event(tallies.entry(t.clone()).or_default(), e);
-                        }
+                        each(&mut tallies, &ty, |tl| {
+                            close_event(tl, e);
+                        });
                     }
                 }
             }
         }
         if quiet {
-            for t in [&ty, &"all".to_string()] {
-                let tl = tallies.entry(t.clone()).or_default();
+            each(&mut tallies, &ty, |tl| {
                 tl.quiet += 1;
                 tl.fp_windows += usize::from(any_false_flag);
-            }
+            });
         }
     }
     for (key, a) in alarms {
-        for t in [&types[&key.0], &"all".to_string()] {
-            close_alarm(tallies.entry(t.clone()).or_default(), a);
-        }
+        each(&mut tallies, &types[&key.0], |tl| {
+            close_alarm(tl, a);
+        });
     }
     for (key, e) in events {
-        for t in [&types[&key.0], &"all".to_string()] {
-            close_event(tallies.entry(t.clone()).or_default(), e);
-        }
+        each(&mut tallies, &types[&key.0], |tl| {
+            close_event(tl, e);
+        });
     }
     tallies.into_iter().map(|(k, t)| (k, t.finish())).collect()
 }
