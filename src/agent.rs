@@ -231,7 +231,7 @@ fn data_plane(
         }
     };
     let provenance = if probes.is_some() { Provenance::Ebpf } else { Provenance::Procfs };
-    release_freed_memory();
+    crate::memory::release_freed_memory();
     let _ = ready.send(Ok(provenance));
 
     let net = &opts.network;
@@ -344,21 +344,6 @@ fn data_plane(
         }
     }
 }
-
-/// Loading the probes parses the kernel's BTF (tens of MB, freed right after); glibc
-/// keeps the freed pages of this thread's arena mapped, which tripled the agent's
-/// resident memory. Hand them back once, after setup.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn release_freed_memory() {
-    // SAFETY: malloc_trim takes no pointers; it only returns free heap pages to the kernel.
-    unsafe {
-        nix::libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_freed_memory() {}
 
 /// The next multiple of `interval` on the wall clock, as an instant to wake at and its
 /// timestamp. Every agent samples its counters on the same boundaries, so both ends

@@ -8,5 +8,6 @@ pub mod datasets;
 pub mod demo;
 pub mod kernel_lab;
 pub mod keys;
+pub mod memory;
 pub mod report;
 pub mod train_cmd;

@@ -251,8 +251,16 @@ fn load_config(file: Option<&std::path::Path>) -> Result<Config> {
     Ok(Config::load(file, std::env::vars())?)
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    // Before any thread exists: the roles that score windows keep freed memory.
+    if matches!(cli.command, Command::Demo { .. } | Command::Run { .. }) {
+        x0tta6bl4::memory::keep_freed_memory();
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -260,7 +268,6 @@ async fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Demo { scenario, duration, data_dir, summary_json, speed, encoding: enc } => {
             let config = load_config(cli.config.as_deref())?;

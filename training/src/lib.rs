@@ -37,6 +37,6 @@ pub use eval::{average_precision, evaluate, pr_curve, Quality, Scores};
 pub use graph::{
     GraphWindow, LinkEndInput, NodeInput, EDGE_FEATURES, EDGE_FEATURE_NAMES, NODE_FEATURES, NODE_FEATURE_NAMES,
 };
-pub use model::{GraphBatch, GraphSage, ModelShape, Normaliser};
+pub use model::{GraphBatch, GraphIndex, GraphSage, ModelShape, Normaliser};
 pub use registry::{better, champion, load_champion, promote, GraphDetector, ModelCard, RegistryError, WindowScores};
 pub use train::{choose_threshold, score_windows, split_runs, train, EpochLoss, TrainOptions, Trained};

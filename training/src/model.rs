@@ -82,75 +82,142 @@ impl Normaliser {
     }
 }
 
-/// A batch of windows as one block-diagonal graph, ready for the model.
+/// Width of the first layer's input per node: its report, the mean of what it
+/// measured on its links, the mean of what its neighbours measured towards it.
+const NODE_INPUT: usize = NODE_FEATURES + 2 * EDGE_FEATURES;
+/// Width of the measurement part of the link head's input: element-wise max and min of
+/// the two ends' measurements.
+const LINK_INPUT: usize = 2 * EDGE_FEATURES;
+
+/// The topology of a batch (which ends join which nodes), as index tensors. It depends
+/// only on the mesh's shape, not on its measurements, so the stream job builds it once
+/// per topology and reuses it for every window ([`GraphBatch::with_index`]).
 #[derive(Debug, Clone)]
-pub struct GraphBatch {
-    node_x: Tensor<2>,
-    edge_x: Tensor<2>,
+pub struct GraphIndex {
     src: Tensor<1, Int>,
     dst: Tensor<1, Int>,
     inv_degree: Tensor<2>,
     link_a: Tensor<1, Int>,
     link_b: Tensor<1, Int>,
-    end_ab: Tensor<1, Int>,
-    end_ba: Tensor<1, Int>,
+    /// `inv_degree` as numbers, for the input means.
+    inv: Vec<f32>,
     pub nodes: usize,
     pub links: usize,
 }
 
-impl GraphBatch {
-    pub fn new(windows: &[&GraphWindow], norm: &Normaliser, device: &Device) -> Self {
+impl GraphIndex {
+    pub fn new(windows: &[&GraphWindow], device: &Device) -> Self {
         let nodes: usize = windows.iter().map(|w| w.nodes()).sum();
         let ends: usize = windows.iter().map(|w| w.ends()).sum();
-        let (mut node_x, mut edge_x) =
-            (Vec::with_capacity(nodes * NODE_FEATURES), Vec::with_capacity(ends * EDGE_FEATURES));
         let (mut src, mut dst) = (Vec::with_capacity(ends), Vec::with_capacity(ends));
-        let mut degree = vec![0f32; nodes];
-        let (mut link_a, mut link_b, mut end_ab, mut end_ba) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut node_off, mut end_off) = (0i64, 0i64);
+        let (mut link_a, mut link_b) = (Vec::with_capacity(ends / 2), Vec::with_capacity(ends / 2));
+        let mut degree = vec![0u32; nodes];
+        let mut node_off = 0i64;
         for w in windows {
-            Normaliser::apply(&w.node_x, &norm.node_mean, &norm.node_std, &mut node_x);
-            Normaliser::apply(&w.edge_x, &norm.edge_mean, &norm.edge_std, &mut edge_x);
             for (e, (&s, &d)) in w.src.iter().zip(&w.dst).enumerate() {
-                src.push(node_off + i64::from(s));
-                dst.push(node_off + i64::from(d));
-                degree[(node_off + i64::from(d)) as usize] += 1.0;
+                let (s, d) = (node_off + i64::from(s), node_off + i64::from(d));
+                src.push(s);
+                dst.push(d);
+                degree[d as usize] += 1;
+                // Ends come in pairs (a→b, b→a): one link per pair.
                 if e % 2 == 0 {
-                    link_a.push(node_off + i64::from(s));
-                    link_b.push(node_off + i64::from(d));
-                    end_ab.push(end_off + e as i64);
-                    end_ba.push(end_off + e as i64 + 1);
+                    link_a.push(s);
+                    link_b.push(d);
                 }
             }
             node_off += w.nodes() as i64;
-            end_off += w.ends() as i64;
         }
+        let inv: Vec<f32> = degree.iter().map(|&d| if d > 0 { 1.0 / d as f32 } else { 0.0 }).collect();
         let links = link_a.len();
-        let inv_degree: Vec<f32> = degree.iter().map(|&d| if d > 0.0 { 1.0 / d } else { 0.0 }).collect();
         let ints = |v: Vec<i64>| {
             let n = v.len();
             Tensor::<1, Int>::from_data(TensorData::new(v, [n]), device)
         };
-        GraphBatch {
-            node_x: Tensor::from_data(TensorData::new(node_x, [nodes, NODE_FEATURES]), device),
-            edge_x: Tensor::from_data(TensorData::new(edge_x, [ends, EDGE_FEATURES]), device),
+        GraphIndex {
             src: ints(src),
             dst: ints(dst),
-            inv_degree: Tensor::from_data(TensorData::new(inv_degree, [nodes, 1]), device),
+            inv_degree: Tensor::from_data(TensorData::new(inv.clone(), [nodes, 1]), device),
             link_a: ints(link_a),
             link_b: ints(link_b),
-            end_ab: ints(end_ab),
-            end_ba: ints(end_ba),
+            inv,
             nodes,
             links,
         }
+    }
+}
+
+/// A batch of windows as one block-diagonal graph, ready for the model.
+///
+/// The parts of the forward pass that depend only on the inputs (the first layer's
+/// per-node means of the link measurements, the link head's max/min of its two ends)
+/// are computed here, once, in plain loops over the window: they have no parameters to
+/// learn, and doing them as tensor ops cost two scatters, four gathers and their
+/// temporary buffers on every window.
+#[derive(Debug, Clone)]
+pub struct GraphBatch {
+    node_in: Tensor<2>,
+    link_in: Tensor<2>,
+    index: GraphIndex,
+}
+
+impl GraphBatch {
+    pub fn new(windows: &[&GraphWindow], norm: &Normaliser, device: &Device) -> Self {
+        Self::with_index(windows, norm, GraphIndex::new(windows, device), device)
+    }
+
+    /// A batch over `index`, which must have been built from windows of the same shape.
+    pub fn with_index(windows: &[&GraphWindow], norm: &Normaliser, index: GraphIndex, device: &Device) -> Self {
+        let mut node_in = vec![0f32; index.nodes * NODE_INPUT];
+        let mut link_in = Vec::with_capacity(index.links * LINK_INPUT);
+        let mut edge = Vec::with_capacity(EDGE_FEATURES * 2);
+        let mut node_off = 0usize;
+        for w in windows {
+            for (v, x) in w.node_x.iter().enumerate() {
+                let row = &mut node_in[(node_off + v) * NODE_INPUT..][..NODE_FEATURES];
+                for (i, out) in row.iter_mut().enumerate() {
+                    *out = (x[i] - norm.node_mean[i]) / norm.node_std[i];
+                }
+            }
+            for (e, (&s, &d)) in w.src.iter().zip(&w.dst).enumerate().step_by(2) {
+                let (s, d) = (node_off + s as usize, node_off + d as usize);
+                edge.clear();
+                Normaliser::apply(&w.edge_x[e..e + 2], &norm.edge_mean, &norm.edge_std, &mut edge);
+                let (ab, ba) = edge.split_at(EDGE_FEATURES);
+                link_in.extend(ab.iter().zip(ba).map(|(x, y)| x.max(*y)));
+                link_in.extend(ab.iter().zip(ba).map(|(x, y)| x.min(*y)));
+                // What `s` measured towards `d` and `d` towards `s`: sums for now.
+                for (i, (x, y)) in ab.iter().zip(ba).enumerate() {
+                    node_in[s * NODE_INPUT + NODE_FEATURES + i] += x;
+                    node_in[d * NODE_INPUT + NODE_FEATURES + EDGE_FEATURES + i] += x;
+                    node_in[d * NODE_INPUT + NODE_FEATURES + i] += y;
+                    node_in[s * NODE_INPUT + NODE_FEATURES + EDGE_FEATURES + i] += y;
+                }
+            }
+            node_off += w.nodes();
+        }
+        for (row, inv) in node_in.chunks_exact_mut(NODE_INPUT).zip(&index.inv) {
+            row[NODE_FEATURES..].iter_mut().for_each(|x| *x *= inv);
+        }
+        GraphBatch {
+            node_in: Tensor::from_data(TensorData::new(node_in, [index.nodes, NODE_INPUT]), device),
+            link_in: Tensor::from_data(TensorData::new(link_in, [index.links, LINK_INPUT]), device),
+            index,
+        }
+    }
+
+    pub fn nodes(&self) -> usize {
+        self.index.nodes
+    }
+
+    pub fn links(&self) -> usize {
+        self.index.links
     }
 
     /// Mean over the ends arriving at each node of `values` (one row per end).
     fn mean_at(&self, index: &Tensor<1, Int>, values: Tensor<2>) -> Tensor<2> {
         let [_, width] = values.dims();
-        let zeros = Tensor::<2>::zeros([self.nodes, width], &values.device());
-        zeros.select_assign(0, index.clone(), values, IndexingUpdateOp::Add) * self.inv_degree.clone()
+        let zeros = Tensor::<2>::zeros([self.index.nodes, width], &values.device());
+        zeros.select_assign(0, index.clone(), values, IndexingUpdateOp::Add) * self.index.inv_degree.clone()
     }
 }
 
@@ -166,34 +233,28 @@ impl GraphSage {
         let h = shape.hidden;
         let lin = |i: usize, o: usize| LinearConfig::new(i, o).init(device);
         GraphSage {
-            input: lin(NODE_FEATURES + 2 * EDGE_FEATURES, h),
+            input: lin(NODE_INPUT, h),
             self1: lin(h, h),
             neigh1: lin(h, h),
             self2: lin(h, h),
             neigh2: lin(h, h),
             node_head: lin(h, 1),
-            link_hidden: lin(2 * h + 2 * EDGE_FEATURES, h),
+            link_hidden: lin(2 * h + LINK_INPUT, h),
             link_head: lin(h, 1),
         }
     }
 
     pub fn forward(&self, b: &GraphBatch) -> Logits {
-        // What each node measured on its links, and what its neighbours measured towards it.
-        let measured = b.mean_at(&b.src, b.edge_x.clone());
-        let seen = b.mean_at(&b.dst, b.edge_x.clone());
-        let h0 = relu(self.input.forward(Tensor::cat(vec![b.node_x.clone(), measured, seen], 1)));
-        let neigh = b.mean_at(&b.dst, h0.clone().select(0, b.src.clone()));
+        let ix = &b.index;
+        let h0 = relu(self.input.forward(b.node_in.clone()));
+        let neigh = b.mean_at(&ix.dst, h0.clone().select(0, ix.src.clone()));
         let h1 = relu(self.self1.forward(h0) + self.neigh1.forward(neigh));
-        let neigh = b.mean_at(&b.dst, h1.clone().select(0, b.src.clone()));
+        let neigh = b.mean_at(&ix.dst, h1.clone().select(0, ix.src.clone()));
         let h2 = relu(self.self2.forward(h1) + self.neigh2.forward(neigh));
 
         let node = self.node_head.forward(h2.clone());
-        let (ha, hb) = (h2.clone().select(0, b.link_a.clone()), h2.select(0, b.link_b.clone()));
-        let (eab, eba) = (b.edge_x.clone().select(0, b.end_ab.clone()), b.edge_x.clone().select(0, b.end_ba.clone()));
-        let pair = Tensor::cat(
-            vec![ha.clone() + hb.clone(), (ha - hb).abs(), eab.clone().max_pair(eba.clone()), eab.min_pair(eba)],
-            1,
-        );
+        let (ha, hb) = (h2.clone().select(0, ix.link_a.clone()), h2.select(0, ix.link_b.clone()));
+        let pair = Tensor::cat(vec![ha.clone() + hb.clone(), (ha - hb).abs(), b.link_in.clone()], 1);
         let link = self.link_head.forward(relu(self.link_hidden.forward(pair)));
         Logits { node, link }
     }

@@ -12,12 +12,13 @@
 
 use crate::eval::Quality;
 use crate::graph::GraphWindow;
-use crate::model::{probabilities, GraphBatch, GraphSage, ModelShape, Normaliser};
+use crate::model::{probabilities, GraphBatch, GraphIndex, GraphSage, ModelShape, Normaliser};
 use crate::train::{EpochLoss, TrainOptions};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -56,6 +57,17 @@ pub struct GraphDetector {
     pub card: ModelCard,
     model: GraphSage,
     device: Device,
+    /// The last window's topology and its index tensors: a mesh keeps its shape from
+    /// one window to the next, so only the measurements are converted per window.
+    topology: Mutex<Option<CachedIndex>>,
+}
+
+#[derive(Debug)]
+struct CachedIndex {
+    nodes: usize,
+    src: Vec<u32>,
+    dst: Vec<u32>,
+    index: GraphIndex,
 }
 
 /// One window's scores: probability of a fault per node and per link.
@@ -67,7 +79,7 @@ pub struct WindowScores {
 
 impl GraphDetector {
     pub fn new(card: ModelCard, model: GraphSage) -> Self {
-        GraphDetector { card, model, device: Device::flex() }
+        GraphDetector { card, model, device: Device::flex(), topology: Mutex::new(None) }
     }
 
     /// The network itself (batch scoring in evaluation).
@@ -84,7 +96,23 @@ impl GraphDetector {
     }
 
     pub fn score(&self, window: &GraphWindow) -> WindowScores {
-        let batch = GraphBatch::new(&[window], &self.card.normaliser, &self.device);
+        let index = {
+            let mut cached = self.topology.lock().unwrap_or_else(|p| p.into_inner());
+            match cached.as_ref() {
+                Some(c) if c.nodes == window.nodes() && c.src == window.src && c.dst == window.dst => c.index.clone(),
+                _ => {
+                    let index = GraphIndex::new(&[window], &self.device);
+                    *cached = Some(CachedIndex {
+                        nodes: window.nodes(),
+                        src: window.src.clone(),
+                        dst: window.dst.clone(),
+                        index: index.clone(),
+                    });
+                    index
+                }
+            }
+        };
+        let batch = GraphBatch::with_index(&[window], &self.card.normaliser, index, &self.device);
         let out = self.model.forward(&batch);
         WindowScores { nodes: probabilities(out.node), links: probabilities(out.link) }
     }
@@ -103,7 +131,7 @@ impl GraphDetector {
         let record =
             burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(BUILTIN_WEIGHTS.to_vec()));
         match record.and_then(|r| GraphSage::new(card.shape, &device).try_load_record(r)) {
-            Ok(model) => Some(GraphDetector { card, model, device }),
+            Ok(model) => Some(GraphDetector { card, model, device, topology: Mutex::new(None) }),
             Err(e) => {
                 tracing::warn!(error = %e, "the built-in model's weights do not load; no model");
                 None
@@ -135,7 +163,7 @@ impl GraphDetector {
         let model = GraphSage::new(card.shape, &device)
             .try_load_file(dir.join("model.bpk"))
             .map_err(|e| bad(format!("weights: {e}")))?;
-        Ok(GraphDetector { card, model, device })
+        Ok(GraphDetector { card, model, device, topology: Mutex::new(None) })
     }
 }
 
@@ -166,4 +194,40 @@ pub fn promote(registry: &Path, version: &str) -> Result<(), RegistryError> {
 pub fn better(challenger: &Quality, champion: &Quality, max_fpr: f64) -> bool {
     let within = challenger.window_fpr <= max_fpr.max(champion.window_fpr);
     within && challenger.f1 > champion.f1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{LinkEndInput, NodeInput};
+
+    fn ring(n: u32, lossy: u32) -> GraphWindow {
+        let mut g = GraphWindow {
+            node_x: (0..n).map(|_| NodeInput::vector(Some(&NodeInput { cpu: 0.2, ..Default::default() }))).collect(),
+            ..Default::default()
+        };
+        for i in 0..n {
+            let loss = if i == lossy { 0.4 } else { 0.0 };
+            let end = LinkEndInput { loss_ratio: Some(loss), probe_loss: Some(loss), tx_packets: 300.0, peer_present: true, ..Default::default() };
+            let v = LinkEndInput::vector(Some(&end));
+            g.push_link(i, (i + 1) % n, v, v);
+        }
+        g
+    }
+
+    #[test]
+    fn a_reused_topology_scores_exactly_as_a_fresh_one() {
+        let Some(cached) = GraphDetector::builtin() else { panic!("the built-in model loads") };
+        // Same shape, other measurements; another shape; the first shape again.
+        for window in [ring(8, 2), ring(8, 5), ring(11, 3), ring(8, 2)] {
+            let fresh = GraphDetector::builtin().map(|d| d.score(&window));
+            let reused = cached.score(&window);
+            assert_eq!(Some(&reused), fresh.as_ref());
+            assert_eq!((reused.nodes.len(), reused.links.len()), (window.nodes(), window.links()));
+        }
+        // The lossy link is the one the model flags.
+        let s = cached.score(&ring(8, 5));
+        let top = s.links.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+        assert_eq!(top, Some(5));
+    }
 }

@@ -3,14 +3,12 @@
 //! A `--nodes`-node grid (about two links per node), every node and link end with
 //! healthy measurements and a few faulty links; the timed part is everything the stream
 //! job does per window with the model: normalising the inputs, building the batch and
-//! the forward pass.
+//! the forward pass, with the allocator set up as the stream job sets it.
 //!
-//! taskset -c 0 cargo bench -p x0-training --bench scoring -- [--nodes 100000] [--rounds 20]
+//! taskset -c 0 cargo bench --bench scoring -- [--nodes 100000] [--rounds 20] [--allocator-defaults]
 
 use std::time::Instant;
-use x0_training::{
-    GraphDetector, GraphSage, GraphWindow, LinkEndInput, ModelCard, ModelShape, NodeInput, Normaliser, TrainOptions,
-};
+use x0_training::{GraphDetector, GraphWindow, LinkEndInput, NodeInput};
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -18,6 +16,10 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 fn main() {
+    // As `run` and `demo` do; `--allocator-defaults` measures glibc's defaults instead.
+    if !std::env::args().any(|a| a == "--allocator-defaults") {
+        x0tta6bl4::memory::keep_freed_memory();
+    }
     let nodes = arg("--nodes", 100_000);
     let rounds = arg("--rounds", 20);
     let side = (nodes as f64).sqrt().ceil() as usize;
@@ -46,24 +48,10 @@ fn main() {
             }
         }
     }
-    // The weights do not change the cost; the shipped model's shape and normalisation do.
-    let detector = GraphDetector::builtin().unwrap_or_else(|| {
-        let device = burn::prelude::Device::flex();
-        let card = ModelCard {
-            version: "bench".into(),
-            shape: ModelShape::default(),
-            normaliser: Normaliser::fit(std::iter::once(&g)),
-            threshold: 0.5,
-            options: TrainOptions::default(),
-            datasets: vec![],
-            train_runs: 0,
-            train_node_windows: 0,
-            losses: vec![],
-            best_epoch: 0,
-            held_out: Default::default(),
-        };
-        GraphDetector::new(card, GraphSage::new(ModelShape::default(), &device))
-    });
+    let Some(detector) = GraphDetector::builtin() else {
+        eprintln!("the built-in model does not load");
+        std::process::exit(1);
+    };
     let _ = detector.score(&g); // warm-up
     let mut ms: Vec<f64> = (0..rounds)
         .map(|_| {
