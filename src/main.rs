@@ -99,6 +99,9 @@ enum Command {
         epochs: usize,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Width of the model's node states (cost of scoring grows with it).
+        #[arg(long, default_value_t = x0_training::ModelShape::default().hidden)]
+        hidden: usize,
         /// Promote the new model even if it does not beat the champion.
         #[arg(long)]
         force_promote: bool,
@@ -384,8 +387,9 @@ async fn run(cli: Cli) -> Result<()> {
                     .await?;
             println!("{runs} runs, {windows} windows, {node_windows} node-windows -> {}", out.display());
         }
-        Command::Train { data, held_out, registry, epochs, seed, force_promote } => {
-            let opts = x0_training::TrainOptions { epochs, seed, ..Default::default() };
+        Command::Train { data, held_out, registry, epochs, seed, hidden, force_promote } => {
+            let shape = x0_training::ModelShape { hidden };
+            let opts = x0_training::TrainOptions { epochs, seed, shape, ..Default::default() };
             x0tta6bl4::train_cmd::run_training(&data, &held_out, &registry, &opts, force_promote).await?;
         }
         Command::Simulate { scenario, verifying_key, speed, encoding: enc, .. } => {

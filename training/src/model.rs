@@ -28,7 +28,7 @@ pub struct ModelShape {
 
 impl Default for ModelShape {
     fn default() -> Self {
-        ModelShape { hidden: 24 }
+        ModelShape { hidden: 16 }
     }
 }
 
