@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod datasets;
 pub mod demo;
+pub mod history_labels;
 pub mod kernel_lab;
 pub mod keys;
 pub mod memory;

@@ -105,8 +105,23 @@ enum Command {
         /// Promote the new model even if it does not beat the champion.
         #[arg(long)]
         force_promote: bool,
+        /// Also train on the incident history of this data directory: the job's
+        /// recorded model inputs, labelled from its incidents and operators' verdicts.
+        #[arg(long)]
+        history: Option<PathBuf>,
+        /// How far back the history goes.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30d")]
+        since: std::time::Duration,
+        /// Retrain on this schedule (e.g. 6h) until stopped, instead of once.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        every: Option<std::time::Duration>,
     },
-    /// Query the incident history with SQL (tables: incidents, commands, features).
+    /// Incidents: operators' verdicts that feed the next training.
+    Incident {
+        #[command(subcommand)]
+        action: IncidentAction,
+    },
+    /// Query the incident history with SQL (tables: incidents, commands, features, labels).
     Sql {
         /// The query; or use --file / --saved.
         query: Option<String>,
@@ -222,6 +237,25 @@ enum LabAction {
     Down {
         #[arg(long, default_value = "x0lab-")]
         prefix: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum IncidentAction {
+    /// Record a verdict on an incident: it was real (optionally naming the real cause)
+    /// or a false positive. `train --history` learns from it.
+    Label {
+        /// The incident's id (`SELECT incident_id FROM incidents`).
+        id: String,
+        #[arg(long)]
+        verdict: x0tta6bl4::history_labels::Verdict,
+        /// The real cause when it was not the one the job named: `link A-B` or `node N`.
+        #[arg(long)]
+        cause: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long)]
+        data_dir: Option<String>,
     },
 }
 
@@ -387,10 +421,42 @@ async fn run(cli: Cli) -> Result<()> {
                     .await?;
             println!("{runs} runs, {windows} windows, {node_windows} node-windows -> {}", out.display());
         }
-        Command::Train { data, held_out, registry, epochs, seed, hidden, force_promote } => {
+        Command::Train { data, held_out, registry, epochs, seed, hidden, force_promote, history, since, every } => {
             let shape = x0_training::ModelShape { hidden };
             let opts = x0_training::TrainOptions { epochs, seed, shape, ..Default::default() };
-            x0tta6bl4::train_cmd::run_training(&data, &held_out, &registry, &opts, force_promote).await?;
+            let history = history.as_deref().map(|h| (h, since));
+            let Some(every) = every else {
+                x0tta6bl4::train_cmd::run_training(&data, history, &held_out, &registry, &opts, force_promote).await?;
+                return Ok(());
+            };
+            // On a schedule: a failed round is reported and the next one still runs.
+            loop {
+                if let Err(e) =
+                    x0tta6bl4::train_cmd::run_training(&data, history, &held_out, &registry, &opts, force_promote).await
+                {
+                    eprintln!("training failed: {e:#}");
+                }
+                eprintln!("next training in {}", humantime::format_duration(every));
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+            }
+        }
+        Command::Incident { action: IncidentAction::Label { id, verdict, cause, note, data_dir } } => {
+            let data_dir = match data_dir {
+                Some(d) => d,
+                None => load_config(cli.config.as_deref())?.data_dir,
+            };
+            let row = x0tta6bl4::history_labels::label_incident(&data_dir, &id, verdict, cause.as_deref(), note.as_deref())
+                .await?;
+            println!(
+                "incident {} labelled {}{} by {}; the next `train --history {data_dir}` learns from it",
+                row.incident_id,
+                row.verdict,
+                row.cause.as_deref().map(|c| format!(" (cause: {c})")).unwrap_or_default(),
+                row.labelled_by
+            );
         }
         Command::Simulate { scenario, verifying_key, speed, encoding: enc, .. } => {
             let (Some(scenario), Some(verifying_key)) = (scenario, verifying_key) else {

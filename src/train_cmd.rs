@@ -39,13 +39,29 @@ pub fn compare(model: &GraphDetector, held_out: &[LabelledWindow]) -> Comparison
 
 pub async fn run_training(
     data: &[PathBuf],
+    history: Option<(&Path, std::time::Duration)>,
     held_out: &Path,
     registry: &Path,
     opts: &TrainOptions,
     force_promote: bool,
 ) -> Result<TrainOutcome> {
     let dirs: Vec<&Path> = data.iter().map(PathBuf::as_path).collect();
-    let windows = read_datasets(&dirs).await.context("reading the training datasets")?;
+    let mut windows = read_datasets(&dirs).await.context("reading the training datasets")?;
+    let mut sources: Vec<String> = data.iter().map(|d| d.display().to_string()).collect();
+    if let Some((dir, since)) = history {
+        let h = crate::history_labels::read_history(dir, since).await?;
+        eprintln!(
+            "history {}: {} windows of the last {}, {} incidents ({} confirmed, {} false positives, the rest not counted)",
+            dir.display(),
+            h.windows.len(),
+            humantime::format_duration(since),
+            h.incidents,
+            h.confirmed,
+            h.false_positives
+        );
+        sources.push(format!("history:{} (last {})", dir.display(), humantime::format_duration(since)));
+        windows.extend(h.windows);
+    }
     let held = read_datasets(&[held_out]).await.context("reading the held-out dataset")?;
     anyhow::ensure!(!windows.is_empty(), "the training datasets hold no windows");
     anyhow::ensure!(!held.is_empty(), "the held-out dataset holds no windows");
@@ -72,7 +88,7 @@ pub async fn run_training(
         normaliser: trained.normaliser.clone(),
         threshold: trained.threshold,
         options: opts.clone(),
-        datasets: data.iter().map(|d| d.display().to_string()).collect(),
+        datasets: sources,
         train_runs: trained.train_runs,
         train_node_windows: trained.train_node_windows,
         losses: trained.losses.clone(),
@@ -111,6 +127,7 @@ pub async fn run_training(
     if promoted {
         promote(registry, &card.version)?;
     }
+    write_plots(&dir, &card, &comparison).with_context(|| format!("writing the plots into {}", dir.display()))?;
     let report = report_markdown(&card, &comparison, &verdict, train_secs, held_out);
     std::fs::write(dir.join("report.md"), &report)?;
     std::fs::write(
@@ -124,6 +141,22 @@ pub async fn run_training(
     println!("{report}");
     println!("model {} written to {}", card.version, dir.display());
     Ok(TrainOutcome { version: card.version, dir, promoted, comparison })
+}
+
+/// `pr.png` (precision–recall over all held-out element-windows, per detector) and
+/// `loss.png` (training and validation loss per epoch).
+fn write_plots(dir: &Path, card: &ModelCard, c: &Comparison) -> std::io::Result<()> {
+    use x0_training::plot::{line_chart, BLUE, GREY, ORANGE};
+    let curve = |name: &str| c.get(name).and_then(|m| m.get("all")).map(|q| q.curve.clone()).unwrap_or_default();
+    let (g, r, rules) = (curve("graphsage"), curve("robust"), curve("rules"));
+    line_chart(&dir.join("pr.png"), &[(&rules, GREY), (&r, ORANGE), (&g, BLUE)], (0.0, 1.0), (0.0, 1.0), 5)?;
+    let train: Vec<(f64, f64)> = card.losses.iter().map(|l| (l.epoch as f64, l.train)).collect();
+    let validation: Vec<(f64, f64)> = card.losses.iter().map(|l| (l.epoch as f64, l.validation)).collect();
+    let top = train.iter().chain(&validation).map(|p| p.1).fold(0.0, f64::max);
+    let epochs = (card.losses.first().map_or(0, |l| l.epoch) as f64, card.losses.last().map_or(1, |l| l.epoch) as f64);
+    // One grid line per epoch while they fit.
+    let ticks = ((epochs.1 - epochs.0) as usize).clamp(1, 12);
+    line_chart(&dir.join("loss.png"), &[(&train, BLUE), (&validation, ORANGE)], epochs, (0.0, top), ticks)
 }
 
 fn report_markdown(card: &ModelCard, c: &Comparison, verdict: &str, secs: f64, held_out: &Path) -> String {
@@ -185,6 +218,13 @@ fn report_markdown(card: &ModelCard, c: &Comparison, verdict: &str, secs: f64, h
     }
     let _ = writeln!(s, "\nDefinitions: an alarm is a run of consecutive windows flagging one element; it is true when one of its windows has that element faulty, false when none does (windows marked \"do not care\" for the element, a fault's partial first and last windows and the fault's neighbours, are not counted). An event is a fault on one element; it is detected when the element is flagged while faulty. Window FPR: share of quiet windows (nothing faulty, nothing \"do not care\") with any flag. PR-AUC: average precision over element-windows. The statistical detector's flags are recorded as the stream job computes them; the rule set is CPU > 90%, loss > 5% or RTT > 200 ms at either end of a link.");
     let _ = writeln!(s, "\nPromotion: {verdict}.");
+    let _ = writeln!(
+        s,
+        "\n![precision-recall](pr.png)\n\nPrecision (vertical) against recall (horizontal) over all held-out element-windows: \
+         the model in blue, the statistical detector in orange, the rule set in grey.\n\n![loss](loss.png)\n\n\
+         Loss per epoch: training in blue, validation in orange (the weights of epoch {} are kept).",
+        card.best_epoch
+    );
     let _ = writeln!(
         s,
         "\nLoss per epoch (train / validation): {}",

@@ -7,6 +7,7 @@ use x0_pipeline::Config;
 use x0_schema::{ContentType, IncidentState, ResultStatus, Scenario};
 use x0_sql::HistoryEngine;
 use x0tta6bl4::demo::{run_demo, DemoOptions, DemoOutcome};
+use x0tta6bl4::history_labels::{label_incident, read_history, HistorySet, Verdict};
 
 fn scenario(kind: &str, extra: &str) -> Scenario {
     Scenario::from_toml_str(&format!(
@@ -83,6 +84,32 @@ async fn a_hard_link_failure_is_detected_rerouted_and_recorded() {
     let kind = engine.query("SELECT root_cause_kind FROM incidents").await.unwrap();
     let kind = arrow::util::pretty::pretty_format_batches(&kind).unwrap().to_string();
     assert!(kind.contains("link-down"), "{kind}");
+
+    // An operator's verdict turns the recorded windows into training data.
+    let data = dir.path().to_str().unwrap();
+    let cause = outcome.report.incidents[0].root_cause.as_ref().unwrap().element.to_string();
+    assert!(label_incident(data, "no-such-incident", Verdict::Confirmed, None, None).await.is_err());
+    assert!(label_incident(data, &incident.incident_id, Verdict::Confirmed, Some("link n1"), None).await.is_err());
+    label_incident(data, &incident.incident_id, Verdict::Confirmed, None, Some("seen on site")).await.unwrap();
+    let faulty_windows = |h: &HistorySet| {
+        h.windows
+            .iter()
+            .filter(|w| (0..w.links.len()).any(|k| {
+                w.links[k].faulty
+                    && x0_schema::Element::parse(&format!("link {}", w.link_name(k))).unwrap().to_string() == cause
+            }))
+            .count()
+    };
+    let h = read_history(dir.path(), Duration::from_secs(86_400)).await.unwrap();
+    assert_eq!((h.incidents, h.confirmed, h.false_positives), (1, 1, 0));
+    assert!(h.windows.len() > 20, "{} windows recorded", h.windows.len());
+    let faulty = faulty_windows(&h);
+    assert!(faulty > 0 && faulty < h.windows.len(), "{faulty} of {} windows", h.windows.len());
+    assert!(h.windows.iter().all(|w| w.nodes.iter().all(|l| !l.faulty)));
+    // The latest verdict wins.
+    label_incident(data, &incident.incident_id, Verdict::FalsePositive, None, None).await.unwrap();
+    let h = read_history(dir.path(), Duration::from_secs(86_400)).await.unwrap();
+    assert_eq!((h.confirmed, h.false_positives, faulty_windows(&h)), (0, 1, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,12 +49,12 @@ async fn a_better_model_is_promoted_a_worse_one_is_not_and_a_running_job_serves_
 
     let registry = dir.path().join("models");
     let good = TrainOptions { epochs: 25, batch_windows: 16, validation_every: 3, ..Default::default() };
-    let first = run_training(std::slice::from_ref(&train_ds), &held_ds, &registry, &good, false).await.unwrap();
+    let first = run_training(std::slice::from_ref(&train_ds), None, &held_ds, &registry, &good, false).await.unwrap();
     assert!(first.promoted, "the first model becomes champion");
     let f1 = first.comparison["graphsage"]["all"].f1;
     assert!(f1 > 0.5, "the trained model detects the held-out faults: {:?}", first.comparison["graphsage"]["all"]);
     let worse = TrainOptions { epochs: 0, seed: 8, ..good };
-    let second = run_training(&[train_ds], &held_ds, &registry, &worse, false).await.unwrap();
+    let second = run_training(&[train_ds], None, &held_ds, &registry, &worse, false).await.unwrap();
     assert!(!second.promoted, "an untrained challenger does not replace the champion");
     assert_eq!(champion(&registry).unwrap().as_deref(), Some(first.version.as_str()));
 

@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::detect::{detect, note_reporters, Signal};
 use crate::features::{FeatureEngine, FeatureError, WindowFeatures};
-use crate::graph_input::graph_window;
+use crate::graph_input::FeaturizedWindow;
 use crate::incidents::{IncidentBook, Transition};
 use crate::model_slot::ModelSlot;
 use crate::planner::{Plan, Planner};
@@ -20,7 +20,7 @@ use x0_schema::{
     ActionRecord, CommandResult, Element, HealingCommand, Incident, RootCauseKind, SigningKey, TelemetryBatch, Topology,
 };
 use x0_sql::CommandRow;
-use x0_training::{GraphDetector, RobustDetector, MODEL_VERSION};
+use x0_training::{GraphDetector, GraphWindow, LabelledWindow, RobustDetector, MODEL_VERSION};
 
 /// Why a telemetry message was refused after decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +51,8 @@ pub struct StreamCore {
     seen: HashSet<String>,
     commands: BTreeMap<String, CommandRow>,
     feature_rows: Vec<(i64, i64, RecordBatch)>,
+    /// Each window's model input, for the history (training from incidents).
+    model_inputs: Vec<FeaturizedWindow>,
     keep_features: bool,
     /// Bumped whenever an incident or command changes, so history is written only then.
     generation: u64,
@@ -88,12 +90,13 @@ impl StreamCore {
             seen: HashSet::new(),
             commands: BTreeMap::new(),
             feature_rows: Vec::new(),
+            model_inputs: Vec::new(),
             keep_features: true,
             generation: 0,
         }
     }
 
-    /// Stop keeping feature rows for the history table (benchmarks).
+    /// Stop keeping feature rows and model inputs for the history (benchmarks).
     pub fn discard_features(&mut self) {
         self.keep_features = false;
     }
@@ -178,14 +181,18 @@ impl StreamCore {
             self.stats.model_swapped();
         }
         let (mut anomalies, views) = detect(&mut self.detector, f, self.topo.names(), &self.seen);
+        let window = FeaturizedWindow::new(f, &self.topo, &anomalies);
         if let Some(model) = self.model.current() {
-            let flagged = model_flags(model, f, &self.topo);
+            let flagged = model_flags(model, &window.graph, &self.topo);
             // The model decides which elements are anomalous; the statistical detector's
             // signals are the evidence root-cause analysis reasons with. Hard evidence
             // (carrier lost, a node gone silent) stands on its own.
             anomalies.retain(|a| {
                 matches!(a.signal, Signal::Carrier { .. } | Signal::Silent) || flagged.contains(&a.element)
             });
+        }
+        if self.keep_features {
+            self.model_inputs.push(window);
         }
         let diagnoses = self.localizer.localize(&anomalies, &views, f.start);
         self.planner.observe(f);
@@ -337,6 +344,13 @@ impl StreamCore {
         self.commands.retain(|_, c| c.issued_at >= today || unsettled.contains(&day(c.issued_at)));
     }
 
+    /// Model inputs of the windows closed since the last call, as unlabelled training
+    /// windows of run `run`.
+    pub fn take_model_inputs(&mut self, run: &str) -> Vec<LabelledWindow> {
+        let names = self.topo.names();
+        std::mem::take(&mut self.model_inputs).into_iter().map(|w| w.unlabelled(run, names)).collect()
+    }
+
     /// Feature rows accumulated since the last call.
     pub fn take_feature_rows(&mut self) -> Vec<(i64, i64, RecordBatch)> {
         std::mem::take(&mut self.feature_rows)
@@ -356,8 +370,8 @@ fn served_version(model: &ModelSlot) -> String {
 }
 
 /// The elements the graph model flags in this window.
-fn model_flags(model: &GraphDetector, f: &WindowFeatures, topo: &Topology) -> HashSet<Element> {
-    let scores = model.score(&graph_window(f, topo));
+fn model_flags(model: &GraphDetector, graph: &GraphWindow, topo: &Topology) -> HashSet<Element> {
+    let scores = model.score(graph);
     let th = model.threshold();
     let nodes = topo.names().iter().zip(&scores.nodes).filter(|(_, &s)| s >= th).map(|(n, _)| Element::node(n));
     let links = topo

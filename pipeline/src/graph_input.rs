@@ -2,13 +2,13 @@
 //! turns simulated telemetry into labelled datasets with the very same windows,
 //! feature SQL, conversion and statistical detector the stream job runs.
 
-use crate::detect::{detect, note_reporters};
+use crate::detect::{detect, note_reporters, Anomaly};
 use crate::features::{FeatureEngine, FeatureError, LinkEndFeatures, WindowFeatures};
 use crate::window::Windows;
 use crate::Config;
 use std::collections::{HashMap, HashSet};
 use x0_schema::{Element, TelemetryBatch, Topology};
-use x0_training::{GraphWindow, LinkEndInput, NodeInput, RobustDetector};
+use x0_training::{GraphWindow, Label, LabelledWindow, LinkEndInput, NodeInput, RobustDetector};
 
 /// The model's view of one window: nodes in inventory order, links in topology order.
 pub fn graph_window(f: &WindowFeatures, topo: &Topology) -> GraphWindow {
@@ -53,6 +53,39 @@ pub struct FeaturizedWindow {
     pub robust_links: Vec<bool>,
 }
 
+impl FeaturizedWindow {
+    /// The window's model input and which elements the statistical detector flagged.
+    pub fn new(f: &WindowFeatures, topo: &Topology, anomalies: &[Anomaly]) -> Self {
+        let flagged: HashSet<&Element> = anomalies.iter().map(|a| &a.element).collect();
+        FeaturizedWindow {
+            start: f.start,
+            end: f.end,
+            graph: graph_window(f, topo),
+            robust_nodes: topo.names().iter().map(|n| flagged.contains(&Element::node(n))).collect(),
+            robust_links: topo
+                .links()
+                .iter()
+                .map(|&(a, b)| flagged.contains(&Element::link(topo.name(a), topo.name(b))))
+                .collect(),
+        }
+    }
+
+    /// As a training window with no fault labelled yet (every element healthy, full
+    /// weight): the incident history's labels are applied when a model trains on it.
+    pub fn unlabelled(self, run: &str, node_names: &[String]) -> LabelledWindow {
+        let label = |&robust_flag: &bool| Label { weight: 1.0, robust_flag, ..Default::default() };
+        LabelledWindow {
+            run: run.to_string(),
+            window: self.start.div_euclid((self.end - self.start).max(1)),
+            start_ns: self.start,
+            node_names: node_names.to_vec(),
+            nodes: self.robust_nodes.iter().map(label).collect(),
+            links: self.robust_links.iter().map(label).collect(),
+            graph: self.graph,
+        }
+    }
+}
+
 /// Windows, features and the statistical detector, driven offline (no Kafka): what
 /// `simulate --out` runs over simulated telemetry.
 pub struct OfflineFeaturizer {
@@ -86,21 +119,7 @@ impl OfflineFeaturizer {
         for w in closed {
             let f = self.features.compute(&w).await?;
             let (anomalies, _) = detect(&mut self.detector, &f, self.topo.names(), &self.seen);
-            let flagged: HashSet<&Element> = anomalies.iter().map(|a| &a.element).collect();
-            let robust_nodes = self.topo.names().iter().map(|n| flagged.contains(&Element::node(n))).collect();
-            let robust_links = self
-                .topo
-                .links()
-                .iter()
-                .map(|&(a, b)| flagged.contains(&Element::link(self.topo.name(a), self.topo.name(b))))
-                .collect();
-            out.push(FeaturizedWindow {
-                start: f.start,
-                end: f.end,
-                graph: graph_window(&f, &self.topo),
-                robust_nodes,
-                robust_links,
-            });
+            out.push(FeaturizedWindow::new(&f, &self.topo, &anomalies));
         }
         Ok(out)
     }

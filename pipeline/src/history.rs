@@ -6,7 +6,13 @@ use arrow::array::RecordBatch;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use x0_schema::Incident;
-use x0_sql::{commands_batch, incidents_batch, write_partitioned, CommandRow, SnapshotWriter};
+use x0_sql::{commands_batch, incidents_batch, partition_dir, write_partitioned, CommandRow, SnapshotWriter};
+use x0_training::{DatasetWriter, LabelledWindow};
+
+/// The history's directory of model inputs: one dataset directory (`nodes.parquet`,
+/// `links.parquet`, the format `simulate --out` writes) per flush, under
+/// `date=YYYY-MM-DD` partitions. `train --history` labels them from the incidents.
+pub const MODEL_INPUTS: &str = "model_inputs";
 
 fn day(ns: i64) -> i64 {
     ns.div_euclid(86_400_000_000_000)
@@ -32,6 +38,10 @@ impl History {
         }
     }
 
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
     /// Replaces this job's snapshot of incidents (per day of `opened_at`) and commands.
     pub fn snapshot(&self, incidents: &[Incident], commands: &[CommandRow]) -> std::io::Result<()> {
         let mut by_day: BTreeMap<i64, Vec<Incident>> = BTreeMap::new();
@@ -47,6 +57,28 @@ impl History {
         }
         for rows in by_day.values() {
             self.commands.write(rows[0].issued_at, &commands_batch(rows))?;
+        }
+        Ok(())
+    }
+
+    /// Appends the windows' model inputs as one new dataset directory per day touched,
+    /// written under a temporary name and renamed when complete.
+    pub fn append_model_inputs(&mut self, windows: Vec<LabelledWindow>) -> std::io::Result<()> {
+        let mut by_day: BTreeMap<i64, Vec<LabelledWindow>> = BTreeMap::new();
+        for w in windows {
+            by_day.entry(day(w.start_ns)).or_default().push(w);
+        }
+        for (d, windows) in by_day {
+            self.feature_files += 1;
+            let part = partition_dir(&self.root, MODEL_INPUTS, d * 86_400_000_000_000);
+            let name = format!("part-{}-{:06}", self.job_id, self.feature_files);
+            let tmp = part.join(format!("{name}.tmp"));
+            let mut writer = DatasetWriter::create(&tmp).map_err(std::io::Error::other)?;
+            for w in &windows {
+                writer.write(w).map_err(std::io::Error::other)?;
+            }
+            writer.finish().map_err(std::io::Error::other)?;
+            std::fs::rename(&tmp, part.join(name))?;
         }
         Ok(())
     }

@@ -147,6 +147,8 @@ fn write_history(
     }
     if features {
         history.append_features(core.take_feature_rows())?;
+        let run = history.job_id().to_string();
+        history.append_model_inputs(core.take_model_inputs(&run))?;
     }
     Ok(())
 }

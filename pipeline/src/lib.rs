@@ -40,6 +40,7 @@ pub use config::{
 pub use disjoint::{disjoint_paths, path_cost, CostGraph};
 pub use features::{FeatureEngine, FeatureError, WindowFeatures, BUILTIN_FEATURES_SQL};
 pub use graph_input::{graph_window, FeaturizedWindow, OfflineFeaturizer};
+pub use history::MODEL_INPUTS;
 pub use job::{run_job, wall_clock_ns, JobError, JobReport};
 pub use stats::JobStats;
 pub use window::{ClosedWindow, WindowRows, Windows};

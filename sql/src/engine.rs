@@ -1,6 +1,6 @@
 //! The SQL engine over a data directory.
 
-use crate::{commands_schema, incidents_schema};
+use crate::{commands_schema, incidents_schema, labels_schema};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -56,6 +56,7 @@ impl HistoryEngine {
         register(&ctx, &root, "incidents", Some(incidents_schema())).await?;
         register(&ctx, &root, "commands", Some(commands_schema())).await?;
         register(&ctx, &root, "features", None).await?;
+        register(&ctx, &root, "labels", Some(labels_schema())).await?;
         Ok(HistoryEngine { ctx })
     }
 

@@ -1,13 +1,14 @@
 //! The incident history: Parquet tables written by the stream job and queried with
 //! DataFusion SQL.
 //!
-//! Three tables live under a data directory (a local path or an object-store URL):
+//! Four tables live under a data directory (a local path or an object-store URL):
 //!
 //! | table | one row per | written |
 //! |---|---|---|
 //! | `incidents` | incident (its latest state) | snapshots while the job runs, final at shutdown |
 //! | `commands` | healing command, with its result | likewise |
 //! | `features` | link end per window | appended every flush |
+//! | `labels` | operator verdict on an incident (`incident label`) | appended; the latest per incident wins |
 //!
 //! each partitioned by day (`<table>/date=YYYY-MM-DD/*.parquet`). Nested parts of an
 //! incident (symptoms, actions, evidence) are JSON strings, so any Parquet reader sees
@@ -30,5 +31,7 @@ mod writer;
 pub use engine::{HistoryEngine, SqlError};
 pub use output::{format_batches, OutputFormat};
 pub use saved::{saved_queries, saved_query, SavedQuery};
-pub use tables::{commands_batch, commands_schema, incidents_batch, incidents_schema, CommandRow};
-pub use writer::{write_partitioned, SnapshotWriter};
+pub use tables::{
+    commands_batch, commands_schema, incidents_batch, incidents_schema, labels_batch, labels_schema, CommandRow, LabelRow,
+};
+pub use writer::{partition_dir, write_partitioned, SnapshotWriter};

@@ -142,3 +142,42 @@ pub fn commands_batch(rows: &[CommandRow]) -> RecordBatch {
     ];
     RecordBatch::try_new(commands_schema(), cols).expect("columns built to match commands_schema")
 }
+
+/// An operator's verdict on an incident (`x0tta6bl4 incident label`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelRow {
+    pub incident_id: String,
+    /// `confirmed` or `false-positive`.
+    pub verdict: String,
+    /// The element the operator names as the real cause (confirmed incidents), as
+    /// incidents write elements (`link a-b`, `node n`).
+    pub cause: Option<String>,
+    pub note: Option<String>,
+    pub labelled_at: i64,
+    pub labelled_by: String,
+}
+
+/// Columns of the `labels` table (append-only; the latest label of an incident wins).
+pub fn labels_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        text("incident_id", false),
+        text("verdict", false),
+        text("cause", true),
+        text("note", true),
+        ts("labelled_at", false),
+        text("labelled_by", false),
+    ]))
+}
+
+/// Labels as one record batch of [`labels_schema`].
+pub fn labels_batch(rows: &[LabelRow]) -> RecordBatch {
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.incident_id.as_str()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.verdict.as_str()))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.cause.as_deref()))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.note.as_deref()))),
+        Arc::new(TimestampNanosecondArray::from_iter_values(rows.iter().map(|r| r.labelled_at)).with_timezone("UTC")),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.labelled_by.as_str()))),
+    ];
+    RecordBatch::try_new(labels_schema(), cols).expect("columns built to match labels_schema")
+}

@@ -7,7 +7,7 @@ use parquet::file::properties::WriterProperties;
 use std::path::{Path, PathBuf};
 
 /// The partition directory `<root>/<table>/date=YYYY-MM-DD` for an instant (ns since epoch).
-fn partition_dir(root: &Path, table: &str, ns: i64) -> PathBuf {
+pub fn partition_dir(root: &Path, table: &str, ns: i64) -> PathBuf {
     let day = chrono::DateTime::from_timestamp_nanos(ns).format("%Y-%m-%d");
     root.join(table).join(format!("date={day}"))
 }

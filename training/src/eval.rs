@@ -81,6 +81,9 @@ pub struct Quality {
     pub pr_auc: f64,
     /// Mean windows from an event's first window to its first flag (detected events).
     pub mean_detection_windows: f64,
+    /// The precision–recall curve as (recall, precision), at most 512 points (plots).
+    #[serde(skip)]
+    pub curve: Vec<(f64, f64)>,
 }
 
 #[derive(Default)]
@@ -114,6 +117,7 @@ impl Tally {
             window_fpr: ratio(self.fp_windows, self.quiet),
             pr_auc: average_precision(&mut self.ranked),
             mean_detection_windows: if self.detected > 0 { self.delay_sum as f64 / self.detected as f64 } else { 0.0 },
+            curve: thin(pr_curve(&mut self.ranked), 512),
         }
     }
 }
@@ -160,6 +164,17 @@ pub fn pr_curve(ranked: &mut [(f32, bool)]) -> Vec<(f64, f64)> {
         if i + 1 == ranked.len() || ranked[i + 1].0 != r.0 {
             out.push((tp as f64 / positives as f64, tp as f64 / (i + 1) as f64));
         }
+    }
+    out
+}
+
+/// Every `len / max`-th point of `points`, and the last.
+fn thin(points: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
+    let step = points.len().div_ceil(max.max(1)).max(1);
+    let last = points.last().copied();
+    let mut out: Vec<_> = points.into_iter().step_by(step).collect();
+    if out.last().copied() != last {
+        out.extend(last);
     }
     out
 }

@@ -27,6 +27,7 @@ mod detector;
 mod eval;
 mod graph;
 mod model;
+pub mod plot;
 mod registry;
 mod train;
 
