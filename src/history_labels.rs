@@ -84,7 +84,9 @@ pub async fn label_incident(
         cause,
         note: note.map(str::to_string),
         labelled_at: now,
-        labelled_by: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        labelled_by: std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| format!("uid {}", nix::unistd::getuid())),
     };
     let root = PathBuf::from(data_dir.strip_prefix("file://").unwrap_or(data_dir));
     let name = format!("label-{}", uuid::Uuid::new_v4().simple());
