@@ -61,13 +61,18 @@ fn main() {
     let _ = time(&detector); // warm-up; builds the topology's index
     let steady: Vec<f64> = (0..rounds).map(|_| time(&detector)).collect();
     // The first window after the mesh changed shape also builds the index tensors.
-    let changed: Vec<f64> = (0..rounds.div_ceil(4))
-        .map(|_| GraphDetector::builtin().map(|d| time(&d)).unwrap_or(f64::NAN))
-        .collect();
+    let changed: Vec<f64> =
+        (0..rounds.div_ceil(4)).map(|_| GraphDetector::builtin().map(|d| time(&d)).unwrap_or(f64::NAN)).collect();
     println!("model {} scoring a {nodes}-node, {}-link window on one core:", detector.version(), g.links());
     for (what, mut ms) in [("same topology as the last window", steady), ("first window of a new topology", changed)] {
         ms.sort_by(f64::total_cmp);
         let p = |q: f64| ms[((q * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
-        println!("  {what}: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms over {} rounds", p(0.5), p(0.95), p(1.0), ms.len());
+        println!(
+            "  {what}: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms over {} rounds",
+            p(0.5),
+            p(0.95),
+            p(1.0),
+            ms.len()
+        );
     }
 }

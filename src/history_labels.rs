@@ -71,7 +71,10 @@ pub async fn label_incident(
     }
     let engine = HistoryEngine::open(data_dir).await?;
     let found = engine
-        .query(&format!("SELECT count(*) AS n FROM incidents WHERE incident_id = '{}'", incident_id.replace('\'', "''")))
+        .query(&format!(
+            "SELECT count(*) AS n FROM incidents WHERE incident_id = '{}'",
+            incident_id.replace('\'', "''")
+        ))
         .await?;
     let n = found.first().map_or(0, |b| b.column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0));
     if n == 0 {
@@ -140,7 +143,8 @@ pub async fn read_incidents(data_dir: &str) -> Result<Vec<HistoryIncident>> {
 /// The dataset directories of `<data_dir>/model_inputs` from partitions of the last
 /// `since` (complete ones only: a directory still being written ends in `.tmp`).
 pub fn model_input_dirs(data_dir: &Path, since: Duration, now_ns: i64) -> Vec<PathBuf> {
-    let oldest = chrono::DateTime::from_timestamp_nanos(now_ns - since.as_nanos() as i64).format("%Y-%m-%d").to_string();
+    let oldest =
+        chrono::DateTime::from_timestamp_nanos(now_ns - since.as_nanos() as i64).format("%Y-%m-%d").to_string();
     let mut dirs = Vec::new();
     let Ok(parts) = std::fs::read_dir(data_dir.join(x0_pipeline::MODEL_INPUTS)) else { return dirs };
     for part in parts.flatten() {

@@ -448,8 +448,9 @@ async fn run(cli: Cli) -> Result<()> {
                 Some(d) => d,
                 None => load_config(cli.config.as_deref())?.data_dir,
             };
-            let row = x0tta6bl4::history_labels::label_incident(&data_dir, &id, verdict, cause.as_deref(), note.as_deref())
-                .await?;
+            let row =
+                x0tta6bl4::history_labels::label_incident(&data_dir, &id, verdict, cause.as_deref(), note.as_deref())
+                    .await?;
             println!(
                 "incident {} labelled {}{} by {}; the next `train --history {data_dir}` learns from it",
                 row.incident_id,

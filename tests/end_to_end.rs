@@ -94,10 +94,12 @@ async fn a_hard_link_failure_is_detected_rerouted_and_recorded() {
     let faulty_windows = |h: &HistorySet| {
         h.windows
             .iter()
-            .filter(|w| (0..w.links.len()).any(|k| {
-                w.links[k].faulty
-                    && x0_schema::Element::parse(&format!("link {}", w.link_name(k))).unwrap().to_string() == cause
-            }))
+            .filter(|w| {
+                (0..w.links.len()).any(|k| {
+                    w.links[k].faulty
+                        && x0_schema::Element::parse(&format!("link {}", w.link_name(k))).unwrap().to_string() == cause
+                })
+            })
             .count()
     };
     let h = read_history(dir.path(), Duration::from_secs(86_400)).await.unwrap();

@@ -42,7 +42,10 @@ async fn a_better_model_is_promoted_a_worse_one_is_not_and_a_running_job_serves_
     std::fs::create_dir_all(&held_dir).unwrap();
     std::fs::write(train_dir.join("a.toml"), scenario("train-loss", 1)).unwrap();
     std::fs::write(held_dir.join("b.toml"), scenario("held-loss", 99)).unwrap();
-    let config = Config { model: x0_pipeline::ModelConfig { registry: String::new() }, ..Config::default() };
+    let config = Config {
+        model: x0_pipeline::ModelConfig { registry: String::new(), record_inputs: true },
+        ..Config::default()
+    };
     let (train_ds, held_ds) = (dir.path().join("train"), dir.path().join("held"));
     write_datasets(&config, &train_dir, &train_ds, 6, |_| {}).await.unwrap();
     write_datasets(&config, &held_dir, &held_ds, 2, |_| {}).await.unwrap();

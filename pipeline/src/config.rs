@@ -55,6 +55,8 @@ pub struct FeaturesConfig {
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub registry: String,
+    /// Record each window's model inputs in the history (`train --history`).
+    pub record_inputs: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

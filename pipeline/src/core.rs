@@ -191,7 +191,7 @@ impl StreamCore {
                 matches!(a.signal, Signal::Carrier { .. } | Signal::Silent) || flagged.contains(&a.element)
             });
         }
-        if self.keep_features {
+        if self.keep_features && self.config.model.record_inputs {
             self.model_inputs.push(window);
         }
         let diagnoses = self.localizer.localize(&anomalies, &views, f.start);

@@ -32,6 +32,7 @@ pub use engine::{HistoryEngine, SqlError};
 pub use output::{format_batches, OutputFormat};
 pub use saved::{saved_queries, saved_query, SavedQuery};
 pub use tables::{
-    commands_batch, commands_schema, incidents_batch, incidents_schema, labels_batch, labels_schema, CommandRow, LabelRow,
+    commands_batch, commands_schema, incidents_batch, incidents_schema, labels_batch, labels_schema, CommandRow,
+    LabelRow,
 };
 pub use writer::{partition_dir, write_partitioned, SnapshotWriter};

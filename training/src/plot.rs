@@ -154,7 +154,8 @@ mod tests {
         let path = dir.join("pr.png");
         let diagonal = [(0.0, 0.0), (1.0, 1.0)];
         line_chart(&path, &[(&diagonal, BLUE)], (0.0, 1.0), (0.0, 1.0), 5).unwrap_or_else(|e| panic!("{e}"));
-        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap_or_else(|e| panic!("{e}"))));
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap_or_else(|e| panic!("{e}"))));
         let mut reader = decoder.read_info().unwrap_or_else(|e| panic!("{e}"));
         let mut buf = vec![0; reader.output_buffer_size().unwrap_or(0)];
         let info = reader.next_frame(&mut buf).unwrap_or_else(|e| panic!("{e}"));

@@ -208,7 +208,13 @@ mod tests {
         };
         for i in 0..n {
             let loss = if i == lossy { 0.4 } else { 0.0 };
-            let end = LinkEndInput { loss_ratio: Some(loss), probe_loss: Some(loss), tx_packets: 300.0, peer_present: true, ..Default::default() };
+            let end = LinkEndInput {
+                loss_ratio: Some(loss),
+                probe_loss: Some(loss),
+                tx_packets: 300.0,
+                peer_present: true,
+                ..Default::default()
+            };
             let v = LinkEndInput::vector(Some(&end));
             g.push_link(i, (i + 1) % n, v, v);
         }
