@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use x0_schema::{Element, Symptom};
-use x0_sql::{labels_batch, write_partitioned, HistoryEngine, LabelRow};
+use x0_sql::{labels_batch, local_root, write_partitioned, HistoryEngine, LabelRow};
 use x0_training::{read_datasets, LabelledWindow};
 
 /// An operator's verdict.
@@ -91,7 +91,7 @@ pub async fn label_incident(
             .or_else(|_| std::env::var("LOGNAME"))
             .unwrap_or_else(|_| format!("uid {}", nix::unistd::getuid())),
     };
-    let root = PathBuf::from(data_dir.strip_prefix("file://").unwrap_or(data_dir));
+    let root = local_root(data_dir)?;
     let name = format!("label-{}", uuid::Uuid::new_v4().simple());
     write_partitioned(&root, "labels", now, &name, &labels_batch(std::slice::from_ref(&row)))?;
     Ok(row)

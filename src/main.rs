@@ -288,6 +288,14 @@ fn load_config(file: Option<&std::path::Path>) -> Result<Config> {
     Ok(Config::load(file, std::env::vars())?)
 }
 
+/// The data directory given on the command line, else the configured one.
+fn history_dir(given: Option<String>, config: Option<&std::path::Path>) -> Result<String> {
+    match given {
+        Some(d) => Ok(d),
+        None => Ok(load_config(config)?.data_dir),
+    }
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     // Before any thread exists: the roles that score windows keep freed memory.
@@ -444,10 +452,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Incident { action: IncidentAction::Label { id, verdict, cause, note, data_dir } } => {
-            let data_dir = match data_dir {
-                Some(d) => d,
-                None => load_config(cli.config.as_deref())?.data_dir,
-            };
+            let data_dir = history_dir(data_dir, cli.config.as_deref())?;
             let row =
                 x0tta6bl4::history_labels::label_incident(&data_dir, &id, verdict, cause.as_deref(), note.as_deref())
                     .await?;
@@ -495,10 +500,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 _ => bail!("give exactly one of QUERY, --file or --saved"),
             };
-            let data_dir = match data_dir {
-                Some(d) => d,
-                None => load_config(cli.config.as_deref())?.data_dir,
-            };
+            let data_dir = history_dir(data_dir, cli.config.as_deref())?;
             let engine = HistoryEngine::open(&data_dir).await?;
             let batches = engine.query(&sql).await?;
             print!("{}", format_batches(&batches, format)?);

@@ -181,8 +181,11 @@ impl StreamCore {
             self.stats.model_swapped();
         }
         let (mut anomalies, views) = detect(&mut self.detector, f, self.topo.names(), &self.seen);
-        let window = FeaturizedWindow::new(f, &self.topo, &anomalies);
-        if let Some(model) = self.model.current() {
+        // The model's input, built only when a model scores it or the history keeps it.
+        let record = self.keep_features && self.config.model.record_inputs;
+        let window =
+            (record || self.model.current().is_some()).then(|| FeaturizedWindow::new(f, &self.topo, &anomalies));
+        if let (Some(model), Some(window)) = (self.model.current(), &window) {
             let flagged = model_flags(model, &window.graph, &self.topo);
             // The model decides which elements are anomalous; the statistical detector's
             // signals are the evidence root-cause analysis reasons with. Hard evidence
@@ -191,7 +194,7 @@ impl StreamCore {
                 matches!(a.signal, Signal::Carrier { .. } | Signal::Silent) || flagged.contains(&a.element)
             });
         }
-        if self.keep_features && self.config.model.record_inputs {
+        if let Some(window) = window.filter(|_| record) {
             self.model_inputs.push(window);
         }
         let diagnoses = self.localizer.localize(&anomalies, &views, f.start);

@@ -35,7 +35,8 @@ impl std::fmt::Debug for HistoryEngine {
     }
 }
 
-fn local_root(location: &str) -> Result<PathBuf, SqlError> {
+/// The local directory of a data-directory location (a path or a `file://` URL).
+pub fn local_root(location: &str) -> Result<PathBuf, SqlError> {
     if let Some(path) = location.strip_prefix("file://") {
         return Ok(PathBuf::from(path));
     }

@@ -28,7 +28,7 @@ mod saved;
 mod tables;
 mod writer;
 
-pub use engine::{HistoryEngine, SqlError};
+pub use engine::{local_root, HistoryEngine, SqlError};
 pub use output::{format_batches, OutputFormat};
 pub use saved::{saved_queries, saved_query, SavedQuery};
 pub use tables::{

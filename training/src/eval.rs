@@ -101,6 +101,7 @@ struct Tally {
 
 impl Tally {
     fn finish(mut self) -> Quality {
+        let (pr_auc, curve) = precision_recall(&mut self.ranked);
         let p = ratio(self.alarms_true, self.alarms_true + self.alarms_false);
         let r = ratio(self.detected, self.events);
         Quality {
@@ -115,9 +116,9 @@ impl Tally {
             quiet_windows: self.quiet,
             false_positive_windows: self.fp_windows,
             window_fpr: ratio(self.fp_windows, self.quiet),
-            pr_auc: average_precision(&mut self.ranked),
+            pr_auc,
             mean_detection_windows: if self.detected > 0 { self.delay_sum as f64 / self.detected as f64 } else { 0.0 },
-            curve: thin(pr_curve(&mut self.ranked), 512),
+            curve: thin(curve, 512),
         }
     }
 }
@@ -133,12 +134,20 @@ fn ratio(a: usize, b: usize) -> f64 {
 /// Average precision (area under the precision–recall curve, step-wise); tied scores
 /// are taken together.
 pub fn average_precision(ranked: &mut [(f32, bool)]) -> f64 {
+    precision_recall(ranked).0
+}
+
+/// The points of the precision–recall curve (for the plot), highest score first.
+pub fn pr_curve(ranked: &mut [(f32, bool)]) -> Vec<(f64, f64)> {
+    precision_recall(ranked).1
+}
+
+/// Average precision and the curve's (recall, precision) points, from one sort and one
+/// walk down the ranking; tied scores are one step.
+fn precision_recall(ranked: &mut [(f32, bool)]) -> (f64, Vec<(f64, f64)>) {
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
     let positives = ranked.iter().filter(|r| r.1).count();
-    if positives == 0 {
-        return 0.0;
-    }
-    let (mut tp, mut seen, mut ap, mut i) = (0usize, 0usize, 0f64, 0usize);
+    let (mut tp, mut seen, mut ap, mut i, mut curve) = (0usize, 0usize, 0f64, 0usize, Vec::new());
     while i < ranked.len() {
         let mut j = i;
         let mut tp_here = 0;
@@ -148,24 +157,13 @@ pub fn average_precision(ranked: &mut [(f32, bool)]) -> f64 {
         }
         tp += tp_here;
         seen += j - i;
-        ap += (tp_here as f64 / positives as f64) * (tp as f64 / seen as f64);
+        if positives > 0 {
+            ap += (tp_here as f64 / positives as f64) * (tp as f64 / seen as f64);
+        }
+        curve.push((tp as f64 / positives.max(1) as f64, tp as f64 / seen as f64));
         i = j;
     }
-    ap
-}
-
-/// The points of the precision–recall curve (for the plot), highest score first.
-pub fn pr_curve(ranked: &mut [(f32, bool)]) -> Vec<(f64, f64)> {
-    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let positives = ranked.iter().filter(|r| r.1).count().max(1);
-    let (mut tp, mut out) = (0usize, Vec::new());
-    for (i, r) in ranked.iter().enumerate() {
-        tp += usize::from(r.1);
-        if i + 1 == ranked.len() || ranked[i + 1].0 != r.0 {
-            out.push((tp as f64 / positives as f64, tp as f64 / (i + 1) as f64));
-        }
-    }
-    out
+    (ap, curve)
 }
 
 /// Every `len / max`-th point of `points`, and the last.
