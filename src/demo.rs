@@ -62,6 +62,7 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
         stats.clone(),
         &format!("inc-{}", &job_id[..8]),
     );
+    let core = crate::with_memory(core, &opts.config, &opts.data_dir);
     let (stop_tx, stop_rx) = watch::channel(false);
     let job = {
         let kafka = kafka.clone();

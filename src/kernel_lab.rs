@@ -220,6 +220,7 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
                 &format!("inc-{}", &job_id[..8]),
             );
             let data_dir = opts.run_dir.join("history");
+            let core = crate::with_memory(core, &opts.config, &data_dir);
             if opts.routing == Routing::X0 {
                 job = Some(tokio::spawn(async move { run_job(core, &kafka, &data_dir, &job_id, stop_rx).await }));
             }

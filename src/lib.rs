@@ -6,9 +6,13 @@
 pub mod agent;
 pub mod datasets;
 pub mod demo;
+pub mod eval_rca;
 pub mod history_labels;
+pub mod kb_cmd;
 pub mod kernel_lab;
 pub mod keys;
 pub mod memory;
 pub mod report;
 pub mod train_cmd;
+
+pub use kb_cmd::with_memory;

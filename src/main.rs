@@ -121,6 +121,16 @@ enum Command {
         #[command(subcommand)]
         action: IncidentAction,
     },
+    /// Evaluate a part of the pipeline on scenarios (see BENCHMARKS.md).
+    Eval {
+        #[command(subcommand)]
+        action: EvalAction,
+    },
+    /// The incident knowledge base: what the job remembers of finished incidents.
+    Kb {
+        #[command(subcommand)]
+        action: KbAction,
+    },
     /// Query the incident history with SQL (tables: incidents, commands, features, labels).
     Sql {
         /// The query; or use --file / --saved.
@@ -260,6 +270,48 @@ enum IncidentAction {
 }
 
 #[derive(Subcommand)]
+enum EvalAction {
+    /// Root-cause analysis: AC@1, AC@3 and Avg@5 per fault type, blamed-set precision
+    /// and recall with several faults, and calibration error of the confidences.
+    Rca {
+        /// A directory of scenario files (e.g. examples/training/held-out); repeatable.
+        #[arg(long, required = true)]
+        scenarios: Vec<PathBuf>,
+        /// Runs per scenario, each with another topology seed.
+        #[arg(long, default_value_t = 1)]
+        seeds: u64,
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
+        /// Score with raw evidence scores (no calibration), fit a calibration on these
+        /// scenarios and write it here (`rca.calibration` reads it).
+        #[arg(long)]
+        fit_calibration: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KbAction {
+    /// The stored incidents most like incident ID (cosine similarity of their symptom
+    /// signatures): what was done then and whether it worked.
+    Similar {
+        id: String,
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        /// Only incidents blamed on the same link or node.
+        #[arg(long)]
+        same_element: bool,
+        /// History directory whose knowledge/ to read (default: the configured data_dir).
+        #[arg(long)]
+        data_dir: Option<String>,
+    },
+    /// How many incidents are stored, by root cause and outcome.
+    Stats {
+        #[arg(long)]
+        data_dir: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigAction {
     /// Check a configuration file (plus X0__ environment overrides); report every problem.
     Check { file: PathBuf },
@@ -309,7 +361,8 @@ async fn run(cli: Cli) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,netlink_packet_route=error".into()),
+                // qdrant-edge warns about process-wide flags its public API cannot set.
+                .unwrap_or_else(|_| "warn,netlink_packet_route=error,qdrant_edge=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -400,6 +453,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Arc::new(JobStats::default()),
                 &format!("inc-{}", &job_id[..8]),
             );
+            let core = x0tta6bl4::with_memory(core, &config, &config.data_dir());
             let (tx, rx) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 let _ = tokio::signal::ctrl_c().await;
@@ -482,6 +536,43 @@ async fn run(cli: Cli) -> Result<()> {
             let m = mesh.lock().unwrap_or_else(|p| p.into_inner());
             let t = m.truth();
             println!("{} ticks · {} telemetry messages · {} commands ({} applied) · probe packets {} sent, {} delivered · {} route changes", stats.ticks, stats.telemetry_messages, stats.commands, stats.commands_applied, t.packets_sent, t.packets_delivered, t.route_changes.len());
+        }
+        Command::Eval { action: EvalAction::Rca { scenarios, seeds, summary_json, fit_calibration } } => {
+            let mut config = load_config(cli.config.as_deref())?;
+            if fit_calibration.is_some() {
+                config.rca.calibration = String::new();
+            }
+            let (report, points) =
+                x0tta6bl4::eval_rca::eval_rca(&config, &scenarios, seeds, |run| eprintln!("running {run}")).await?;
+            print!("{}", x0tta6bl4::eval_rca::table(&report));
+            if let Some(path) = fit_calibration {
+                let dirs: Vec<String> = scenarios.iter().map(|d| d.display().to_string()).collect();
+                let on = format!("{} ({} runs, {} incidents)", dirs.join(" + "), report.runs, points.len());
+                let fitted = x0_pipeline::Calibration::fit(&points, &on);
+                std::fs::write(&path, serde_json::to_string_pretty(&fitted)? + "\n")?;
+                eprintln!("calibration fitted on {on} written to {}", path.display());
+            }
+            if let Some(path) = summary_json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+                eprintln!("summary written to {}", path.display());
+            }
+        }
+        Command::Kb { action } => {
+            let config = load_config(cli.config.as_deref())?;
+            let data_dir = |d: Option<String>| -> PathBuf {
+                d.map(|d| PathBuf::from(d.strip_prefix("file://").unwrap_or(&d).to_string()))
+                    .unwrap_or_else(|| config.data_dir())
+            };
+            match action {
+                KbAction::Similar { id, k, same_element, data_dir: d } => {
+                    let view = x0tta6bl4::kb_cmd::KbView::open(&config, &data_dir(d))?;
+                    print!("{}", x0tta6bl4::kb_cmd::similar(&view, &id, k, same_element)?);
+                }
+                KbAction::Stats { data_dir: d } => {
+                    let view = x0tta6bl4::kb_cmd::KbView::open(&config, &data_dir(d))?;
+                    print!("{}", x0tta6bl4::kb_cmd::stats(&view)?);
+                }
+            }
         }
         Command::Sql { query, file, saved, list, data_dir, format } => {
             if list {

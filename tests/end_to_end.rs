@@ -152,3 +152,32 @@ async fn catching_up_on_a_backlog_raises_no_false_alarm() {
     assert!(s.faults[0].root_cause_correct, "{s:?}");
     assert_eq!(s.route_flaps, 0);
 }
+
+/// The knowledge base at work: a gray loss the job repaired once is recognised when it
+/// recurs on the same link, and acted on at its first anomalous window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recurring_fault_is_recalled_and_repaired_sooner() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = scenario("link-loss", "loss = 0.3\nduration = \"4s\"");
+    s.duration = Duration::from_secs(24); // long enough for the incident to resolve
+    s.faults[0].target = "n5-n6".into();
+    let first = run(s.clone(), ContentType::Arrow, dir.path()).await;
+    let second = run(s, ContentType::Arrow, dir.path()).await;
+    let incident = |o: &DemoOutcome| {
+        o.report
+            .incidents
+            .iter()
+            .find(|i| i.root_cause.as_ref().is_some_and(|rc| rc.element.to_string() == "link n5-n6"))
+            .cloned()
+            .unwrap()
+    };
+    let (a, b) = (incident(&first), incident(&second));
+    assert_eq!(a.state, IncidentState::Resolved, "the first incident must finish to be remembered: {a:?}");
+    assert!(!a.explanation.contains("known incident"), "nothing to recall yet: {}", a.explanation);
+    assert!(b.explanation.contains("known incident"), "not recalled: {}", b.explanation);
+    assert!(b.explanation.contains(&a.incident_id), "recalled the wrong incident: {}", b.explanation);
+    let (ta, tb) = (first.summary.faults[0].mttd_ms.unwrap(), second.summary.faults[0].mttd_ms.unwrap());
+    assert!(tb < ta, "recalled incident detected in {tb} ms, first time {ta} ms");
+    let view = x0tta6bl4::kb_cmd::KbView::open(&Config::default(), dir.path()).unwrap();
+    assert_eq!(view.kb().stats().unwrap().incidents, 2);
+}

@@ -39,6 +39,8 @@ pub(crate) struct Effects {
     /// Extra one-way delay (µs) per directed link.
     pub delay: HashMap<(NodeId, NodeId), f64>,
     pub crashed: HashSet<NodeId>,
+    /// Nodes that forward but do not report.
+    pub mute: HashSet<NodeId>,
     pub overloaded: HashSet<NodeId>,
     /// Nodes that report loss that is not there, with the loss they claim.
     pub liars: HashMap<NodeId, f64>,
@@ -88,6 +90,9 @@ impl Effects {
                 }
                 FaultKind::ByzantineReporter => {
                     e.liars.insert(a, f.fault.loss.unwrap_or(0.5));
+                }
+                FaultKind::AgentDown => {
+                    e.mute.insert(a);
                 }
             }
         }

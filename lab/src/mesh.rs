@@ -283,14 +283,14 @@ impl SimMesh {
     }
 
     /// Turns this interval's counters into samples (and resets them). Crashed nodes
-    /// say nothing; lying nodes inflate the loss they report.
+    /// and nodes whose agent is down say nothing; lying nodes inflate the loss they report.
     fn collect(&mut self, effects: &Effects) -> Vec<(String, TelemetryBatch)> {
         let ts = self.now_ns();
         let mut out = Vec::with_capacity(self.topo.len());
         for node in 0..self.topo.len() {
             let counters = std::mem::take(&mut self.counters[node]);
             self.counters[node] = counters.keys().map(|&p| (p, LinkCounters::default())).collect();
-            if effects.crashed.contains(&node) {
+            if effects.crashed.contains(&node) || effects.mute.contains(&node) {
                 continue;
             }
             let name = self.topo.name(node).to_string();

@@ -17,9 +17,11 @@ fn ms(ns: i64, start_ns: i64) -> i64 {
 
 /// Whether a root cause names the injected fault: the right element, and a cause kind
 /// of the right family (a liar is blamed as a suspect reporter, not a broken link).
-fn blames(kind: RootCauseKind, element: &Element, fault: FaultKind, target: &Element) -> bool {
+pub fn blames(kind: RootCauseKind, element: &Element, fault: FaultKind, target: &Element) -> bool {
     let family = match fault {
         FaultKind::ByzantineReporter => kind == RootCauseKind::SuspectReporter,
+        // Nothing is broken: no cause is the right one.
+        FaultKind::AgentDown => false,
         FaultKind::NodeCrash | FaultKind::NodeOverload => {
             matches!(kind, RootCauseKind::NodeCrash | RootCauseKind::NodeOverload)
         }
@@ -28,18 +30,21 @@ fn blames(kind: RootCauseKind, element: &Element, fault: FaultKind, target: &Ele
     family && element == target
 }
 
+/// Whether `e` is the fault's element or next to it (a link sharing a node with it, a
+/// node on it, a link of it).
+pub fn near(e: &Element, target: &Element) -> bool {
+    e == target
+        || match (e, target) {
+            (Element::Link { a, b }, t) | (t, Element::Link { a, b }) => t.touches(a) || t.touches(b),
+            _ => false,
+        }
+}
+
 /// Whether an incident is about the fault at all: it blames or mentions the element
 /// or something touching it.
 fn related(incident: &Incident, target: &Element) -> bool {
-    let near = |e: &Element| {
-        e == target
-            || match (e, target) {
-                (Element::Link { a, b }, t) | (t, Element::Link { a, b }) => t.touches(a) || t.touches(b),
-                _ => false,
-            }
-    };
-    incident.root_cause.as_ref().is_some_and(|rc| near(&rc.element))
-        || incident.symptoms.iter().any(|s| near(&s.element))
+    incident.root_cause.as_ref().is_some_and(|rc| near(&rc.element, target))
+        || incident.symptoms.iter().any(|s| near(&s.element, target))
 }
 
 /// Builds the run summary. `incidents` are in event time with `start_ns` as the

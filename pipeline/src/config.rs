@@ -24,6 +24,7 @@ pub struct Config {
     pub model: ModelConfig,
     pub rca: RcaConfig,
     pub planner: PlannerConfig,
+    pub knowledge: KnowledgeConfig,
     pub keys: KeysConfig,
 }
 
@@ -64,6 +65,8 @@ pub struct ModelConfig {
 pub struct RcaConfig {
     pub confirm_windows: u32,
     pub clear_windows: u32,
+    /// "builtin", a calibration JSON file, or "" for raw evidence scores.
+    pub calibration: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +79,20 @@ pub struct PlannerConfig {
     #[serde(with = "humantime_serde")]
     pub hold_down: Duration,
     pub max_route_changes_per_minute: u32,
+}
+
+/// The incident knowledge base (see `config/default.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnowledgeConfig {
+    pub enabled: bool,
+    /// A Qdrant server (gRPC URL); empty: the embedded shard in `path`.
+    pub url: String,
+    pub collection: String,
+    /// The embedded shard's directory; empty: `<data_dir>/knowledge`.
+    pub path: String,
+    /// Cosine similarity at which a past incident counts as the same incident again.
+    pub recall_similarity: f32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +182,7 @@ impl Config {
         section!(model);
         section!(rca);
         section!(planner);
+        section!(knowledge);
         section!(keys);
         problems.extend(config.validate());
         if problems.is_empty() {
@@ -192,6 +210,12 @@ impl Config {
         if self.planner.command_ttl.is_zero() {
             p.push("planner.command_ttl must be positive".into());
         }
+        if !(0.0..=1.0).contains(&self.knowledge.recall_similarity) {
+            p.push(format!("knowledge.recall_similarity {} is not in 0..1", self.knowledge.recall_similarity));
+        }
+        if let Err(e) = crate::calibration::Calibration::configured(&self.rca.calibration) {
+            p.push(e);
+        }
         if self.rca.confirm_windows == 0 {
             p.push("rca.confirm_windows must be at least 1".into());
         }
@@ -218,6 +242,15 @@ impl Config {
 
     pub fn data_dir(&self) -> PathBuf {
         PathBuf::from(self.data_dir.strip_prefix("file://").unwrap_or(&self.data_dir))
+    }
+
+    /// The embedded knowledge base's directory: `knowledge.path`, or `knowledge/` in
+    /// the job's history directory.
+    pub fn knowledge_dir(&self, data_dir: &Path) -> PathBuf {
+        match self.knowledge.path.as_str() {
+            "" => data_dir.join("knowledge"),
+            p => PathBuf::from(p),
+        }
     }
 }
 

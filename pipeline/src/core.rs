@@ -2,6 +2,7 @@
 //! features, detect, localise, manage incidents, plan and sign commands, take results.
 //! The Kafka loop (`job.rs`) and the benchmark both drive this.
 
+use crate::calibration::Calibration;
 use crate::config::Config;
 use crate::detect::{detect, note_reporters, Signal};
 use crate::features::{FeatureEngine, FeatureError, WindowFeatures};
@@ -10,6 +11,7 @@ use crate::incidents::{IncidentBook, Transition};
 use crate::model_slot::ModelSlot;
 use crate::planner::{Plan, Planner};
 use crate::rca::Localizer;
+use crate::recall::Memory;
 use crate::stats::JobStats;
 use crate::window::Windows;
 use arrow::array::RecordBatch;
@@ -17,7 +19,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 use x0_schema::{
-    ActionRecord, CommandResult, Element, HealingCommand, Incident, RootCauseKind, SigningKey, TelemetryBatch, Topology,
+    ActionRecord, CommandResult, Element, HealingCommand, Incident, RootCause, RootCauseKind, SigningKey,
+    TelemetryBatch, Topology,
 };
 use x0_sql::CommandRow;
 use x0_training::{GraphDetector, GraphWindow, LabelledWindow, RobustDetector, MODEL_VERSION};
@@ -56,6 +59,21 @@ pub struct StreamCore {
     keep_features: bool,
     /// Bumped whenever an incident or command changes, so history is written only then.
     generation: u64,
+    /// Past incidents (the knowledge base), when one is configured.
+    memory: Option<Memory>,
+    /// Every window's root-cause hypotheses, when kept for evaluation (`eval rca`).
+    diagnosis_log: Option<Vec<WindowDiagnoses>>,
+    /// Evidence score to confidence (`rca.calibration`); None: raw scores.
+    calibration: Option<Calibration>,
+}
+
+/// One window's root-cause hypotheses, as localisation produced them.
+#[derive(Debug, Clone)]
+pub struct WindowDiagnoses {
+    pub window_start: i64,
+    /// Stream time of the decision: equals `detected_at` of incidents it confirmed.
+    pub decided_at: i64,
+    pub causes: Vec<RootCause>,
 }
 
 impl std::fmt::Debug for StreamCore {
@@ -73,6 +91,8 @@ impl StreamCore {
         stats: Arc<JobStats>,
         id_prefix: &str,
     ) -> Self {
+        // Config::load validated it; a hand-built invalid config runs on raw scores.
+        let calibration = Calibration::configured(&config.rca.calibration).ok().flatten();
         let model = ModelSlot::new(&config.model.registry);
         let model_version = served_version(&model);
         StreamCore {
@@ -93,7 +113,26 @@ impl StreamCore {
             model_inputs: Vec::new(),
             keep_features: true,
             generation: 0,
+            memory: None,
+            diagnosis_log: None,
+            calibration,
         }
+    }
+
+    /// Keeps every window's root-cause hypotheses for [`take_diagnoses`](Self::take_diagnoses).
+    pub fn record_diagnoses(&mut self) {
+        self.diagnosis_log.get_or_insert_with(Vec::new);
+    }
+
+    /// The hypotheses recorded since the last call.
+    pub fn take_diagnoses(&mut self) -> Vec<WindowDiagnoses> {
+        self.diagnosis_log.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Remembers finished incidents in `kb` and recalls them when they recur.
+    pub fn with_knowledge(mut self, kb: Box<dyn x0_knowledge::KnowledgeBase>) -> Self {
+        self.memory = Some(Memory::new(kb, self.config.knowledge.clone()));
+        self
     }
 
     /// Stop keeping feature rows and model inputs for the history (benchmarks).
@@ -197,10 +236,23 @@ impl StreamCore {
         if let Some(window) = window.filter(|_| record) {
             self.model_inputs.push(window);
         }
-        let diagnoses = self.localizer.localize(&anomalies, &views, f.start);
+        let mut diagnoses = self.localizer.localize(&anomalies, &views, f.start);
+        if let Some(cal) = &self.calibration {
+            for d in &mut diagnoses {
+                let raw = d.cause.confidence;
+                d.cause.confidence = cal.apply(d.cause.kind.as_str(), raw);
+                d.cause.evidence.push(format!("evidence score {raw:.2}, calibrated to {:.2}", d.cause.confidence));
+            }
+        }
+        if let Some(log) = &mut self.diagnosis_log {
+            let causes = diagnoses.iter().map(|d| d.cause.clone()).collect();
+            log.push(WindowDiagnoses { window_start: f.start, decided_at: now, causes });
+        }
         self.planner.observe(f);
         let mut out = Vec::new();
-        for t in self.book.observe(diagnoses, f.start, now) {
+        let (memory, stats) = (&self.memory, &self.stats);
+        let mut recall = |i: &Incident| memory.as_ref().and_then(|m| m.recall(i, stats));
+        for t in self.book.observe_with(diagnoses, f.start, now, &mut recall) {
             match t {
                 Transition::Diagnosed(id) => {
                     self.stats.incident_opened();
@@ -256,6 +308,9 @@ impl StreamCore {
             (vec![], "symptoms cleared".to_string())
         };
         self.book.resolve(id, now, withdrawals, &why);
+        if let (Some(memory), Some(incident)) = (&self.memory, self.book.get(id)) {
+            memory.remember(incident, &self.stats);
+        }
         out.extend(self.book.get(id).cloned().map(Output::Incident));
     }
 

@@ -38,6 +38,14 @@ pub struct IncidentBook {
 
 pub(crate) const DAY_NS: i64 = 86_400_000_000_000;
 
+/// Appends a line to an incident's explanation.
+fn push_line(explanation: &mut String, line: &str) {
+    if !explanation.is_empty() {
+        explanation.push('\n');
+    }
+    explanation.push_str(line);
+}
+
 fn ms(ns: i64) -> i64 {
     ns / 1_000_000
 }
@@ -69,7 +77,20 @@ impl IncidentBook {
     }
 
     /// Feeds one window's diagnoses. `now_ns` is stream time at the decision.
+    #[cfg(test)]
     pub fn observe(&mut self, diagnoses: Vec<Diagnosis>, window_start: i64, now_ns: i64) -> Vec<Transition> {
+        self.observe_with(diagnoses, window_start, now_ns, &mut |_| None)
+    }
+
+    /// [`observe`](Self::observe), with `recall` asked about each candidate that is not
+    /// yet confirmed: a reason from it (a known incident) confirms the candidate now.
+    pub fn observe_with(
+        &mut self,
+        diagnoses: Vec<Diagnosis>,
+        window_start: i64,
+        now_ns: i64,
+        recall: &mut dyn FnMut(&Incident) -> Option<String>,
+    ) -> Vec<Transition> {
         let mut out = Vec::new();
         let mut touched = Vec::new();
         for d in diagnoses {
@@ -145,7 +166,13 @@ impl IncidentBook {
                     out.push(Transition::Rediagnosed(id.clone()));
                 }
             }
-            if !t.confirmed && (d.hard || t.streak >= self.confirm_windows) {
+            let recalled =
+                (!t.confirmed && !d.hard && t.streak < self.confirm_windows).then(|| recall(&t.incident)).flatten();
+            let early = recalled.is_some();
+            if let Some(why) = recalled {
+                push_line(&mut t.incident.explanation, &why);
+            }
+            if !t.confirmed && (d.hard || early || t.streak >= self.confirm_windows) {
                 t.confirmed = true;
                 t.incident.detected_at = now_ns;
                 t.incident.diagnosed_at = Some(now_ns);
@@ -187,20 +214,14 @@ impl IncidentBook {
             t.incident.state = IncidentState::Mitigating;
         }
         t.incident.actions.extend(actions);
-        if !t.incident.explanation.is_empty() {
-            t.incident.explanation.push('\n');
-        }
-        t.incident.explanation.push_str(explanation);
+        push_line(&mut t.incident.explanation, explanation);
     }
 
     /// Notes that no action will be taken (guardrail, suspect reporter, low confidence).
     pub fn record_no_action(&mut self, id: &str, why: &str) {
         let Some(t) = self.tracked.get_mut(id) else { return };
         t.incident.outcome = Outcome::NoAction;
-        if !t.incident.explanation.is_empty() {
-            t.incident.explanation.push('\n');
-        }
-        t.incident.explanation.push_str(why);
+        push_line(&mut t.incident.explanation, why);
     }
 
     /// Applies an actuator's result; returns the incident it belonged to if it changed.
@@ -306,6 +327,40 @@ mod tests {
             assert!(book.observe(vec![], w, 10 + w).is_empty());
         }
         assert!(matches!(&book.observe(vec![], 3, 13)[..], [Transition::Cleared(_)]));
+    }
+
+    fn loss(link: (&str, &str)) -> Diagnosis {
+        Diagnosis {
+            cause: RootCause {
+                kind: RootCauseKind::LinkLoss,
+                element: Element::link(link.0, link.1),
+                confidence: 0.9,
+                ambiguity: vec![],
+                evidence: vec![],
+            },
+            hard: false,
+            symptoms: vec![],
+        }
+    }
+
+    #[test]
+    fn a_recalled_incident_is_confirmed_on_its_first_window() {
+        let mut book = IncidentBook::new(2, 3, "m", "t");
+        // Without memory a soft symptom waits for its second window.
+        assert!(book.observe(vec![loss(("a", "b"))], 0, 1).is_empty());
+        assert!(matches!(&book.observe(vec![loss(("a", "b"))], 1, 2)[..], [Transition::Diagnosed(_)]));
+        // With a memory that knows it: the first window.
+        let mut asked = 0;
+        let mut recall = |i: &Incident| {
+            asked += 1;
+            (i.root_cause.as_ref()?.element == Element::link("c", "d")).then(|| "known incident".to_string())
+        };
+        let t = book.observe_with(vec![loss(("c", "d")), loss(("e", "f"))], 2, 3, &mut recall);
+        assert_eq!(asked, 2, "both unconfirmed candidates are asked about");
+        let [Transition::Diagnosed(id)] = &t[..] else { panic!("{t:?}") };
+        let incident = book.get(id).expect("confirmed");
+        assert_eq!(incident.root_cause.as_ref().map(|rc| rc.element.clone()), Some(Element::link("c", "d")));
+        assert!(incident.explanation.contains("known incident"));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! 6. **Knowledge**: incidents and commands are snapshotted to Parquet (SQL with
 //!    `x0_sql`) and published on `x0.incidents`.
 
+mod calibration;
 mod config;
 mod core;
 mod detect;
@@ -30,10 +31,12 @@ mod job;
 mod model_slot;
 mod planner;
 mod rca;
+mod recall;
 mod stats;
 mod window;
 
-pub use crate::core::{Output, Rejection, StreamCore};
+pub use crate::core::{Output, Rejection, StreamCore, WindowDiagnoses};
+pub use calibration::{Calibration, Step as CalibrationStep, BUILTIN_CALIBRATION};
 pub use config::{
     Config, ConfigErrors, FeaturesConfig, KeysConfig, ModelConfig, PlannerConfig, RcaConfig, WindowConfig, DEFAULT_TOML,
 };
@@ -42,5 +45,6 @@ pub use features::{FeatureEngine, FeatureError, WindowFeatures, BUILTIN_FEATURES
 pub use graph_input::{graph_window, FeaturizedWindow, OfflineFeaturizer};
 pub use history::MODEL_INPUTS;
 pub use job::{run_job, wall_clock_ns, JobError, JobReport};
+pub use recall::open_knowledge;
 pub use stats::JobStats;
 pub use window::{ClosedWindow, WindowRows, Windows};

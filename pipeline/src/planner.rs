@@ -412,6 +412,56 @@ mod tests {
         assert_eq!(p.installed_routes(), 0);
     }
 
+    /// No plan partitions the mesh: in the topology of every bundled scenario, for a
+    /// fault on every link and every node, every pair the fault leaves connected still
+    /// has a loop-free route that avoids it, and no other pair is touched.
+    #[test]
+    fn no_plan_in_any_bundled_scenario_partitions_the_mesh() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/scenarios");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("examples/scenarios") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|x| x != "toml") {
+                continue;
+            }
+            let scenario = x0_schema::Scenario::from_file(&path).expect("bundled scenarios parse");
+            let topo = Topology::generate(&scenario.topology).expect("topology");
+            let n = topo.len();
+            let elements: Vec<Element> = topo
+                .links()
+                .iter()
+                .map(|&(a, b)| topo.link_element(a, b))
+                .chain(topo.names().iter().map(|m| Element::node(m)))
+                .collect();
+            for e in &elements {
+                let mut p = Planner::new(topo.clone(), planner().config.clone());
+                p.plan_fault("i", e, 0);
+                let (bad_node, bad_link) = match e {
+                    Element::Node { id } => (topo.id(id), None),
+                    Element::Link { a, b } => (None, topo.id(a).zip(topo.id(b))),
+                };
+                let crosses =
+                    |x: NodeId, y: NodeId| bad_link.is_some_and(|(a, b)| (x, y) == (a, b) || (x, y) == (b, a));
+                for d in (0..n).filter(|&d| Some(d) != bad_node) {
+                    let reach =
+                        topo.distances_to(d, &|x, y| Some(x) != bad_node && Some(y) != bad_node && !crosses(x, y));
+                    for s in (0..n).filter(|&s| s != d && Some(s) != bad_node && reach[s] != usize::MAX) {
+                        let path = walk(&mut p, s, d).unwrap_or_else(|| {
+                            panic!("{}: after {e}, {s} has no loop-free route to {d}", scenario.name)
+                        });
+                        assert!(
+                            !path.iter().any(|&v| Some(v) == bad_node) && !path.windows(2).any(|w| crosses(w[0], w[1])),
+                            "{}: after {e}, {s} -> {d} still crosses it: {path:?}",
+                            scenario.name
+                        );
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 100, "checked {checked} faults");
+    }
+
     #[test]
     fn the_rate_guardrail_holds_changes_back() {
         let mut p = planner();

@@ -121,13 +121,21 @@ impl Localizer {
             let (Signal::Cpu, Element::Node { id }) = (&a.signal, &a.element) else { continue };
             let mut symptoms = vec![symptom(a, window_start)];
             let mut corroborating = 0;
+            // The links whose symptoms it explains are the alternatives: a fault on one
+            // of them, beside a busy node, would look the same. Strongest first.
+            let mut alternatives: Vec<(f64, Element)> = Vec::new();
             for (j, b) in anomalies.iter().enumerate() {
                 if !explained[j] && touching(id, b) && !matches!(b.signal, Signal::Carrier { .. }) {
                     explained[j] = true;
                     corroborating += 1;
                     symptoms.push(symptom(b, window_start));
+                    match alternatives.iter_mut().find(|(_, e)| *e == b.element) {
+                        Some(alt) => alt.0 = alt.0.max(b.score),
+                        None => alternatives.push((b.score, b.element.clone())),
+                    }
                 }
             }
+            alternatives.sort_by(|x, y| y.0.total_cmp(&x.0));
             explained[i] = true;
             let confidence = 0.65 + 0.1 * f64::from(corroborating.min(2));
             let evidence = vec![
@@ -139,7 +147,7 @@ impl Localizer {
                     kind: RootCauseKind::NodeOverload,
                     element: a.element.clone(),
                     confidence,
-                    ambiguity: vec![],
+                    ambiguity: alternatives.into_iter().map(|(_, e)| e).collect(),
                     evidence,
                 },
                 hard: false,

@@ -18,6 +18,12 @@ pub struct JobStats {
     pub results_other: AtomicU64,
     /// Times a newly promoted model came into service.
     pub model_swaps: AtomicU64,
+    /// Finished incidents stored in the knowledge base.
+    pub kb_remembered: AtomicU64,
+    /// Incidents confirmed early because the knowledge base knew them.
+    pub kb_recalls: AtomicU64,
+    /// Knowledge-base calls that failed (the job goes on without its memory).
+    pub kb_errors: AtomicU64,
     dlq: Mutex<BTreeMap<&'static str, u64>>,
     /// Per closed window: time from close to decision, µs.
     decision_us: Mutex<Vec<u64>>,
@@ -67,6 +73,10 @@ impl JobStats {
 
     pub fn result_received(&self, status: ResultStatus) {
         if status == ResultStatus::Applied { &self.results_applied } else { &self.results_other }.fetch_add(1, Relaxed);
+    }
+
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {

@@ -80,6 +80,10 @@ pub enum FaultKind {
     NodeCrash,
     NodeOverload,
     ByzantineReporter,
+    /// The node's agent stops reporting (restart, upgrade, lost its broker) while the
+    /// node keeps forwarding: telemetry disappears, the network does not. Nothing
+    /// should be rerouted.
+    AgentDown,
 }
 
 impl FaultKind {
@@ -92,6 +96,7 @@ impl FaultKind {
             FaultKind::NodeCrash => "node-crash",
             FaultKind::NodeOverload => "node-overload",
             FaultKind::ByzantineReporter => "byzantine-reporter",
+            FaultKind::AgentDown => "agent-down",
         }
     }
 
