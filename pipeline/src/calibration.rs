@@ -44,10 +44,15 @@ impl Calibration {
     }
 
     /// The calibrated confidence of a `kind` hypothesis scored `raw`; kinds never seen
-    /// in training keep their score.
+    /// in training keep their score. Above the highest score seen in training there is
+    /// no evidence about how often it is right: stronger evidence keeps at least its own
+    /// score (a witnessed crash must not inherit the odds of an unwitnessed one).
     pub fn apply(&self, kind: &str, raw: f64) -> f64 {
         let Some(steps) = self.kinds.get(kind).filter(|s| !s.is_empty()) else { return raw };
-        steps.iter().find(|s| raw <= s.upto).unwrap_or(&steps[steps.len() - 1]).p
+        match steps.iter().find(|s| raw <= s.upto) {
+            Some(step) => step.p,
+            None => steps[steps.len() - 1].p.max(raw),
+        }
     }
 
     /// Fits a calibration from (kind, raw score, was right) triples.
@@ -119,7 +124,8 @@ mod tests {
         assert!((c.apply("link-loss", 0.5) - 2.0 / 8.0).abs() < 1e-12);
         assert_eq!(c.apply("link-loss", 0.5), c.apply("link-loss", 0.7));
         assert!((c.apply("link-loss", 0.9) - 11.0 / 12.0).abs() < 1e-12);
-        assert!(c.apply("link-loss", 0.95) < 1.0, "above the largest score: the top step");
+        assert_eq!(c.apply("link-loss", 0.95), 0.95, "above the largest score seen: its own score");
+        assert!(c.apply("link-loss", 0.88) > 0.9, "within the top step: its probability");
         assert_eq!(c.apply("node-crash", 0.42), 0.42, "unseen kinds keep their score");
         // Smoothing must not break the order: 11 of 11 right, then 1 of 1.
         let mut v: Vec<(f64, bool)> = (0..11).map(|_| (0.65, true)).collect();

@@ -229,8 +229,19 @@ impl StreamCore {
             // The model decides which elements are anomalous; the statistical detector's
             // signals are the evidence root-cause analysis reasons with. Hard evidence
             // (carrier lost, a node gone silent) stands on its own.
+            // So do the neighbours' probe losses towards a silent node: they are the
+            // witnesses that tell a crash from an agent that stopped reporting, and the
+            // model (which flags the node) need not flag every link to it.
+            let silent: Vec<Element> =
+                anomalies.iter().filter(|a| matches!(a.signal, Signal::Silent)).map(|a| a.element.clone()).collect();
+            let witnesses_silent = |e: &Element| {
+                matches!(e, Element::Link { .. })
+                    && silent.iter().any(|n| matches!(n, Element::Node { id } if e.touches(id)))
+            };
             anomalies.retain(|a| {
-                matches!(a.signal, Signal::Carrier { .. } | Signal::Silent) || flagged.contains(&a.element)
+                matches!(a.signal, Signal::Carrier { .. } | Signal::Silent)
+                    || flagged.contains(&a.element)
+                    || witnesses_silent(&a.element)
             });
         }
         if let Some(window) = window.filter(|_| record) {
