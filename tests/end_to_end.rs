@@ -181,3 +181,17 @@ async fn a_recurring_fault_is_recalled_and_repaired_sooner() {
     let view = x0tta6bl4::kb_cmd::KbView::open(&Config::default(), dir.path()).unwrap();
     assert_eq!(view.kb().stats().unwrap().incidents, 2);
 }
+
+/// A flapping link is routed around once and stays routed around while it flaps: the
+/// hold-down keeps routes off it between its "up" phases, so no route flaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_link_causes_no_route_flapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = scenario("link-flap", "period = \"2s\"\nduration = \"8s\"");
+    s.duration = Duration::from_secs(16);
+    let outcome = run(s, ContentType::Arrow, dir.path()).await;
+    let summary = &outcome.summary;
+    assert!(summary.faults[0].root_cause_correct, "{summary:?}");
+    assert!(summary.routes_changed > 0, "the flapping link was never routed around: {summary:?}");
+    assert_eq!(summary.route_flaps, 0, "routes flapped with the link: {summary:?}");
+}
