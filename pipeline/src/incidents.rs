@@ -94,19 +94,22 @@ impl IncidentBook {
         let mut out = Vec::new();
         let mut touched = Vec::new();
         for d in diagnoses {
-            // A node diagnosis absorbs unconfirmed candidates on its links.
+            // A node diagnosis absorbs unconfirmed candidates on the links whose symptoms
+            // it explains (not a link it left out as slow or lossy for its own reason).
             if let Element::Node { id } = &d.cause.element {
-                let absorbed: Vec<String> =
-                    self.tracked
-                        .iter()
-                        .filter(|(_, t)| {
-                            !t.confirmed
-                                && t.incident.root_cause.as_ref().is_some_and(|rc| {
-                                    matches!(rc.element, Element::Link { .. }) && rc.element.touches(id)
-                                })
-                        })
-                        .map(|(k, _)| k.clone())
-                        .collect();
+                let absorbed: Vec<String> = self
+                    .tracked
+                    .iter()
+                    .filter(|(_, t)| {
+                        !t.confirmed
+                            && t.incident.root_cause.as_ref().is_some_and(|rc| {
+                                matches!(rc.element, Element::Link { .. })
+                                    && rc.element.touches(id)
+                                    && d.symptoms.iter().any(|s| s.element == rc.element)
+                            })
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 for k in absorbed {
                     self.tracked.remove(&k);
                 }

@@ -40,6 +40,34 @@ fn symptom(a: &Anomaly, window_start: i64) -> Symptom {
     Symptom { element: a.element.clone(), feature: a.feature.into(), value: a.value, score: a.score, window_start }
 }
 
+/// Links of `node` slow for their own reason: the only one of its links with a
+/// round-trip-time anomaly, or at least twice as slow as the median of its other slow
+/// links. A busy node delays what it forwards and, when it slows its probe replies,
+/// every link it has about alike; one link far slower than the rest is not its doing.
+fn outlying_delays(node: &str, anomalies: &[Anomaly]) -> BTreeSet<Element> {
+    let mut rtt: BTreeMap<&Element, f64> = BTreeMap::new();
+    for a in anomalies {
+        if matches!(a.signal, Signal::Rtt { .. })
+            && matches!(a.element, Element::Link { .. })
+            && a.element.touches(node)
+        {
+            let v = rtt.entry(&a.element).or_insert(a.value);
+            *v = v.max(a.value);
+        }
+    }
+    rtt.iter()
+        .filter(|(link, &v)| {
+            let mut others: Vec<f64> = rtt.iter().filter(|(l, _)| l != link).map(|(_, &x)| x).collect();
+            if others.is_empty() {
+                return true;
+            }
+            others.sort_by(f64::total_cmp);
+            v >= 2.0 * others[others.len() / 2]
+        })
+        .map(|(l, _)| (*l).clone())
+        .collect()
+}
+
 impl Localizer {
     pub fn new() -> Self {
         Self::default()
@@ -124,8 +152,12 @@ impl Localizer {
             // The links whose symptoms it explains are the alternatives: a fault on one
             // of them, beside a busy node, would look the same. Strongest first.
             let mut alternatives: Vec<(f64, Element)> = Vec::new();
+            let standout = outlying_delays(id, anomalies);
             for (j, b) in anomalies.iter().enumerate() {
-                if !explained[j] && touching(id, b) && !matches!(b.signal, Signal::Carrier { .. }) {
+                // A link far slower than the node's other slow links has a delay of its
+                // own: left for the link step, which names it beside the overload.
+                let own_delay = matches!(b.signal, Signal::Rtt { .. }) && standout.contains(&b.element);
+                if !explained[j] && touching(id, b) && !matches!(b.signal, Signal::Carrier { .. }) && !own_delay {
                     explained[j] = true;
                     corroborating += 1;
                     symptoms.push(symptom(b, window_start));
@@ -358,6 +390,38 @@ mod tests {
         let d = l.localize(&liar, &now, 1);
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!((d[0].cause.kind, &d[0].cause.element), (RootCauseKind::SuspectReporter, &Element::node("n5")));
+    }
+
+    #[test]
+    fn a_link_much_slower_than_an_overloaded_nodes_others_is_its_own_fault() {
+        let mut l = Localizer::new();
+        let rtt = |a: &str, b: &str, reporter: &str, us: f64| Anomaly {
+            element: Element::link(a, b),
+            signal: Signal::Rtt { reporter: reporter.into() },
+            feature: "rtt_avg_us",
+            value: us,
+            score: 10.0,
+        };
+        let cpu =
+            Anomaly { element: Element::node("n2"), signal: Signal::Cpu, feature: "cpu", value: 0.97, score: 9.0 };
+        let window = [
+            cpu,
+            rtt("n1", "n2", "n1", 21_000.0),
+            rtt("n2", "n3", "n3", 22_000.0),
+            rtt("n2", "n7", "n2", 71_000.0),
+            rtt("n2", "n7", "n7", 70_000.0),
+        ];
+        let d = l.localize(&window, &[], 0);
+        let causes: Vec<(RootCauseKind, String)> =
+            d.iter().map(|d| (d.cause.kind, d.cause.element.to_string())).collect();
+        assert!(causes.contains(&(RootCauseKind::NodeOverload, "node n2".into())), "{causes:?}");
+        assert!(causes.contains(&(RootCauseKind::LinkDelay, "link n2-n7".into())), "{causes:?}");
+        assert_eq!(d.len(), 2, "the links slowed alike stay explained by the overload: {causes:?}");
+        // The only slow link beside a busy node: its own delay too.
+        let cpu = window[0].clone();
+        let lone = [cpu, rtt("n2", "n7", "n2", 71_000.0), rtt("n2", "n7", "n7", 70_000.0)];
+        let d = l.localize(&lone, &[], 1);
+        assert!(d.iter().any(|d| d.cause.kind == RootCauseKind::LinkDelay), "{d:?}");
     }
 
     #[test]
