@@ -15,7 +15,7 @@ use x0_schema::{Element, Scenario, Topology};
 use x0_training::{DatasetWriter, Label, LabelledWindow};
 
 /// Fixed event-time origin of simulated runs (datasets are reproducible to the byte).
-const START_NS: i64 = 1_700_000_000_000_000_000;
+pub const START_NS: i64 = 1_700_000_000_000_000_000;
 /// Windows at the start of a run that are not labelled (nodes still coming up).
 const WARMUP_WINDOWS: i64 = 2;
 
@@ -29,6 +29,17 @@ pub fn scenario_files(dir: &Path) -> Result<Vec<PathBuf>> {
     files.sort();
     anyhow::ensure!(!files.is_empty(), "no *.toml scenarios in {}", dir.display());
     Ok(files)
+}
+
+/// The runs of a scenario with `seeds` seeds: each with another topology seed (the
+/// scenario's own first), named `name#seed`.
+pub fn seeded_runs(base: &Scenario, seeds: u64) -> impl Iterator<Item = (Scenario, String)> + '_ {
+    (0..seeds).map(move |s| {
+        let mut scenario = base.clone();
+        scenario.topology.seed = base.topology.seed.wrapping_add(s * 7919);
+        let run = format!("{}#{}", scenario.name, scenario.topology.seed);
+        (scenario, run)
+    })
 }
 
 /// One fault as the labeller sees it: where, what, and when (scenario time).
@@ -115,10 +126,7 @@ pub async fn write_datasets(
     let mut runs = 0;
     for file in scenario_files(dir)? {
         let base = Scenario::from_file(&file)?;
-        for s in 0..seeds {
-            let mut scenario = base.clone();
-            scenario.topology.seed = base.topology.seed.wrapping_add(s * 7919);
-            let run = format!("{}#{}", scenario.name, scenario.topology.seed);
+        for (scenario, run) in seeded_runs(&base, seeds) {
             progress(&run);
             let mut mesh = SimMesh::new(&scenario, SimOptions { start_ns: START_NS, ..Default::default() })?;
             let topo = mesh.topology().clone();

@@ -14,17 +14,16 @@
 //!
 //! A fault with no incident counts as wrong at every k.
 
-use crate::datasets::scenario_files;
+use crate::datasets::{scenario_files, seeded_runs, START_NS};
 use anyhow::Result;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use x0_lab::{blames, near, SimMesh, SimOptions};
+use x0_lab::{blames, cause_family, fault_family, near, SimMesh, SimOptions};
 use x0_pipeline::{Config, FeatureEngine, JobStats, StreamCore, WindowDiagnoses, BUILTIN_FEATURES_SQL};
 use x0_schema::{Element, FaultKind, Incident, RootCause, Scenario};
 
-const START_NS: i64 = 1_700_000_000_000_000_000;
 const K: usize = 5;
 const BINS: usize = 10;
 
@@ -103,6 +102,14 @@ fn masked(f: &Placed, all: &[Placed]) -> bool {
                 && g.from_ns < f.until_ns
                 && f.from_ns < g.until_ns
         })
+}
+
+impl Placed {
+    /// Whether an incident detected at `ns` can be about this fault: from 1 s before it
+    /// (the window it lands in) until 5 s after it ends (as `lab run` scores).
+    fn around(&self, ns: i64) -> bool {
+        ns >= self.from_ns - 1_000_000_000 && ns <= self.until_ns + 5_000_000_000
+    }
 }
 
 fn is_right(rc: &RootCause, f: &Placed) -> bool {
@@ -188,10 +195,7 @@ pub async fn eval_rca(
     }
     for file in files {
         let base = Scenario::from_file(&file)?;
-        for s in 0..seeds {
-            let mut scenario = base.clone();
-            scenario.topology.seed = base.topology.seed.wrapping_add(s * 7919);
-            let run = format!("{}#{}", scenario.name, scenario.topology.seed);
+        for (scenario, run) in seeded_runs(&base, seeds) {
             progress(&run);
             let (placed, incidents, windows) = run_one(&config, &scenario).await?;
             report.runs += 1;
@@ -216,8 +220,7 @@ pub async fn eval_rca(
                 let incident = incidents
                     .iter()
                     .filter(|i| {
-                        i.detected_at >= f.from_ns - 1_000_000_000
-                            && i.detected_at <= f.until_ns + 5_000_000_000
+                        f.around(i.detected_at)
                             && (i.root_cause.as_ref().is_some_and(|rc| near(&rc.element, &f.element))
                                 || i.symptoms.iter().any(|s| near(&s.element, &f.element)))
                     })
@@ -248,19 +251,15 @@ pub async fn eval_rca(
             // Calibration: every incident's confidence against whether it named a fault.
             for i in &incidents {
                 let Some(rc) = &i.root_cause else { continue };
-                let right = placed.iter().any(|f| {
-                    is_right(rc, f)
-                        && i.detected_at >= f.from_ns - 1_000_000_000
-                        && i.detected_at <= f.until_ns + 5_000_000_000
-                });
+                let right = placed.iter().any(|f| is_right(rc, f) && f.around(i.detected_at));
                 confidences.push((rc.kind.as_str().to_string(), rc.confidence, right));
             }
             if placed.len() >= 2 {
                 report.multi_fault_runs += 1;
-                let blamed: BTreeSet<(String, Element)> = incidents
+                let blamed: BTreeSet<(&str, Element)> = incidents
                     .iter()
                     .filter_map(|i| i.root_cause.as_ref())
-                    .map(|rc| (family(rc), rc.element.clone()))
+                    .map(|rc| (cause_family(rc.kind), rc.element.clone()))
                     .collect();
                 blamed_all += blamed.len();
                 blamed_right += blamed
@@ -307,26 +306,6 @@ fn ratio(a: usize, b: usize) -> f64 {
     } else {
         a as f64 / b as f64
     }
-}
-
-fn family(rc: &RootCause) -> String {
-    use x0_schema::RootCauseKind::*;
-    match rc.kind {
-        SuspectReporter => "reporter",
-        NodeCrash | NodeOverload => "node",
-        LinkDown | LinkLoss | LinkDelay => "link",
-    }
-    .into()
-}
-
-fn fault_family(kind: FaultKind) -> String {
-    match kind {
-        FaultKind::ByzantineReporter => "reporter",
-        FaultKind::AgentDown => "none",
-        FaultKind::NodeCrash | FaultKind::NodeOverload => "node",
-        _ => "link",
-    }
-    .into()
 }
 
 /// Expected calibration error over equal-width bins, and the bins.

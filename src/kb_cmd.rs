@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use x0_knowledge::{EdgeKnowledge, KnowledgeBase};
+use x0_knowledge::KnowledgeBase;
 use x0_pipeline::{open_knowledge, Config, StreamCore};
 
 /// `core` with the configured knowledge base attached; without one (and a warning)
@@ -32,20 +32,22 @@ pub struct KbView {
 impl KbView {
     pub fn open(config: &Config, data_dir: &Path) -> Result<Self> {
         let k = &config.knowledge;
-        if !k.url.is_empty() {
-            let kb = x0_knowledge::ServerKnowledge::connect(&k.url, &k.collection)?;
-            return Ok(KbView { kb: Box::new(kb), _copy: None, location: format!("{} ({})", k.url, k.collection) });
-        }
-        let dir = config.knowledge_dir(data_dir);
-        anyhow::ensure!(
-            dir.join("edge_config.json").is_file(),
-            "no knowledge base in {} yet (the stream job creates it when its first incident finishes)",
-            dir.display()
-        );
-        let copy = tempfile::tempdir().context("making a temporary directory")?;
-        copy_dir(&dir, copy.path()).with_context(|| format!("copying {}", dir.display()))?;
-        let kb = EdgeKnowledge::open(copy.path())?;
-        Ok(KbView { kb: Box::new(kb), _copy: Some(copy), location: dir.display().to_string() })
+        let (copy, location) = if k.url.is_empty() {
+            let dir = config.knowledge_dir(data_dir);
+            anyhow::ensure!(
+                dir.join("edge_config.json").is_file(),
+                "no knowledge base in {} yet (the stream job creates it when its first incident finishes)",
+                dir.display()
+            );
+            let copy = tempfile::tempdir().context("making a temporary directory")?;
+            copy_dir(&dir, copy.path()).with_context(|| format!("copying {}", dir.display()))?;
+            (Some(copy), dir.display().to_string())
+        } else {
+            (None, format!("{} ({})", k.url, k.collection))
+        };
+        let dir = copy.as_ref().map_or(data_dir, |c| c.path());
+        let kb = x0_knowledge::open(Some(&k.url), &k.collection, dir)?;
+        Ok(KbView { kb, _copy: copy, location })
     }
 
     pub fn kb(&self) -> &dyn KnowledgeBase {

@@ -15,19 +15,30 @@ fn ms(ns: i64, start_ns: i64) -> i64 {
     (ns - start_ns) / 1_000_000
 }
 
+/// The family of a root-cause kind: what a blame has to get right about a fault.
+pub fn cause_family(kind: RootCauseKind) -> &'static str {
+    match kind {
+        RootCauseKind::SuspectReporter => "reporter",
+        RootCauseKind::NodeCrash | RootCauseKind::NodeOverload => "node",
+        RootCauseKind::LinkDown | RootCauseKind::LinkLoss | RootCauseKind::LinkDelay => "link",
+    }
+}
+
+/// The cause family that names a fault kind; an agent that stopped reporting has none
+/// (nothing is broken, no cause is the right one).
+pub fn fault_family(kind: FaultKind) -> &'static str {
+    match kind {
+        FaultKind::ByzantineReporter => "reporter",
+        FaultKind::AgentDown => "none",
+        FaultKind::NodeCrash | FaultKind::NodeOverload => "node",
+        FaultKind::LinkDown | FaultKind::LinkLoss | FaultKind::LinkDelay | FaultKind::LinkFlap => "link",
+    }
+}
+
 /// Whether a root cause names the injected fault: the right element, and a cause kind
 /// of the right family (a liar is blamed as a suspect reporter, not a broken link).
 pub fn blames(kind: RootCauseKind, element: &Element, fault: FaultKind, target: &Element) -> bool {
-    let family = match fault {
-        FaultKind::ByzantineReporter => kind == RootCauseKind::SuspectReporter,
-        // Nothing is broken: no cause is the right one.
-        FaultKind::AgentDown => false,
-        FaultKind::NodeCrash | FaultKind::NodeOverload => {
-            matches!(kind, RootCauseKind::NodeCrash | RootCauseKind::NodeOverload)
-        }
-        _ => matches!(kind, RootCauseKind::LinkDown | RootCauseKind::LinkLoss | RootCauseKind::LinkDelay),
-    };
-    family && element == target
+    cause_family(kind) == fault_family(fault) && element == target
 }
 
 /// Whether `e` is the fault's element or next to it (a link sharing a node with it, a
