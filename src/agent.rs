@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use x0_actuator::{Actuator, KernelRouteTarget, NodeNetwork, RouteTarget};
 use x0_ingest::{
-    enter_netns, interface_index, telemetry_message, InterfaceReader, InterfaceStats, KernelProbes, LinkProber,
-    ProbeSnapshot,
+    enter_netns, interface_index, telemetry_message, InterfaceReader, InterfaceStats, KernelProbes, LinkEvents,
+    LinkProber, ProbeSnapshot,
 };
 use x0_kafka::KafkaConfig;
 use x0_pipeline::wall_clock_ns;
@@ -93,7 +93,9 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
     let mut report = AgentReport { provenance: Some(provenance), ..Default::default() };
     let parent = std::os::unix::process::parent_id();
     let mut parent_check = tokio::time::interval(Duration::from_secs(1));
-    let mut deliveries = tokio::time::interval(Duration::from_millis(100));
+    // Delivery reports are served after every send (the previous sends' verdicts are
+    // in by then); the timer only covers a quiet spell.
+    let mut deliveries = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
@@ -122,6 +124,7 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
                     if let Err((e, _)) = producer.send(record) {
                         tracing::warn!(error = %e, "telemetry not queued");
                     }
+                    producer.poll(Duration::ZERO);
                 }
                 Some(Outbound::Result(result)) => {
                     report.commands += 1;
@@ -185,7 +188,7 @@ fn data_plane(
     stop: Arc<AtomicBool>,
     ready: tokio::sync::oneshot::Sender<Result<Provenance>>,
 ) {
-    type Plane = (Option<KernelProbes>, Actuator<KernelRouteTarget>, LinkProber, InterfaceReader, Vec<u32>);
+    type Plane = (Option<KernelProbes>, Actuator<KernelRouteTarget>, LinkProber, InterfaceReader, LinkEvents, Vec<u32>);
     let setup = || -> Result<Plane> {
         if let Some(ns) = &opts.netns {
             enter_netns(ns).with_context(|| format!("entering namespace {ns}"))?;
@@ -221,9 +224,10 @@ fn data_plane(
             LinkProber::bind(net.neighbours.iter().map(|n| n.peer).collect(), opts.probe_interval, opts.probe_timeout)
                 .context("binding the link-probe port")?;
         let interfaces = InterfaceReader::open().context("rtnetlink socket")?;
-        Ok((probes, actuator, prober, interfaces, ifindex))
+        let link_events = LinkEvents::open().context("rtnetlink link notifications")?;
+        Ok((probes, actuator, prober, interfaces, link_events, ifindex))
     };
-    let (probes, mut actuator, mut prober, mut interfaces, ifindex) = match setup() {
+    let (probes, mut actuator, mut prober, mut interfaces, mut link_events, ifindex) = match setup() {
         Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -247,6 +251,13 @@ fn data_plane(
     let (mut next_sample, mut sample_ts) = next_boundary(opts.telemetry_interval);
     let mut next_reconcile = Instant::now() + Duration::from_secs(1);
     let mut carriers: Vec<bool> = Vec::new();
+    // The kernel's view of the links. With the eBPF counters it is needed only for
+    // carrier (re-read when the kernel announces a link change) and the rare interface
+    // errors (re-read every second); a dump every sample was a third of the agent's
+    // cost. Without eBPF its counters are the telemetry, read every sample.
+    let mut kernel: Vec<InterfaceStats> = Vec::new();
+    let mut links_changed = true;
+    let mut next_link_dump = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         prober.poll(now);
@@ -273,7 +284,11 @@ fn data_plane(
         if now >= next_sample {
             let ts = sample_ts;
             (next_sample, sample_ts) = next_boundary(opts.telemetry_interval);
-            let kernel = interfaces.read().unwrap_or_default();
+            if probes.is_none() || links_changed || now >= next_link_dump {
+                links_changed = false;
+                next_link_dump = now + LINK_DUMP_PERIOD;
+                kernel = interfaces.read().unwrap_or_default();
+            }
             let now_carriers: Vec<bool> =
                 ifindex.iter().map(|&i| kernel.iter().any(|k| k.ifindex == i && k.carrier)).collect();
             if now_carriers != carriers {
@@ -336,11 +351,24 @@ fn data_plane(
         let wake = prober.next_due().min(next_sample).min(next_reconcile);
         if let Some(wait) = wake.checked_duration_since(Instant::now()) {
             let ms = u16::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
-            let mut fds =
-                [PollFd::new(prober.as_fd(), PollFlags::POLLIN), PollFd::new(bell.as_fd(), PollFlags::POLLIN)];
+            let mut fds = [
+                PollFd::new(prober.as_fd(), PollFlags::POLLIN),
+                PollFd::new(bell.as_fd(), PollFlags::POLLIN),
+                PollFd::new(link_events.as_fd(), PollFlags::POLLIN),
+            ];
             let _ = poll(&mut fds, ms);
-            let mut drain = [0u8; 64];
-            while matches!(bell.read(&mut drain), Ok(n) if n > 0) {}
+            let ready =
+                |fd: &PollFd| fd.revents().is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR));
+            let (rang, links) = (ready(&fds[1]), ready(&fds[2]));
+            if rang {
+                let mut drain = [0u8; 64];
+                while matches!(bell.read(&mut drain), Ok(n) if n > 0) {}
+            }
+            // Carrier is read at the next sample boundary (at most one interval later,
+            // as when it was polled); the notification only says a dump is due.
+            if links && link_events.drain() {
+                links_changed = true;
+            }
         }
     }
 }
@@ -357,16 +385,19 @@ fn next_boundary(interval: Duration) -> (Instant, i64) {
 }
 
 /// The agent's Kafka settings. Commands are rare and the consumer otherwise polls for
-/// nothing: a fetch waits up to 50 ms for data (a real broker answers as soon as a
-/// command arrives; librdkafka's mock cluster waits the full time), not the job's 5 ms
-/// that would cost every node 200 fetches a second. Explicit settings win.
+/// nothing: a fetch waits up to 100 ms for data (a real broker answers as soon as a
+/// command arrives; librdkafka's mock cluster waits the full time, so in the lab a
+/// command can take up to 100 ms longer), not the job's 5 ms that would cost every
+/// node 200 fetches a second. Explicit settings win.
 fn agent_kafka(kafka: &KafkaConfig) -> KafkaConfig {
     let mut k = kafka.clone();
-    k.options.entry("fetch.wait.max.ms".into()).or_insert_with(|| "50".into());
+    k.options.entry("fetch.wait.max.ms".into()).or_insert_with(|| "100".into());
     k
 }
 
 const NODE_RESOURCE_PERIOD: Duration = Duration::from_millis(500);
+/// How often the links are dumped when nothing announced a change (eBPF counters).
+const LINK_DUMP_PERIOD: Duration = Duration::from_secs(1);
 
 /// Cumulative counters per neighbour: eBPF when loaded, else the kernel's own.
 /// Retransmits are charged to the link their destination is routed over.

@@ -182,7 +182,10 @@ enum Command {
         probe_interval: std::time::Duration,
         #[arg(long, value_parser = humantime::parse_duration, default_value = "200ms")]
         probe_timeout: std::time::Duration,
-        #[arg(long, default_value = "arrow")]
+        /// Telemetry encoding on the wire: json or arrow. JSON by default: an agent sends
+        /// one node's few samples per message, where Arrow IPC's per-message schema costs
+        /// more to write, send and read than it saves (BENCHMARKS.md, sections 3 and 4).
+        #[arg(long, default_value = "json")]
         encoding: String,
         /// Use the kernel's interface counters, not eBPF.
         #[arg(long)]
@@ -354,7 +357,13 @@ fn main() -> Result<()> {
     if matches!(cli.command, Command::Demo { .. } | Command::Run { .. }) {
         x0tta6bl4::memory::keep_freed_memory();
     }
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli))
+    // An agent's async half only relays between Kafka and its data-plane thread: one
+    // thread does it with fewer wake-ups than a worker pool (its cost is per node).
+    let runtime = match cli.command {
+        Command::Agent { .. } => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
+    };
+    runtime.block_on(run(cli))
 }
 
 async fn run(cli: Cli) -> Result<()> {

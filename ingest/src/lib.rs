@@ -7,7 +7,8 @@
 //!   of an interface's egress packets).
 //! - [`LinkProber`]: active UDP probes of every link (loss, RTT).
 //! - [`read_interfaces`]: the kernel's interface counters and carrier (rtnetlink),
-//!   the fallback when the probes cannot load.
+//!   the fallback when the probes cannot load; [`LinkEvents`], the kernel's carrier
+//!   notifications.
 //! - [`TelemetryPublisher`]: publishes [`x0_schema::TelemetryBatch`]es to `x0.telemetry`.
 
 mod interfaces;
@@ -24,3 +25,4 @@ pub use probes::{
     ProbeError, ProbeSnapshot,
 };
 pub use publisher::{telemetry_message, TelemetryPublisher};
+pub use x0_netlink::LinkEvents;

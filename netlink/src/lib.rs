@@ -12,6 +12,7 @@ use netlink_packet_core::{NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkP
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 
 // From linux/netlink.h.
 const NLMSG_ERROR: u16 = 2;
@@ -136,5 +137,56 @@ impl RtSocket {
                 offset += len;
             }
         }
+    }
+}
+
+// From linux/rtnetlink.h.
+const RTNLGRP_LINK: u32 = 1;
+
+/// The kernel's link notifications (`RTNLGRP_LINK`: carrier, admin state, new or
+/// removed interfaces) in the calling thread's network namespace, on a non-blocking
+/// socket to sleep on in poll(2). The agent learns of a carrier change this way
+/// instead of dumping every link ten times a second to look for one.
+pub struct LinkEvents {
+    socket: Socket,
+}
+
+impl std::fmt::Debug for LinkEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkEvents").finish_non_exhaustive()
+    }
+}
+
+impl LinkEvents {
+    pub fn open() -> io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.add_membership(RTNLGRP_LINK)?;
+        socket.set_non_blocking(true)?;
+        Ok(LinkEvents { socket })
+    }
+
+    /// Reads every pending notification; true when any arrived. An overrun socket
+    /// (`ENOBUFS`: the kernel dropped notifications) also says true, so the caller
+    /// re-reads the links rather than trusting what it has.
+    pub fn drain(&mut self) -> bool {
+        let mut buf = [0u8; 8192];
+        let mut any = false;
+        loop {
+            let mut free = &mut buf[..];
+            match self.socket.recv(&mut free, 0) {
+                Ok(0) => return any,
+                Ok(_) => any = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return any,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+impl AsFd for LinkEvents {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
     }
 }
