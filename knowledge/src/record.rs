@@ -27,6 +27,12 @@ impl PastIncident {
             && matches!(self.incident.outcome, Mitigated | Recovered)
             && self.failed_actions() == 0
     }
+
+    /// Whether we acted and the repair was rolled back (it did not help, or an
+    /// actuator refused part of it).
+    pub fn rolled_back(&self) -> bool {
+        !self.incident.actions.is_empty() && self.incident.outcome == x0_schema::Outcome::Failed
+    }
 }
 
 /// Counts over the whole knowledge base.

@@ -79,6 +79,13 @@ pub struct PlannerConfig {
     #[serde(with = "humantime_serde")]
     pub hold_down: Duration,
     pub max_route_changes_per_minute: u32,
+    /// Windows after a plan is applied over which it is verified; 0: never verified.
+    pub verify_windows: u32,
+    /// Packets per window the incident's links must have lost before acting for the
+    /// repair to be judged.
+    pub verify_min_lost: f64,
+    /// A repair that cut that loss by less than this share is rolled back.
+    pub verify_min_improvement: f64,
 }
 
 /// The incident knowledge base (see `config/default.toml`).
@@ -206,6 +213,12 @@ impl Config {
         }
         if self.planner.k_paths < 1 {
             p.push("planner.k_paths must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.planner.verify_min_improvement) {
+            p.push(format!("planner.verify_min_improvement {} is not in 0..1", self.planner.verify_min_improvement));
+        }
+        if !self.planner.verify_min_lost.is_finite() || self.planner.verify_min_lost < 0.0 {
+            p.push(format!("planner.verify_min_lost {} must be zero or more", self.planner.verify_min_lost));
         }
         if self.planner.command_ttl.is_zero() {
             p.push("planner.command_ttl must be positive".into());

@@ -13,14 +13,15 @@ use crate::planner::{Plan, Planner};
 use crate::rca::Localizer;
 use crate::recall::Memory;
 use crate::stats::JobStats;
+use crate::verify::{LossHistory, RepairCheck, Verdict, VerifyRule};
 use crate::window::Windows;
 use arrow::array::RecordBatch;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 use x0_schema::{
-    ActionRecord, CommandResult, Element, HealingCommand, Incident, RootCause, RootCauseKind, SigningKey,
-    TelemetryBatch, Topology,
+    ActionRecord, CommandResult, Element, HealingCommand, Incident, IncidentState, RootCause, RootCauseKind,
+    SigningKey, TelemetryBatch, Topology,
 };
 use x0_sql::CommandRow;
 use x0_training::{GraphDetector, GraphWindow, LabelledWindow, RobustDetector, MODEL_VERSION};
@@ -65,6 +66,9 @@ pub struct StreamCore {
     diagnosis_log: Option<Vec<WindowDiagnoses>>,
     /// Evidence score to confidence (`rca.calibration`); None: raw scores.
     calibration: Option<Calibration>,
+    /// Recent traffic loss per link, and the plans being verified against it.
+    loss: LossHistory,
+    checks: BTreeMap<String, RepairCheck>,
 }
 
 /// One window's root-cause hypotheses, as localisation produced them.
@@ -116,6 +120,8 @@ impl StreamCore {
             memory: None,
             diagnosis_log: None,
             calibration,
+            loss: LossHistory::default(),
+            checks: BTreeMap::new(),
         }
     }
 
@@ -260,7 +266,9 @@ impl StreamCore {
             log.push(WindowDiagnoses { window_start: f.start, decided_at: now, causes });
         }
         self.planner.observe(f);
+        self.loss.push(f);
         let mut out = Vec::new();
+        self.verify(f, now, &mut out);
         let (memory, stats) = (&self.memory, &self.stats);
         let mut recall = |i: &Incident| memory.as_ref().and_then(|m| m.recall(i, stats));
         for t in self.book.observe_with(diagnoses, f.start, now, &mut recall) {
@@ -277,9 +285,13 @@ impl StreamCore {
     }
 
     fn act_on_diagnosis(&mut self, id: &str, now: i64, out: &mut Vec<Output>) {
+        if self.book.rolled_back(id) {
+            return;
+        }
         let Some(incident) = self.book.get(id) else { return };
         let rc = incident.root_cause.clone().expect("diagnosed incidents have a cause");
         let min = self.config.planner.min_confidence;
+        let failed_before = || self.memory.as_ref().and_then(|m| m.failed_before(incident, &self.stats));
         if rc.kind == RootCauseKind::SuspectReporter {
             self.book.record_no_action(id, &format!("{} reports faults its neighbours do not corroborate: suspect reporter, no reroute on its word alone", rc.element));
         } else if rc.confidence < min {
@@ -290,6 +302,8 @@ impl StreamCore {
                     rc.confidence
                 ),
             );
+        } else if let Some(why) = failed_before() {
+            self.book.record_no_action(id, &why);
         } else {
             let plan = self.planner.plan_fault(id, &rc.element, now);
             let why = format!(
@@ -305,8 +319,57 @@ impl StreamCore {
                 self.book.record_no_action(id, &why);
             } else {
                 self.book.record_actions(id, actions, &why);
+                if self.config.planner.verify_windows > 0 {
+                    let incident = self.book.get(id).expect("recorded above");
+                    let links = lossy_links(incident);
+                    let before = self.loss.mean_lost(&links, incident.opened_at);
+                    self.checks.insert(id.to_string(), RepairCheck::new(links, before));
+                }
             }
         }
+        out.extend(self.book.get(id).cloned().map(Output::Incident));
+    }
+
+    /// Judges the plans whose commands were all applied (see [`crate::verify`]); rolls
+    /// back those that did not help.
+    fn verify(&mut self, f: &WindowFeatures, now: i64, out: &mut Vec<Output>) {
+        let rule = VerifyRule {
+            windows: self.config.planner.verify_windows,
+            min_lost: self.config.planner.verify_min_lost,
+            min_improvement: self.config.planner.verify_min_improvement,
+        };
+        let ids: Vec<String> = self.checks.keys().cloned().collect();
+        for id in ids {
+            if !matches!(
+                self.book.get(&id).map(|i| i.state),
+                Some(IncidentState::Mitigating | IncidentState::Verifying)
+            ) {
+                // Resolved or rolled back before it could be judged.
+                self.checks.remove(&id);
+                continue;
+            }
+            let check = self.checks.get_mut(&id).expect("listed above");
+            match check.observe(f, &rule) {
+                Verdict::Pending => {}
+                Verdict::Stands(line) => {
+                    self.checks.remove(&id);
+                    self.book.note(&id, &line);
+                    self.generation += 1;
+                    out.extend(self.book.get(&id).cloned().map(Output::Incident));
+                }
+                Verdict::RollBack(line) => self.roll_back(&id, &line, now, out),
+            }
+        }
+    }
+
+    /// Withdraws an incident's routes (its plan did not help, or was refused in part).
+    fn roll_back(&mut self, id: &str, why: &str, now: i64, out: &mut Vec<Output>) {
+        self.checks.remove(id);
+        let plan = self.planner.plan_clear(id, now);
+        let withdrawals = self.issue(id, &plan, now, out);
+        self.book.roll_back(id, withdrawals, &format!("{why}; {}", plan.explanation.join("; ")));
+        JobStats::bump(&self.stats.repairs_rolled_back);
+        self.generation += 1;
         out.extend(self.book.get(id).cloned().map(Output::Incident));
     }
 
@@ -380,7 +443,22 @@ impl StreamCore {
             row.reason = (!r.reason.is_empty()).then(|| r.reason.clone());
             row.acked_at = Some(r.applied_at);
         }
-        self.book.on_result(r).and_then(|id| self.book.get(&id).cloned()).map(Output::Incident).into_iter().collect()
+        let Some(id) = self.book.on_result(r) else { return vec![] };
+        let mut out = Vec::new();
+        if let Some(reason) = self.book.refused_command(&id) {
+            let now = self.stream_now().unwrap_or(r.applied_at);
+            self.roll_back(&id, &format!("{reason}: the plan, applied in part, is rolled back whole"), now, &mut out);
+            return out;
+        }
+        if self.book.applied(&id) {
+            // Windows that start after this are the repair's to answer for.
+            let now = self.stream_now().unwrap_or(r.applied_at);
+            if let Some(check) = self.checks.get_mut(&id) {
+                check.applied(now);
+            }
+        }
+        out.extend(self.book.get(&id).cloned().map(Output::Incident));
+        out
     }
 
     /// Changes to incidents or commands so far (compare to skip unchanged snapshots).
@@ -428,6 +506,22 @@ impl StreamCore {
     pub fn late_rows(&self) -> u64 {
         self.windows.late_rows()
     }
+}
+
+/// The links whose traffic an incident's repair should spare: its cause's, if a link,
+/// and every link it saw symptoms on.
+fn lossy_links(incident: &Incident) -> Vec<Element> {
+    let mut links: Vec<Element> = incident
+        .root_cause
+        .iter()
+        .map(|rc| &rc.element)
+        .chain(incident.symptoms.iter().map(|s| &s.element))
+        .filter(|e| matches!(e, Element::Link { .. }))
+        .cloned()
+        .collect();
+    links.sort();
+    links.dedup();
+    links
 }
 
 /// What incidents record as the detector that scored them.

@@ -23,6 +23,8 @@ struct Tracked {
     confirmed: bool,
     healthy_windows: u32,
     acted: bool,
+    /// Its repair was rolled back: not acted on again while it lasts.
+    rolled_back: bool,
 }
 
 /// Every incident this job knows, keyed by id, plus candidates not yet confirmed.
@@ -34,6 +36,21 @@ pub struct IncidentBook {
     tracked: BTreeMap<String, Tracked>,
     next_id: u64,
     id_prefix: String,
+}
+
+/// The first command of the incident's current plan its actuator refused, failed or
+/// rolled back, as a reason.
+fn refused(inc: &Incident) -> Option<String> {
+    inc.actions.iter().find_map(|a| match a.status {
+        Some(s @ (ResultStatus::Failed | ResultStatus::Rejected | ResultStatus::RolledBack)) => Some(format!(
+            "command {} to {} was {}: {}",
+            a.command_id,
+            a.target,
+            s.as_str(),
+            a.reason.as_deref().unwrap_or("no reason given")
+        )),
+        _ => None,
+    })
 }
 
 pub(crate) const DAY_NS: i64 = 86_400_000_000_000;
@@ -144,6 +161,7 @@ impl IncidentBook {
                             confirmed: false,
                             healthy_windows: 0,
                             acted: false,
+                            rolled_back: false,
                         },
                     );
                     id
@@ -237,22 +255,52 @@ impl IncidentBook {
         a.acked_at = Some(r.applied_at);
         let inc = &mut t.incident;
         let all_acked = inc.actions.iter().all(|a| a.status.is_some());
-        let any_bad = inc.actions.iter().any(|a| {
-            matches!(a.status, Some(ResultStatus::Failed | ResultStatus::Rejected | ResultStatus::RolledBack))
-        });
-        if inc.state == IncidentState::Mitigating && all_acked {
-            if any_bad {
-                inc.state = IncidentState::Failed;
-                inc.outcome = Outcome::Failed;
-            } else {
-                let last = inc.actions.iter().filter_map(|a| a.acked_at).max().unwrap_or(r.applied_at);
-                inc.mitigated_at = Some(last);
-                inc.mttr_ms = Some(ms(last - inc.opened_at));
-                inc.state = IncidentState::Verifying;
-                inc.outcome = Outcome::Mitigated;
-            }
+        // A refused command leaves the incident mitigating: the job rolls the plan back.
+        if inc.state == IncidentState::Mitigating && all_acked && refused(inc).is_none() {
+            let last = inc.actions.iter().filter_map(|a| a.acked_at).max().unwrap_or(r.applied_at);
+            inc.mitigated_at = Some(last);
+            inc.mttr_ms = Some(ms(last - inc.opened_at));
+            inc.state = IncidentState::Verifying;
+            inc.outcome = Outcome::Mitigated;
         }
         Some(id.clone())
+    }
+
+    /// Why the incident's plan must be rolled back now: a command of it was refused,
+    /// failed or rolled back by its actuator (a plan applied in part can loop traffic).
+    pub fn refused_command(&self, id: &str) -> Option<String> {
+        let t = self.tracked.get(id).filter(|t| t.acted && !t.rolled_back && !t.incident.state.is_final())?;
+        refused(&t.incident)
+    }
+
+    /// Whether every command of the incident's plan was applied (it is being verified).
+    pub fn applied(&self, id: &str) -> bool {
+        self.tracked.get(id).is_some_and(|t| t.incident.state == IncidentState::Verifying)
+    }
+
+    /// The repair did not help or was refused in part: its routes are being withdrawn
+    /// (`withdrawals`). The incident stays open while its symptoms last, is not acted on
+    /// again, and ends failed.
+    pub fn roll_back(&mut self, id: &str, withdrawals: Vec<ActionRecord>, why: &str) {
+        let Some(t) = self.tracked.get_mut(id) else { return };
+        t.rolled_back = true;
+        t.acted = false;
+        t.incident.state = IncidentState::Diagnosed;
+        t.incident.outcome = Outcome::Failed;
+        t.incident.actions.extend(withdrawals);
+        push_line(&mut t.incident.explanation, why);
+    }
+
+    /// Whether the incident's repair was rolled back.
+    pub fn rolled_back(&self, id: &str) -> bool {
+        self.tracked.get(id).is_some_and(|t| t.rolled_back)
+    }
+
+    /// Adds a line to the incident's explanation.
+    pub fn note(&mut self, id: &str, line: &str) {
+        if let Some(t) = self.tracked.get_mut(id) {
+            push_line(&mut t.incident.explanation, line);
+        }
     }
 
     /// The element healed and routes were handed back.
@@ -260,7 +308,10 @@ impl IncidentBook {
         let Some(t) = self.tracked.get_mut(id) else { return };
         let inc = &mut t.incident;
         inc.resolved_at = Some(now_ns);
-        if inc.state != IncidentState::Failed {
+        if t.rolled_back {
+            inc.state = IncidentState::Failed;
+            inc.outcome = Outcome::Failed;
+        } else {
             inc.state = IncidentState::Resolved;
             if inc.outcome != Outcome::NoAction {
                 inc.outcome = if t.acted { Outcome::Recovered } else { Outcome::NoAction };
@@ -344,6 +395,56 @@ mod tests {
             hard: false,
             symptoms: vec![],
         }
+    }
+
+    fn action(id: &str) -> ActionRecord {
+        ActionRecord {
+            command_id: id.into(),
+            target: "a".into(),
+            action: x0_schema::Action::RouteWithdraw { destination: "b".into() },
+            issued_at: 0,
+            status: None,
+            reason: None,
+            acked_at: None,
+        }
+    }
+
+    fn result(id: &str, status: ResultStatus) -> CommandResult {
+        CommandResult {
+            schema_version: 1,
+            command_id: id.into(),
+            node: "a".into(),
+            status,
+            reason: "no such route".into(),
+            applied_at: 5,
+            routes: vec![],
+        }
+    }
+
+    #[test]
+    fn a_refused_command_holds_the_incident_for_rollback_and_it_ends_failed_not_reopened() {
+        let mut book = IncidentBook::new(1, 2, "m", "t");
+        let [Transition::Diagnosed(id)] = &book.observe(vec![loss(("a", "b"))], 0, 1)[..] else { panic!() };
+        let id = id.clone();
+        book.record_actions(&id, vec![action("c1"), action("c2")], "plan");
+        book.on_result(&result("c1", ResultStatus::Applied));
+        assert_eq!(book.refused_command(&id), None);
+        book.on_result(&result("c2", ResultStatus::Rejected));
+        let why = book.refused_command(&id).expect("a refused command asks for rollback");
+        assert!(why.contains("c2") && why.contains("no such route"), "{why}");
+        assert!(!book.applied(&id), "never verifying with a command refused");
+        book.roll_back(&id, vec![action("w1")], "rolled back");
+        assert_eq!(book.refused_command(&id), None, "rolled back once");
+        // The symptoms go on: the same incident, no new one, no new decision.
+        let t = book.observe(vec![loss(("a", "b"))], 1, 2);
+        assert!(t.iter().all(|t| matches!(t, Transition::Rediagnosed(i) if *i == id)), "{t:?}");
+        assert!(book.rolled_back(&id));
+        book.observe(vec![], 2, 3);
+        let [Transition::Cleared(cleared)] = &book.observe(vec![], 3, 4)[..] else { panic!() };
+        book.resolve(cleared, 4, vec![], "cleared");
+        let incident = book.get(&id).expect("kept");
+        assert_eq!((incident.state, incident.outcome), (IncidentState::Failed, Outcome::Failed));
+        assert_eq!(book.incidents().len(), 1);
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! 4. **Plan**: the planner reroutes only what crosses the fault, over the cheapest
 //!    healthy paths, with an edge-disjoint backup next hop ([`disjoint_paths`]).
 //! 5. **Execute**: commands are signed and sent to `x0.commands`; results from
-//!    `x0.command-results` move incidents along their lifecycle.
+//!    `x0.command-results` move incidents along their lifecycle. Once applied, a
+//!    repair is verified against the traffic its links lose, and rolled back when it
+//!    did not help or an actuator refused part of it (`verify`).
 //! 6. **Knowledge**: incidents and commands are snapshotted to Parquet (SQL with
 //!    `x0_sql`) and published on `x0.incidents`.
 
@@ -33,6 +35,7 @@ mod planner;
 mod rca;
 mod recall;
 mod stats;
+mod verify;
 mod window;
 
 pub use crate::core::{Output, Rejection, StreamCore, WindowDiagnoses};

@@ -346,18 +346,11 @@ impl Planner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use x0_schema::{Shape, TopologySpec};
 
     fn planner() -> Planner {
         let topo = Topology::generate(&TopologySpec { shape: Shape::Grid, nodes: 16, seed: 1, links: vec![] }).unwrap();
-        let config = PlannerConfig {
-            min_confidence: 0.6,
-            command_ttl: Duration::from_secs(10),
-            k_paths: 2,
-            hold_down: Duration::from_secs(10),
-            max_route_changes_per_minute: 1000,
-        };
+        let config = PlannerConfig { max_route_changes_per_minute: 1000, ..crate::Config::default().planner };
         Planner::new(topo, config)
     }
 

@@ -1,7 +1,9 @@
 //! The stream job's memory: finished incidents go into the knowledge base, and a new
 //! candidate incident that matches a past one (same element, same kind, a similar
 //! symptom signature, repaired by our reroute) is acted on without waiting for
-//! `rca.confirm_windows`: a known fault with a known fix.
+//! `rca.confirm_windows`: a known fault with a known fix. When the latest such match
+//! was instead rolled back (the reroute did not help), the repair is not repeated:
+//! that incident ends without action, so the one after it is tried again.
 //!
 //! Memory is an optimisation, never a dependency: when the knowledge base fails, the
 //! job logs it, counts it, and decides as it would without one.
@@ -9,7 +11,7 @@
 use crate::config::{Config, KnowledgeConfig};
 use crate::stats::JobStats;
 use std::path::Path;
-use x0_knowledge::{signature, KnowledgeBase, KnowledgeError};
+use x0_knowledge::{signature, KnowledgeBase, KnowledgeError, SimilarIncident};
 use x0_schema::{Incident, RootCauseKind};
 
 /// Opens the configured knowledge base (the embedded one under `data_dir` unless
@@ -50,27 +52,35 @@ impl Memory {
         }
     }
 
+    /// Past incidents on the candidate's element, of its kind, at least
+    /// `knowledge.recall_similarity` alike, most similar first.
+    fn matches(&self, candidate: &Incident, stats: &JobStats) -> Vec<SimilarIncident> {
+        let Some(rc) = candidate.root_cause.as_ref() else { return vec![] };
+        // Only faults a reroute repairs; a suspect reporter is never acted on.
+        if !matches!(rc.kind, RootCauseKind::LinkLoss | RootCauseKind::LinkDelay | RootCauseKind::NodeOverload) {
+            return vec![];
+        }
+        match self.kb.similar(&signature(candidate), 5, Some(&rc.element)) {
+            Ok(found) => found
+                .into_iter()
+                .filter(|s| {
+                    s.score >= self.config.recall_similarity
+                        && s.past.incident.root_cause.as_ref().is_some_and(|p| p.kind == rc.kind)
+                })
+                .collect(),
+            Err(e) => {
+                JobStats::bump(&stats.kb_errors);
+                tracing::warn!(error = %e, "knowledge base not consulted");
+                vec![]
+            }
+        }
+    }
+
     /// Why this candidate may be acted on now, if a past incident says so: same element,
     /// same kind, similar symptoms, and our reroute repaired it.
     pub fn recall(&self, candidate: &Incident, stats: &JobStats) -> Option<String> {
         let rc = candidate.root_cause.as_ref()?;
-        // Only faults a reroute repairs; a suspect reporter is never acted on.
-        if !matches!(rc.kind, RootCauseKind::LinkLoss | RootCauseKind::LinkDelay | RootCauseKind::NodeOverload) {
-            return None;
-        }
-        let found = match self.kb.similar(&signature(candidate), 5, Some(&rc.element)) {
-            Ok(found) => found,
-            Err(e) => {
-                JobStats::bump(&stats.kb_errors);
-                tracing::warn!(error = %e, "knowledge base not consulted");
-                return None;
-            }
-        };
-        let past = found.into_iter().find(|s| {
-            s.score >= self.config.recall_similarity
-                && s.past.repaired()
-                && s.past.incident.root_cause.as_ref().is_some_and(|p| p.kind == rc.kind)
-        })?;
+        let past = self.matches(candidate, stats).into_iter().find(|s| s.past.repaired())?;
         JobStats::bump(&stats.kb_recalls);
         let p = &past.past.incident;
         Some(format!(
@@ -81,5 +91,18 @@ impl Memory {
             p.actions.len(),
             p.mttr_ms.map(|m| format!(" in {m} ms")).unwrap_or_default(),
         ))
+    }
+
+    /// Why not to repeat the repair, if the latest matching incident's reroute was
+    /// rolled back (it did not help).
+    pub fn failed_before(&self, incident: &Incident, stats: &JobStats) -> Option<String> {
+        let latest = self.matches(incident, stats).into_iter().max_by_key(|s| s.past.incident.detected_at)?;
+        let p = &latest.past.incident;
+        latest.past.rolled_back().then(|| {
+            format!(
+                "not acting: known incident {} on the same element (similarity {:.2}) was rerouted and the repair rolled back (it did not help); not repeating it this time",
+                p.incident_id, latest.score
+            )
+        })
     }
 }

@@ -24,6 +24,8 @@ pub struct JobStats {
     pub kb_recalls: AtomicU64,
     /// Knowledge-base calls that failed (the job goes on without its memory).
     pub kb_errors: AtomicU64,
+    /// Repairs rolled back: they did not help, or an actuator refused part of them.
+    pub repairs_rolled_back: AtomicU64,
     dlq: Mutex<BTreeMap<&'static str, u64>>,
     /// Per closed window: time from close to decision, µs.
     decision_us: Mutex<Vec<u64>>,

@@ -1,0 +1,181 @@
+//! Verify after acting: the stream job's core drives a simulated mesh in process (no
+//! Kafka: what is under test is the decision, and the end-to-end tests cover the
+//! transport). A reroute that takes the traffic off a lossy link is kept; one that
+//! was acknowledged but changed nothing, or that an actuator refused, is rolled back
+//! and not tried again while the fault lasts; with a knowledge base, not repeated
+//! when the same fault recurs.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use x0_actuator::Actuator;
+use x0_lab::{SimMesh, SimOptions, SimRouteTarget};
+use x0_pipeline::{Config, FeatureEngine, JobStats, Output, StreamCore, BUILTIN_FEATURES_SQL};
+use x0_schema::{Action, CommandResult, Incident, IncidentState, Outcome, ResultStatus, Scenario};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Actuators {
+    /// Apply every command to the simulated kernel tables.
+    Honest,
+    /// Acknowledge every command as applied, apply none (routes that do not steer the
+    /// traffic: another daemon's routes win, a policy rule overrides ours).
+    AckOnly,
+    /// Refuse the first reroute each node gets, apply the rest.
+    RefuseFirst,
+}
+
+struct Run {
+    incidents: Vec<Incident>,
+    reroutes: usize,
+    withdrawals: usize,
+}
+
+async fn run(actuators: Actuators) -> Run {
+    run_scenario("examples/scenarios/grid16-gray-loss.toml", actuators, None).await
+}
+
+async fn run_scenario(file: &str, actuators: Actuators, knowledge: Option<&Path>) -> Run {
+    let scenario = Scenario::from_file(Path::new(file)).unwrap();
+    let mesh = Arc::new(Mutex::new(SimMesh::new(&scenario, SimOptions::default()).unwrap()));
+    let topo = mesh.lock().unwrap().topology().clone();
+    let signer = x0_schema::generate_signing_key();
+    let mut config = Config::default();
+    config.window.max_event_age = std::time::Duration::from_secs(100 * 365 * 86_400);
+    config.knowledge.enabled = knowledge.is_some();
+    let features = FeatureEngine::new(BUILTIN_FEATURES_SQL).await.unwrap();
+    let kb = knowledge.map(|dir| x0_pipeline::open_knowledge(&config, dir).unwrap().unwrap());
+    let mut core =
+        StreamCore::new(config, topo.clone(), features, signer.clone(), Arc::new(JobStats::default()), "verify");
+    if let Some(kb) = kb {
+        core = core.with_knowledge(kb);
+    }
+    let mut nodes: HashMap<String, Actuator<SimRouteTarget>> = (0..topo.len())
+        .map(|n| {
+            let name = topo.name(n).to_string();
+            (name.clone(), Actuator::new(name, signer.verifying_key(), SimRouteTarget::new(mesh.clone(), n)))
+        })
+        .collect();
+    let mut refused: Vec<String> = Vec::new();
+    let (mut reroutes, mut withdrawals) = (0, 0);
+    loop {
+        let (now, batches) = {
+            let mut m = mesh.lock().unwrap();
+            if m.finished() {
+                break;
+            }
+            (m.now_ns(), m.step())
+        };
+        for (_, batch) in batches {
+            core.admit(0, batch, now).unwrap();
+        }
+        // Commands come from closed windows and from results (a rollback).
+        let mut pending: Vec<Output> = core.close_ready().await.unwrap();
+        while let Some(out) = pending.pop() {
+            let Output::Command(cmd) = out else { continue };
+            match cmd.action {
+                Action::RouteReplace { .. } => reroutes += 1,
+                Action::RouteWithdraw { .. } => withdrawals += 1,
+                _ => {}
+            }
+            let refuse = actuators == Actuators::RefuseFirst
+                && matches!(cmd.action, Action::RouteReplace { .. })
+                && !refused.contains(&cmd.target);
+            let result = if actuators == Actuators::AckOnly || refuse {
+                refused.push(cmd.target.clone());
+                let status = if refuse { ResultStatus::Rejected } else { ResultStatus::Applied };
+                CommandResult {
+                    schema_version: x0_schema::SCHEMA_VERSION,
+                    command_id: cmd.id.clone(),
+                    node: cmd.target.clone(),
+                    status,
+                    reason: if refuse { "refused by the test".into() } else { String::new() },
+                    applied_at: now,
+                    routes: vec![],
+                }
+            } else {
+                nodes.get_mut(&cmd.target).unwrap().handle(&cmd.to_json(), now)
+            };
+            pending.extend(core.on_result(&result));
+        }
+    }
+    Run { incidents: core.incidents(), reroutes, withdrawals }
+}
+
+fn the_loss_incident(run: &Run) -> &Incident {
+    let acted: Vec<&Incident> = run.incidents.iter().filter(|i| !i.actions.is_empty()).collect();
+    assert_eq!(acted.len(), 1, "one incident acted on: {:#?}", run.incidents);
+    acted[0]
+}
+
+#[tokio::test]
+async fn a_reroute_that_took_the_traffic_off_the_lossy_link_is_kept() {
+    let run = run(Actuators::Honest).await;
+    let incident = the_loss_incident(&run);
+    assert!(incident.explanation.contains("verify: the repair helped"), "{}", incident.explanation);
+    assert_eq!(incident.outcome, Outcome::Recovered, "{}", incident.explanation);
+    assert_eq!(incident.state, IncidentState::Resolved);
+}
+
+#[tokio::test]
+async fn a_reroute_that_changed_nothing_is_rolled_back_and_not_retried() {
+    let run = run(Actuators::AckOnly).await;
+    let incident = the_loss_incident(&run);
+    assert!(incident.explanation.contains("verify: the repair did not help"), "{}", incident.explanation);
+    assert_eq!(incident.outcome, Outcome::Failed);
+    assert_eq!(incident.state, IncidentState::Failed, "final once the fault cleared");
+    assert!(run.reroutes > 0);
+    assert_eq!(run.withdrawals, run.reroutes, "every moved route handed back, once");
+}
+
+#[tokio::test]
+async fn a_plan_an_actuator_refused_in_part_is_rolled_back_whole() {
+    let run = run(Actuators::RefuseFirst).await;
+    let incident = the_loss_incident(&run);
+    assert!(incident.explanation.contains("refused by the test"), "{}", incident.explanation);
+    assert!(incident.explanation.contains("rolled back"), "{}", incident.explanation);
+    assert_eq!(incident.outcome, Outcome::Failed);
+    let applied = incident
+        .actions
+        .iter()
+        .filter(|a| matches!(a.action, Action::RouteReplace { .. }) && a.status == Some(ResultStatus::Applied))
+        .count();
+    assert!(applied > 0, "some of the plan applied before the refusal");
+    assert_eq!(run.withdrawals, run.reroutes, "the applied routes (and the refused) withdrawn");
+}
+
+#[tokio::test]
+async fn a_repair_that_did_not_help_is_not_repeated_when_the_fault_recurs() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_scenario("examples/scenarios/grid16-repeat-loss.toml", Actuators::AckOnly, Some(dir.path())).await;
+    let on_link: Vec<&Incident> = run
+        .incidents
+        .iter()
+        .filter(|i| i.root_cause.as_ref().is_some_and(|rc| rc.element == x0_schema::Element::link("n5", "n6")))
+        .collect();
+    let summary: Vec<String> = run
+        .incidents
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {:?} {:?} {}",
+                i.incident_id,
+                i.root_cause.as_ref().map(|rc| rc.element.to_string()),
+                i.outcome,
+                i.explanation
+            )
+        })
+        .collect();
+    assert_eq!(on_link.len(), 2, "one incident per occurrence: {summary:#?}");
+    let (first, second) = (on_link[0], on_link[1]);
+    assert!(first.explanation.contains("did not help"), "{}", first.explanation);
+    assert!(second.actions.is_empty(), "the second occurrence is not rerouted: {}", second.explanation);
+    assert!(
+        second.explanation.contains(&format!("known incident {}", first.incident_id))
+            && second.explanation.contains("not repeating it"),
+        "{}",
+        second.explanation
+    );
+    assert_eq!(second.outcome, Outcome::NoAction);
+}
