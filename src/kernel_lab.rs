@@ -17,7 +17,7 @@ use x0_lab::kernel::faults::{self, Injection, Injectors};
 use x0_lab::kernel::flows::{impact, FlowSpec, Flows};
 use x0_lab::kernel::netlab::{process_tag, NetLab};
 use x0_lab::kernel::plan::{backup_coverage, baseline_routes, node_address};
-use x0_lab::kernel::routes::{at_baseline, count_changes, count_flaps, Forwarding, RouteWatch};
+use x0_lab::kernel::routes::{count_changes, count_flaps, off_baseline, Forwarding, RouteWatch};
 use x0_pipeline::{run_job, Config, FeatureEngine, JobReport, JobStats, StreamCore};
 use x0_schema::{Element, FaultKind, Percentiles, Scenario, Topology};
 
@@ -289,12 +289,18 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
             let quiet =
                 count_changes(&watch.changes(), ns(epoch.elapsed().saturating_sub(Duration::from_secs(3))), u64::MAX)
                     == 0;
-            let baseline = opts.routing == Routing::Babel || at_baseline(lab);
-            if quiet && baseline {
+            let off = if opts.routing == Routing::Babel { vec![] } else { off_baseline(lab) };
+            if quiet && off.is_empty() {
                 break;
             }
             if settle.elapsed() > Duration::from_secs(90) {
-                bail!("routes did not return to the baseline within 90 s before trial {}", trial + 1);
+                bail!(
+                    "routes did not return to the baseline within 90 s before trial {} (routes changed in the last 3 s: {}; off the baseline: {} {:?})",
+                    trial + 1,
+                    !quiet,
+                    off.len(),
+                    &off[..off.len().min(8)]
+                );
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

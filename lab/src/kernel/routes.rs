@@ -138,21 +138,34 @@ fn gateways_in_use(table: &[(u8, KernelRoute)]) -> HashMap<Ipv4Addr, Ipv4Addr> {
 
 /// Whether every node forwards each destination to its baseline primary next hop.
 pub fn at_baseline(lab: &super::netlab::NetLab) -> bool {
-    lab.namespaces.iter().zip(&lab.networks).all(|(ns, net)| {
-        in_netns(ns, || {
-            let Ok(mut sock) = RouteSocket::open() else { return false };
-            let Ok(table) = sock.main_table() else { return false };
+    off_baseline(lab).is_empty()
+}
+
+/// The (node, destination) pairs whose kernel route is not the baseline's now (a node
+/// whose table cannot be read counts once, as `node ?`).
+pub fn off_baseline(lab: &super::netlab::NetLab) -> Vec<String> {
+    let mut off = Vec::new();
+    for (ns, net) in lab.namespaces.iter().zip(&lab.networks) {
+        let node_off = in_netns(ns, || {
+            let Ok(mut sock) = RouteSocket::open() else { return vec![format!("{} ?", net.node)] };
+            let Ok(table) = sock.main_table() else { return vec![format!("{} ?", net.node)] };
             let in_use = gateways_in_use(&table);
-            net.baseline.iter().all(|(dst, b)| {
-                let (Some(addr), Some(gw)) = (net.destinations.get(dst), net.neighbour(&b.primary).map(|n| n.peer))
-                else {
-                    return false;
-                };
-                in_use.get(addr) == Some(&gw)
-            })
-        })
-        .unwrap_or(false)
-    })
+            net.baseline
+                .iter()
+                .filter(|(dst, b)| {
+                    let (Some(addr), Some(gw)) =
+                        (net.destinations.get(*dst), net.neighbour(&b.primary).map(|n| n.peer))
+                    else {
+                        return true;
+                    };
+                    in_use.get(addr) != Some(&gw)
+                })
+                .map(|(dst, _)| format!("{} -> {dst}", net.node))
+                .collect()
+        });
+        off.extend(node_off.unwrap_or_else(|_| vec![format!("{} ?", net.node)]));
+    }
+    off
 }
 
 /// Every node's next hop (node index) per destination address as the kernel has it
