@@ -508,17 +508,21 @@ impl StreamCore {
     }
 }
 
-/// The links whose traffic an incident's repair should spare: its cause's, if a link,
-/// and every link it saw symptoms on.
+/// The links whose traffic an incident's repair should spare: its cause, if a link;
+/// for a node, the node's links it saw symptoms on. Not every symptom link: a
+/// neighbouring fault's loss must not count against this repair.
 fn lossy_links(incident: &Incident) -> Vec<Element> {
-    let mut links: Vec<Element> = incident
-        .root_cause
-        .iter()
-        .map(|rc| &rc.element)
-        .chain(incident.symptoms.iter().map(|s| &s.element))
-        .filter(|e| matches!(e, Element::Link { .. }))
-        .cloned()
-        .collect();
+    let Some(rc) = &incident.root_cause else { return vec![] };
+    let mut links: Vec<Element> = match &rc.element {
+        Element::Link { .. } => vec![rc.element.clone()],
+        Element::Node { id } => incident
+            .symptoms
+            .iter()
+            .map(|s| &s.element)
+            .filter(|e| matches!(e, Element::Link { .. }) && e.touches(id))
+            .cloned()
+            .collect(),
+    };
     links.sort();
     links.dedup();
     links

@@ -126,12 +126,17 @@ impl RepairCheck {
         let Some(applied_at) = self.applied_at else { return Verdict::Pending };
         let before = match self.before {
             Some(b) if b >= rule.min_lost => b,
-            other => {
+            Some(b) => {
                 return Verdict::Stands(format!(
-                    "verify: not judged: {} lost {:.1} packets per window before acting (under planner.verify_min_lost {:.1}), nothing to compare",
+                    "verify: not judged: {} lost {b:.1} packets per window before acting (under planner.verify_min_lost {:.1}), nothing to compare",
                     self.links_named(),
-                    other.unwrap_or(0.0),
                     rule.min_lost
+                ))
+            }
+            None => {
+                return Verdict::Stands(format!(
+                    "verify: not judged: the traffic lost on {} could not be measured before acting (an end did not report)",
+                    if self.links.is_empty() { "its links".to_string() } else { self.links_named() }
                 ))
             }
         };
