@@ -253,8 +253,8 @@ fn data_plane(
     let mut carriers: Vec<bool> = Vec::new();
     // The kernel's view of the links. With the eBPF counters it is needed only for
     // carrier (re-read when the kernel announces a link change) and the rare interface
-    // errors (re-read every second); a dump every sample was a third of the agent's
-    // cost. Without eBPF its counters are the telemetry, read every sample.
+    // errors (re-read every second), not ten dumps a second of a state that rarely
+    // changes. Without eBPF its counters are the telemetry, read every sample.
     let mut kernel: Vec<InterfaceStats> = Vec::new();
     let mut links_changed = true;
     let mut next_link_dump = Instant::now();
