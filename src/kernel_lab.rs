@@ -44,7 +44,8 @@ pub struct LabOptions {
     pub run_dir: PathBuf,
     /// Use the kernel's interface counters instead of eBPF in the agents.
     pub no_ebpf: bool,
-    /// The `x0tta6bl4` binary the agents run as (this process's own when None).
+    /// The binary the agents run as: `x0-agent`, or `x0tta6bl4` (run as `x0tta6bl4
+    /// agent`). None: the `x0-agent` beside this process's binary, else its own.
     pub agent_exe: Option<PathBuf>,
 }
 
@@ -183,14 +184,25 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
             std::fs::write(&vk_path, hex::encode(signer.verifying_key().to_bytes()))?;
             let exe = match &opts.agent_exe {
                 Some(p) => p.clone(),
-                None => std::env::current_exe()?,
+                None => {
+                    let own = std::env::current_exe()?;
+                    let lean = own.with_file_name(LEAN_AGENT);
+                    if lean.is_file() {
+                        lean
+                    } else {
+                        own
+                    }
+                }
             };
+            let lean = exe.file_name().is_some_and(|n| n == LEAN_AGENT);
             for net in &lab.networks {
                 let file = opts.run_dir.join(format!("{}.json", net.node));
                 std::fs::write(&file, net.to_json())?;
                 let mut cmd = Command::new(&exe);
-                cmd.arg("agent")
-                    .args(["--node", &net.node, "--netns", &lab.namespace(&net.node)])
+                if !lean {
+                    cmd.arg("agent");
+                }
+                cmd.args(["--node", &net.node, "--netns", &lab.namespace(&net.node)])
                     .arg("--network")
                     .arg(&file)
                     .args(["--brokers", &kafka.brokers])
@@ -529,6 +541,9 @@ fn agent_cost(agents: &[Child], start: &[u64], wall: Duration) -> AgentCost {
 }
 
 /// Where a lab keeps its files.
+/// The lean agent binary's file name (`src/bin/x0-agent.rs`).
+const LEAN_AGENT: &str = "x0-agent";
+
 pub fn default_run_dir(prefix: &str) -> PathBuf {
     Path::new("/run/x0tta6bl4").join(prefix.trim_end_matches('-'))
 }

@@ -4,6 +4,7 @@
 //! kept in a library so end-to-end tests drive exactly what users run.
 
 pub mod agent;
+pub mod agent_cli;
 pub mod datasets;
 pub mod demo;
 pub mod eval_rca;

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use x0_kafka::{DevBroker, KafkaConfig};
 use x0_pipeline::{run_job, Config, FeatureEngine, JobStats, StreamCore};
-use x0_schema::{ContentType, Scenario, Topology};
+use x0_schema::{Scenario, Topology};
 use x0_sql::{format_batches, saved_queries, saved_query, HistoryEngine, OutputFormat};
+use x0tta6bl4::agent_cli::{agent_main, agent_runtime, encoding, init_logging, AgentArgs};
 use x0tta6bl4::demo::{run_demo, DemoOptions, DEFAULT_SCENARIO};
 use x0tta6bl4::{keys, report};
 
@@ -160,40 +161,8 @@ enum Command {
         action: KeysAction,
     },
     /// The node agent: kernel probes and link probes out, signed commands in (netlink).
-    Agent {
-        /// This node's network file (JSON: neighbours, addresses, baseline routes).
-        #[arg(long)]
-        network: PathBuf,
-        /// Node name; must match the network file.
-        #[arg(long)]
-        node: Option<String>,
-        /// Enter this network namespace for probes and routes (lab nodes).
-        #[arg(long)]
-        netns: Option<String>,
-        /// Kafka bootstrap servers (overrides kafka.brokers).
-        #[arg(long)]
-        brokers: Option<String>,
-        /// Public key healing commands must be signed with (overrides keys.verifying_key).
-        #[arg(long)]
-        verify_key: Option<PathBuf>,
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
-        telemetry_interval: std::time::Duration,
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
-        probe_interval: std::time::Duration,
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "200ms")]
-        probe_timeout: std::time::Duration,
-        /// Telemetry encoding on the wire: json or arrow. JSON by default: an agent sends
-        /// one node's few samples per message, where Arrow IPC's per-message schema costs
-        /// more to write, send and read than it saves (BENCHMARKS.md, sections 3 and 4).
-        #[arg(long, default_value = "json")]
-        encoding: String,
-        /// Use the kernel's interface counters, not eBPF.
-        #[arg(long)]
-        no_ebpf: bool,
-        /// Marks a process the lab started (so `lab down` finds it); exits with its parent.
-        #[arg(long, hide = true)]
-        lab_tag: Option<String>,
-    },
+    /// The same as the lean `x0-agent` binary.
+    Agent(AgentArgs),
     /// The kernel lab: a scenario's mesh as network namespaces with real agents (root).
     Lab {
         #[command(subcommand)]
@@ -331,14 +300,6 @@ enum KeysAction {
     },
 }
 
-fn encoding(s: &str) -> Result<ContentType> {
-    match s {
-        "arrow" => Ok(ContentType::Arrow),
-        "json" => Ok(ContentType::JsonLines),
-        other => bail!("unknown encoding {other:?} (arrow, json)"),
-    }
-}
-
 fn load_config(file: Option<&std::path::Path>) -> Result<Config> {
     Ok(Config::load(file, std::env::vars())?)
 }
@@ -357,24 +318,15 @@ fn main() -> Result<()> {
     if matches!(cli.command, Command::Demo { .. } | Command::Run { .. }) {
         x0tta6bl4::memory::keep_freed_memory();
     }
-    // An agent's async half only relays between Kafka and its data-plane thread: one
-    // thread does it with fewer wake-ups than a worker pool (its cost is per node).
     let runtime = match cli.command {
-        Command::Agent { .. } => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        Command::Agent(_) => agent_runtime()?,
         _ => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
     };
     runtime.block_on(run(cli))
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // qdrant-edge warns about process-wide flags its public API cannot set.
-                .unwrap_or_else(|_| "warn,netlink_packet_route=error,qdrant_edge=error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     match cli.command {
         Command::Demo { scenario, duration, data_dir, summary_json, speed, encoding: enc } => {
             let config = load_config(cli.config.as_deref())?;
@@ -616,58 +568,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         },
         Command::Config { action: ConfigAction::Show } => print!("{}", x0_pipeline::DEFAULT_TOML),
-        Command::Agent {
-            network,
-            node,
-            netns,
-            brokers,
-            verify_key,
-            telemetry_interval,
-            probe_interval,
-            probe_timeout,
-            encoding: enc,
-            no_ebpf,
-            lab_tag,
-        } => {
-            let mut config = load_config(cli.config.as_deref())?;
-            if let Some(b) = brokers {
-                config.kafka.brokers = b;
-            }
-            let bytes = std::fs::read(&network).with_context(|| format!("reading {}", network.display()))?;
-            let network = x0_actuator::NodeNetwork::from_json(&bytes)
-                .with_context(|| format!("parsing {}", network.display()))?;
-            if let Some(n) = node.filter(|n| *n != network.node) {
-                bail!("--node {n} but the network file describes {}", network.node);
-            }
-            let vk_path = verify_key.unwrap_or_else(|| PathBuf::from(&config.keys.verifying_key));
-            let verify_key = keys::read_verifying_key(&vk_path)?;
-            let opts = x0tta6bl4::agent::AgentOptions {
-                network,
-                netns,
-                kafka: config.kafka.clone(),
-                verify_key,
-                telemetry_interval,
-                probe_interval,
-                probe_timeout,
-                encoding: encoding(&enc)?,
-                no_ebpf,
-                exit_with_parent: lab_tag.is_some(),
-            };
-            let (tx, rx) = tokio::sync::watch::channel(false);
-            tokio::spawn(async move {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-                }
-                let _ = tx.send(true);
-            });
-            let report = x0tta6bl4::agent::run_agent(opts, rx).await?;
-            eprintln!(
-                "agent stopped: {} telemetry batches, {} commands ({} applied)",
-                report.batches, report.commands, report.applied
-            );
-        }
+        Command::Agent(args) => agent_main(args, cli.config.as_deref()).await?,
         Command::Lab { action } => lab(action, cli.config.as_deref()).await?,
         Command::Keys { action: KeysAction::Generate { out } } => {
             let (sk, vk) = keys::generate(&out)?;

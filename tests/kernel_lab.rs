@@ -55,7 +55,7 @@ async fn hard_link_failure_is_survived_by_kernel_failover_and_seen_by_the_job() 
         config: x0_pipeline::Config::default(),
         run_dir: run_dir.path().to_path_buf(),
         no_ebpf: false,
-        agent_exe: Some(env!("CARGO_BIN_EXE_x0tta6bl4").into()),
+        agent_exe: Some(env!("CARGO_BIN_EXE_x0-agent").into()),
     };
     let summary =
         tokio::time::timeout(Duration::from_secs(300), run_lab(opts)).await.expect("lab within 5 min").unwrap();
