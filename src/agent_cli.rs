@@ -108,9 +108,9 @@ pub fn agent_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// The default log filter of every binary.
-pub const LOG_FILTER: &str = "warn,netlink_packet_route=error,qdrant_edge=error";
+const LOG_FILTER: &str = "warn,netlink_packet_route=error,qdrant_edge=error";
 
-/// Logs to stderr, `RUST_LOG` or [`LOG_FILTER`].
+/// Logs to stderr, filtered by `RUST_LOG`, else by `LOG_FILTER`.
 pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(

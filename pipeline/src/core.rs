@@ -266,9 +266,11 @@ impl StreamCore {
             log.push(WindowDiagnoses { window_start: f.start, decided_at: now, causes });
         }
         self.planner.observe(f);
-        self.loss.push(f);
         let mut out = Vec::new();
-        self.verify(f, now, &mut out);
+        if self.config.planner.verify_windows > 0 {
+            self.loss.push(f);
+            self.verify(now, &mut out);
+        }
         let (memory, stats) = (&self.memory, &self.stats);
         let mut recall = |i: &Incident| memory.as_ref().and_then(|m| m.recall(i, stats));
         for t in self.book.observe_with(diagnoses, f.start, now, &mut recall) {
@@ -332,7 +334,7 @@ impl StreamCore {
 
     /// Judges the plans whose commands were all applied (see [`crate::verify`]); rolls
     /// back those that did not help.
-    fn verify(&mut self, f: &WindowFeatures, now: i64, out: &mut Vec<Output>) {
+    fn verify(&mut self, now: i64, out: &mut Vec<Output>) {
         let rule = VerifyRule {
             windows: self.config.planner.verify_windows,
             min_lost: self.config.planner.verify_min_lost,
@@ -349,7 +351,7 @@ impl StreamCore {
                 continue;
             }
             let check = self.checks.get_mut(&id).expect("listed above");
-            match check.observe(f, &rule) {
+            match check.observe(&self.loss, &rule) {
                 Verdict::Pending => {}
                 Verdict::Stands(line) => {
                     self.checks.remove(&id);

@@ -18,43 +18,24 @@ use x0_schema::Element;
 /// How many recent windows of per-link loss are kept to judge "before".
 const HISTORY_WINDOWS: usize = 8;
 
-/// Traffic lost per link end over the last few windows.
+/// Traffic lost per measured link end (as its link) over the last few windows, each
+/// window's computed once for every check that reads it.
 #[derive(Debug, Default)]
 pub struct LossHistory {
-    windows: VecDeque<(i64, Vec<LinkLoss>)>,
-}
-
-#[derive(Debug, Clone)]
-struct LinkLoss {
-    node: String,
-    peer: String,
-    lost: f64,
+    windows: VecDeque<(i64, Vec<(Element, f64)>)>,
 }
 
 /// Packets lost on `links` in one window (both directions), or `None` when no end of
 /// them was measured.
-fn lost_on(ends: &[LinkLoss], links: &[Element]) -> Option<f64> {
-    let mut total = None;
-    for e in ends {
-        if links.iter().any(
-            |l| matches!(l, Element::Link { a, b } if (a == &e.node && b == &e.peer) || (a == &e.peer && b == &e.node)),
-        ) {
-            *total.get_or_insert(0.0) += e.lost;
-        }
-    }
-    total
-}
-
-fn ends_of(f: &WindowFeatures) -> Vec<LinkLoss> {
-    f.links
-        .iter()
-        .filter_map(|l| l.lost_packets.map(|lost| LinkLoss { node: l.node.clone(), peer: l.peer.clone(), lost }))
-        .collect()
+fn lost_on(ends: &[(Element, f64)], links: &[Element]) -> Option<f64> {
+    ends.iter().filter(|(link, _)| links.contains(link)).map(|(_, lost)| *lost).reduce(|a, b| a + b)
 }
 
 impl LossHistory {
     pub fn push(&mut self, f: &WindowFeatures) {
-        self.windows.push_back((f.start, ends_of(f)));
+        let ends =
+            f.links.iter().filter_map(|l| l.lost_packets.map(|lost| (Element::link(&l.node, &l.peer), lost))).collect();
+        self.windows.push_back((f.start, ends));
         while self.windows.len() > HISTORY_WINDOWS {
             self.windows.pop_front();
         }
@@ -121,8 +102,8 @@ impl RepairCheck {
         self.links.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
     }
 
-    /// Feeds one closed window.
-    pub fn observe(&mut self, f: &WindowFeatures, rule: &VerifyRule) -> Verdict {
+    /// Judges with the window `history` took last.
+    pub fn observe(&mut self, history: &LossHistory, rule: &VerifyRule) -> Verdict {
         let Some(applied_at) = self.applied_at else { return Verdict::Pending };
         let before = match self.before {
             Some(b) if b >= rule.min_lost => b,
@@ -140,10 +121,11 @@ impl RepairCheck {
                 ))
             }
         };
-        if f.start < applied_at {
+        let Some((start, ends)) = history.windows.back() else { return Verdict::Pending };
+        if *start < applied_at {
             return Verdict::Pending;
         }
-        match lost_on(&ends_of(f), &self.links) {
+        match lost_on(ends, &self.links) {
             Some(lost) => self.after.push(lost),
             // The links went unmeasured (an end stopped reporting): wait for one that is.
             None => return Verdict::Pending,
@@ -208,11 +190,13 @@ mod tests {
         let link = vec![Element::link("a", "b")];
         let mut check = RepairCheck::new(link.clone(), history.mean_lost(&link, 0));
         let t0 = before_windows.len() as i64 * 500;
-        assert_eq!(check.observe(&window(t0, 30.0, 30.0), &RULE), Verdict::Pending, "not applied yet");
+        history.push(&window(t0, 30.0, 30.0));
+        assert_eq!(check.observe(&history, &RULE), Verdict::Pending, "not applied yet");
         check.applied(t0 + 600);
         let mut verdict = Verdict::Pending;
         for (i, &(ab, ba)) in after_windows.iter().enumerate() {
-            verdict = check.observe(&window(t0 + 1000 + i as i64 * 500, ab, ba), &RULE);
+            history.push(&window(t0 + 1000 + i as i64 * 500, ab, ba));
+            verdict = check.observe(&history, &RULE);
         }
         verdict
     }

@@ -121,8 +121,6 @@ pub fn count_changes(changes: &[NextHopChange], from_ns: u64, until_ns: u64) -> 
     changes.iter().filter(|c| c.at_ns >= from_ns && c.at_ns < until_ns).count()
 }
 
-/// Whether every node forwards every destination by its baseline primary again (the
-/// healing plan was withdrawn after the fault cleared): a trial starts from there.
 /// Per destination, the gateway the kernel forwards to: the lowest-metric route whose
 /// device has carrier (the first of equals, as the table lists them).
 fn gateways_in_use(table: &[(u8, KernelRoute)]) -> HashMap<Ipv4Addr, Ipv4Addr> {
@@ -136,13 +134,9 @@ fn gateways_in_use(table: &[(u8, KernelRoute)]) -> HashMap<Ipv4Addr, Ipv4Addr> {
     best.into_iter().map(|(d, (_, g))| (d, g)).collect()
 }
 
-/// Whether every node forwards each destination to its baseline primary next hop.
-pub fn at_baseline(lab: &super::netlab::NetLab) -> bool {
-    off_baseline(lab).is_empty()
-}
-
 /// The (node, destination) pairs whose kernel route is not the baseline's now (a node
-/// whose table cannot be read counts once, as `node ?`).
+/// whose table cannot be read counts once, as `node ?`). A trial starts when there are
+/// none: the healing plan was withdrawn after the fault cleared.
 pub fn off_baseline(lab: &super::netlab::NetLab) -> Vec<String> {
     let mut off = Vec::new();
     for (ns, net) in lab.namespaces.iter().zip(&lab.networks) {
