@@ -18,6 +18,8 @@ static PROBES_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"
 /// the kernel's interface counters.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
+    #[error("this binary was built without the eBPF toolchain, so it carries no probes (install nightly's rust-src and bpf-linker 0.10.4, then rebuild)")]
+    NotBuilt,
     #[error("kernel BTF: {0}")]
     Btf(String),
     #[error("tracefs: {0}")]
@@ -43,6 +45,9 @@ pub fn current_netns_inode() -> std::io::Result<u32> {
 /// Whether this process may load eBPF at all (root or CAP_BPF+CAP_NET_ADMIN); a cheap
 /// check that tests use to print SKIPPED instead of failing.
 pub fn probes_available() -> Result<(), String> {
+    if !probes_built() {
+        return Err(ProbeError::NotBuilt.to_string());
+    }
     if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err("kernel has no BTF (/sys/kernel/btf/vmlinux)".into());
     }
@@ -108,7 +113,16 @@ impl std::fmt::Debug for KernelProbes {
     }
 }
 
+/// Whether the build embedded the probes (see `build.rs`: without the eBPF toolchain
+/// it embeds an empty object).
+pub fn probes_built() -> bool {
+    !PROBES_OBJECT.is_empty()
+}
+
 fn load_object(netns: u32) -> Result<(Ebpf, HashMap<u32, String>), ProbeError> {
+    if !probes_built() {
+        return Err(ProbeError::NotBuilt);
+    }
     let k = KernelOffsets::from_running_kernel()?;
     let kfree = TracepointFormat::read("skb", "kfree_skb")?;
     let retrans = TracepointFormat::read("tcp", "tcp_retransmit_skb")?;
