@@ -29,11 +29,14 @@
 //! ```
 
 mod arrow_codec;
+mod clock;
 mod command;
+mod config_layers;
 mod decode;
 mod element;
 mod incident;
 mod json_codec;
+mod key_files;
 mod result;
 mod scenario;
 mod summary;
@@ -42,11 +45,14 @@ mod topics;
 mod topology;
 
 pub use arrow_codec::{encode_arrow, link_batch, link_schema, node_batch, node_schema};
+pub use clock::wall_clock_ns;
 pub use command::{generate_signing_key, Action, CommandError, HealingCommand, SigningKey, VerifyingKey};
+pub use config_layers::ConfigLayers;
 pub use decode::{decode_telemetry, ContentType, DecodeError};
 pub use element::Element;
 pub use incident::{ActionRecord, Incident, IncidentState, Outcome, RootCause, RootCauseKind, Symptom};
 pub use json_codec::encode_json_lines;
+pub use key_files::{generate_key_files, read_signing_key, read_verifying_key, KeyFileError};
 pub use result::{CommandResult, ResultStatus, RouteEntry};
 pub use scenario::{
     Direction, Fault, FaultKind, FaultTarget, Scenario, ScenarioError, Shape, TopologySpec, TrafficPairs, TrafficSpec,
