@@ -9,20 +9,25 @@
 //! - [`read_interfaces`]: the kernel's interface counters and carrier (rtnetlink),
 //!   the fallback when the probes cannot load; [`LinkEvents`], the kernel's carrier
 //!   notifications.
-//! - [`TelemetryPublisher`]: publishes [`x0_schema::TelemetryBatch`]es to `x0.telemetry`.
+//! - [`Collector`]: one [`x0_schema::TelemetryBatch`] per tick from a [`CounterSource`]
+//!   (the kernel's: [`KernelCounters`]) and the link probes' results.
 
+mod collector;
 mod interfaces;
+mod kernel_counters;
 mod link_probe;
 mod netns;
+mod node_resources;
 mod probes;
-mod publisher;
 
+pub use collector::{CollectedLink, Collector, CounterSource, LinkCounters, LinkReading, NodeResources};
 pub use interfaces::{read_interfaces, InterfaceReader, InterfaceStats};
+pub use kernel_counters::{KernelCounters, KernelLink};
 pub use link_probe::{LinkProber, ProbeStats, PROBE_PORT};
 pub use netns::{enter_netns, in_netns, netns_path};
+pub use node_resources::ProcResources;
 pub use probes::{
-    current_netns_inode, interface_index, probes_available, DropCount, FaultInjector, IfCounters, KernelProbes,
-    ProbeError, ProbeSnapshot,
+    current_netns_inode, interface_index, probes_available, probes_built, DropCount, FaultInjector, IfCounters,
+    KernelProbes, ProbeError, ProbeSnapshot,
 };
-pub use publisher::{telemetry_message, TelemetryPublisher};
 pub use x0_netlink::LinkEvents;

@@ -13,7 +13,9 @@
 
 mod broker;
 mod config;
+mod telemetry;
 
 pub use broker::DevBroker;
 pub use config::{dead_letter, header, KafkaConfig, KafkaError};
 pub use rdkafka;
+pub use telemetry::{telemetry_message, TelemetryPublisher};

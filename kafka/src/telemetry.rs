@@ -1,9 +1,11 @@
-//! Telemetry to Kafka.
+//! Telemetry to Kafka: a batch as a message (payload in the chosen encoding, the
+//! encoding named in the `content-type` header), and a publisher that awaits the
+//! broker's acknowledgement.
 
+use crate::{KafkaConfig, KafkaError};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
-use x0_kafka::{KafkaConfig, KafkaError};
 use x0_schema::{encode_arrow, encode_json_lines, ContentType, TelemetryBatch, CONTENT_TYPE_HEADER};
 
 /// Publishes telemetry batches keyed by node, in the configured encoding.

@@ -12,8 +12,8 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
 use x0_actuator::Actuator;
-use x0_ingest::TelemetryPublisher;
 use x0_kafka::rdkafka;
+use x0_kafka::TelemetryPublisher;
 use x0_kafka::{KafkaConfig, KafkaError};
 use x0_schema::{CommandResult, ContentType, ResultStatus, VerifyingKey};
 
