@@ -1,0 +1,116 @@
+//! The agent's command line, shared by `x0-agent` and `x0tta6bl4 agent`. Flags
+//! override the configuration's `[agent]` section.
+
+use crate::config::{AgentConfig, Encoding};
+use crate::node_agent::{run_agent, AgentOptions};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What `agent` takes on the command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// This node's network file (JSON: neighbours, addresses, baseline routes).
+    #[arg(long)]
+    pub network: PathBuf,
+    /// Node name; must match the network file.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Enter this network namespace for probes and routes (lab nodes).
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// Kafka bootstrap servers (overrides kafka.brokers).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Public key healing commands must be signed with (overrides keys.verifying_key).
+    #[arg(long)]
+    pub verify_key: Option<PathBuf>,
+    /// Sampling interval (overrides agent.telemetry_interval).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub telemetry_interval: Option<Duration>,
+    /// Link probe interval (overrides agent.probe_interval).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub probe_interval: Option<Duration>,
+    /// Link probe timeout (overrides agent.probe_timeout).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub probe_timeout: Option<Duration>,
+    /// Telemetry encoding on the wire (overrides agent.encoding).
+    #[arg(long, value_enum)]
+    pub encoding: Option<Encoding>,
+    /// Use the kernel's interface counters, not eBPF (agent.ebpf = false).
+    #[arg(long)]
+    pub no_ebpf: bool,
+    /// Marks a process the lab started (so `lab down` finds it); exits with its parent.
+    #[arg(long, hide = true)]
+    pub lab_tag: Option<String>,
+}
+
+/// Runs the agent until SIGINT or SIGTERM (or, for a lab agent, its parent's exit).
+pub async fn agent_main(args: AgentArgs, config_file: Option<&Path>) -> Result<()> {
+    let mut config = AgentConfig::load(config_file, std::env::vars())
+        .map_err(|p| anyhow::anyhow!("configuration has {} problem(s):\n  - {}", p.len(), p.join("\n  - ")))?;
+    if let Some(b) = args.brokers {
+        config.kafka.brokers = b;
+    }
+    let s = &mut config.agent;
+    s.telemetry_interval = args.telemetry_interval.unwrap_or(s.telemetry_interval);
+    s.probe_interval = args.probe_interval.unwrap_or(s.probe_interval);
+    s.probe_timeout = args.probe_timeout.unwrap_or(s.probe_timeout);
+    s.encoding = args.encoding.unwrap_or(s.encoding);
+    s.ebpf &= !args.no_ebpf;
+    let file = &args.network;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let network = x0_actuator::NodeNetwork::from_json(&bytes).with_context(|| format!("parsing {}", file.display()))?;
+    if let Some(n) = args.node.filter(|n| *n != network.node) {
+        bail!("--node {n} but the network file describes {}", network.node);
+    }
+    let vk_path = args.verify_key.unwrap_or_else(|| PathBuf::from(&config.verifying_key));
+    if vk_path.as_os_str().is_empty() {
+        bail!("no verifying key: pass --verify-key or set keys.verifying_key");
+    }
+    let verify_key = x0_schema::read_verifying_key(&vk_path)?;
+    let opts = AgentOptions {
+        network,
+        netns: args.netns,
+        kafka: config.kafka,
+        verify_key,
+        settings: config.agent,
+        exit_with_parent: args.lab_tag.is_some(),
+    };
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        let _ = tx.send(true);
+    });
+    let report = run_agent(opts, rx).await;
+    signals.abort();
+    let report = report?;
+    eprintln!(
+        "agent stopped: {} telemetry batches, {} commands ({} applied)",
+        report.batches, report.commands, report.applied
+    );
+    Ok(())
+}
+
+/// An agent's runtime: its async half only relays between Kafka and its data-plane
+/// thread, and one thread does that with fewer wake-ups than a worker pool (its cost
+/// is paid on every node).
+pub fn agent_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
+/// The default log filter of every binary (qdrant-edge warns about process-wide flags
+/// its public API cannot set).
+const LOG_FILTER: &str = "warn,netlink_packet_route=error,qdrant_edge=error";
+
+/// Logs to stderr, filtered by `RUST_LOG`, else by the default filter.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| LOG_FILTER.into()))
+        .with_writer(std::io::stderr)
+        .init();
+}

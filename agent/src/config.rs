@@ -1,0 +1,145 @@
+//! The agent's configuration: the `[kafka]`, `[keys]` and `[agent]` sections of the
+//! same layered file the stream job reads (defaults, then a file, then `X0__…`
+//! environment variables); the job's own sections are checked for unknown keys and
+//! otherwise ignored, so one file can serve a whole deployment.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
+use x0_kafka::KafkaConfig;
+use x0_schema::{ConfigLayers, ContentType};
+
+/// The defaults of every process, documented key by key (`config/default.toml`).
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// Everything the agent reads from configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    /// Brokers, topics and librdkafka options.
+    pub kafka: KafkaConfig,
+    /// The file holding the public key commands must be signed with (`keys.verifying_key`).
+    pub verifying_key: String,
+    /// The `[agent]` section.
+    pub agent: AgentSettings,
+}
+
+/// The `[agent]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSettings {
+    /// Counters are sampled on the wall clock's multiples of this interval.
+    #[serde(with = "humantime_serde")]
+    pub telemetry_interval: Duration,
+    /// One UDP probe per neighbour per interval.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// A probe unanswered this long is lost.
+    #[serde(with = "humantime_serde")]
+    pub probe_timeout: Duration,
+    /// Telemetry encoding on the wire.
+    pub encoding: Encoding,
+    /// Load the eBPF probes (false: the kernel's interface counters).
+    pub ebpf: bool,
+}
+
+/// A telemetry encoding on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// JSON lines, one sample per line.
+    Json,
+    /// An Arrow IPC stream.
+    Arrow,
+}
+
+impl From<Encoding> for ContentType {
+    fn from(e: Encoding) -> Self {
+        match e {
+            Encoding::Json => ContentType::JsonLines,
+            Encoding::Arrow => ContentType::Arrow,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Keys {
+    verifying_key: String,
+    // The job's; present in the shared file.
+    #[allow(dead_code)]
+    signing_key: String,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig::load(None, std::iter::empty()).expect("the embedded defaults are valid")
+    }
+}
+
+impl AgentConfig {
+    /// Defaults, then `file`, then `env` (pairs like `("X0__AGENT__EBPF", "false")`);
+    /// every problem at once.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, Vec<String>> {
+        let mut layers = ConfigLayers::load(DEFAULT_TOML, file, env);
+        let kafka = {
+            let d = layers.default_section("kafka");
+            layers.section("kafka", d)
+        };
+        let keys: Keys = {
+            let d = layers.default_section("keys");
+            layers.section("keys", d)
+        };
+        let agent: AgentSettings = {
+            let d = layers.default_section("agent");
+            layers.section("agent", d)
+        };
+        let mut problems = layers.problems;
+        if agent.telemetry_interval.is_zero() || agent.probe_interval.is_zero() {
+            problems.push("agent.telemetry_interval and agent.probe_interval must be positive".into());
+        }
+        if !keys.verifying_key.is_empty() && !Path::new(&keys.verifying_key).is_file() {
+            problems.push(format!("keys.verifying_key {} does not exist", keys.verifying_key));
+        }
+        if problems.is_empty() {
+            Ok(AgentConfig { kafka, verifying_key: keys.verifying_key, agent })
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = AgentConfig::default();
+        assert_eq!(c.agent.telemetry_interval, Duration::from_millis(100));
+        assert_eq!(c.agent.probe_timeout, Duration::from_millis(200));
+        assert_eq!(c.agent.encoding, Encoding::Json);
+        assert!(c.agent.ebpf);
+        assert_eq!(c.kafka.topics.commands, "x0.commands");
+    }
+
+    #[test]
+    fn one_file_serves_job_and_agent_and_every_problem_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[window]\nsize = \"1s\"\n[agent]\nencoding = \"xml\"\nprobe_timeot = \"1s\"\n[kafka]\nbrokers = \"a:1\"\n",
+        )
+        .unwrap();
+        let env = [("X0__AGENT__EBPF".to_string(), "maybe".to_string())];
+        let problems = AgentConfig::load(Some(&f), env).unwrap_err();
+        let text = problems.join("\n");
+        assert_eq!(problems.len(), 2, "{text}");
+        assert!(text.contains("agent.probe_timeot"), "{text}");
+        assert!(text.contains("agent:"), "{text}");
+
+        std::fs::write(&f, "[window]\nsize = \"1s\"\n[agent]\nencoding = \"arrow\"\n[kafka]\nbrokers = \"a:1\"\n")
+            .unwrap();
+        let c = AgentConfig::load(Some(&f), [("X0__AGENT__EBPF".to_string(), "false".to_string())]).unwrap();
+        assert_eq!((c.agent.encoding, c.agent.ebpf, c.kafka.brokers.as_str()), (Encoding::Arrow, false, "a:1"));
+    }
+}

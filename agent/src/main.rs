@@ -1,0 +1,23 @@
+//! `x0-agent`: the node agent alone (`x0tta6bl4 agent` in a binary that links only
+//! what an agent runs).
+
+use clap::Parser;
+use std::path::PathBuf;
+use x0_agent::{agent_main, agent_runtime, init_logging, AgentArgs};
+
+/// The x0tta6bl4 node agent: kernel probes and link probes out, signed commands in (netlink).
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Configuration file (TOML); defaults are built in.
+    #[arg(long, env = "X0_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    agent: AgentArgs,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    agent_runtime()?.block_on(agent_main(cli.agent, cli.config.as_deref()))
+}
