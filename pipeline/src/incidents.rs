@@ -111,61 +111,10 @@ impl IncidentBook {
         let mut out = Vec::new();
         let mut touched = Vec::new();
         for d in diagnoses {
-            // A node diagnosis absorbs unconfirmed candidates on the links whose symptoms
-            // it explains (not a link it left out as slow or lossy for its own reason).
-            if let Element::Node { id } = &d.cause.element {
-                let absorbed: Vec<String> = self
-                    .tracked
-                    .iter()
-                    .filter(|(_, t)| {
-                        !t.confirmed
-                            && t.incident.root_cause.as_ref().is_some_and(|rc| {
-                                matches!(rc.element, Element::Link { .. })
-                                    && rc.element.touches(id)
-                                    && d.symptoms.iter().any(|s| s.element == rc.element)
-                            })
-                    })
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for k in absorbed {
-                    self.tracked.remove(&k);
-                }
-            }
+            self.absorb_link_candidates(&d);
             let id = match self.open_for(&d.cause.element) {
                 Some(id) => id,
-                None => {
-                    self.next_id += 1;
-                    let id = format!("{}-{:04}", self.id_prefix, self.next_id);
-                    self.tracked.insert(
-                        id.clone(),
-                        Tracked {
-                            incident: Incident {
-                                schema_version: x0_schema::SCHEMA_VERSION,
-                                incident_id: id.clone(),
-                                opened_at: window_start,
-                                detected_at: now_ns,
-                                diagnosed_at: None,
-                                mitigated_at: None,
-                                resolved_at: None,
-                                state: IncidentState::Opened,
-                                symptoms: vec![],
-                                root_cause: Some(d.cause.clone()),
-                                actions: vec![],
-                                outcome: Outcome::Open,
-                                mttd_ms: None,
-                                mttr_ms: None,
-                                model_version: self.model_version.clone(),
-                                explanation: String::new(),
-                            },
-                            streak: 0,
-                            confirmed: false,
-                            healthy_windows: 0,
-                            acted: false,
-                            rolled_back: false,
-                        },
-                    );
-                    id
-                }
+                None => self.open(&d, window_start, now_ns),
             };
             let t = self.tracked.get_mut(&id).expect("just found or inserted");
             t.streak += 1;
@@ -221,6 +170,49 @@ impl IncidentBook {
             self.tracked.remove(&id);
         }
         out
+    }
+
+    /// A node diagnosis absorbs unconfirmed candidates on the links whose symptoms it
+    /// explains (not a link it left out as slow or lossy for its own reason).
+    fn absorb_link_candidates(&mut self, d: &Diagnosis) {
+        let Element::Node { id } = &d.cause.element else { return };
+        self.tracked.retain(|_, t| {
+            let absorbed = !t.confirmed
+                && t.incident.root_cause.as_ref().is_some_and(|rc| {
+                    matches!(rc.element, Element::Link { .. })
+                        && rc.element.touches(id)
+                        && d.symptoms.iter().any(|s| s.element == rc.element)
+                });
+            !absorbed
+        });
+    }
+
+    /// Starts tracking a new candidate incident for `d`; returns its id.
+    fn open(&mut self, d: &Diagnosis, window_start: i64, now_ns: i64) -> String {
+        self.next_id += 1;
+        let id = format!("{}-{:04}", self.id_prefix, self.next_id);
+        let incident = Incident {
+            schema_version: x0_schema::SCHEMA_VERSION,
+            incident_id: id.clone(),
+            opened_at: window_start,
+            detected_at: now_ns,
+            diagnosed_at: None,
+            mitigated_at: None,
+            resolved_at: None,
+            state: IncidentState::Opened,
+            symptoms: vec![],
+            root_cause: Some(d.cause.clone()),
+            actions: vec![],
+            outcome: Outcome::Open,
+            mttd_ms: None,
+            mttr_ms: None,
+            model_version: self.model_version.clone(),
+            explanation: String::new(),
+        };
+        let tracked =
+            Tracked { incident, streak: 0, confirmed: false, healthy_windows: 0, acted: false, rolled_back: false };
+        self.tracked.insert(id.clone(), tracked);
+        id
     }
 
     pub fn get(&self, id: &str) -> Option<&Incident> {
@@ -450,10 +442,10 @@ mod tests {
     #[test]
     fn a_recalled_incident_is_confirmed_on_its_first_window() {
         let mut book = IncidentBook::new(2, 3, "m", "t");
-        // Without memory a soft symptom waits for its second window.
+        // Without recall a soft symptom waits for its second window.
         assert!(book.observe(vec![loss(("a", "b"))], 0, 1).is_empty());
         assert!(matches!(&book.observe(vec![loss(("a", "b"))], 1, 2)[..], [Transition::Diagnosed(_)]));
-        // With a memory that knows it: the first window.
+        // With a knowledge base that knows it: the first window.
         let mut asked = 0;
         let mut recall = |i: &Incident| {
             asked += 1;

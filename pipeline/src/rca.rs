@@ -87,7 +87,10 @@ impl Localizer {
         self.views.get(&(node.to_string(), peer.to_string())).map_or(0, |q| q.iter().filter(|&&x| x == v).count())
     }
 
-    /// Explains one window's anomalies as root causes.
+    /// Explains one window's anomalies as root causes, family by family: node crashes
+    /// first (they explain every symptom on their links), then overloaded nodes (they
+    /// explain delay and loss on theirs), then what is left, link by link, and last
+    /// the claims only one end makes.
     pub fn localize(
         &mut self,
         anomalies: &[Anomaly],
@@ -95,227 +98,70 @@ impl Localizer {
         window_start: i64,
     ) -> Vec<Diagnosis> {
         self.remember(views);
-        let mut out = Vec::new();
         let mut explained = vec![false; anomalies.len()];
-        let touching = |node: &str, a: &Anomaly| matches!(&a.element, Element::Link { .. }) && a.element.touches(node);
-
-        // 1. Silent nodes whose neighbours lost them: a crash.
-        for (i, a) in anomalies.iter().enumerate() {
-            let (Signal::Silent, Element::Node { id }) = (&a.signal, &a.element) else { continue };
-            let mut witnesses = BTreeSet::new();
-            let mut symptoms = vec![symptom(a, window_start)];
-            for (j, b) in anomalies.iter().enumerate() {
-                if touching(id, b) {
-                    explained[j] = true;
-                    symptoms.push(symptom(b, window_start));
-                    match &b.signal {
-                        Signal::ProbeLoss { reporter } | Signal::Carrier { reporter } if reporter != id => {
-                            witnesses.insert(reporter.clone());
-                        }
-                        Signal::CounterLoss { from, .. } if from != id => {
-                            witnesses.insert(from.clone());
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            explained[i] = true;
-            let n = witnesses.len();
-            let confidence = if n == 0 { 0.5 } else { (0.6 + 0.1 * n.min(3) as f64).min(0.9) };
-            let mut evidence = vec![format!("{id} stopped reporting telemetry")];
-            if n > 0 {
-                evidence.push(format!(
-                    "{n} neighbour(s) lost their probes to it: {}",
-                    witnesses.into_iter().collect::<Vec<_>>().join(", ")
-                ));
-            } else {
-                evidence.push("no neighbour corroborates: may be the agent, not the node".into());
-            }
-            out.push(Diagnosis {
-                cause: RootCause {
-                    kind: RootCauseKind::NodeCrash,
-                    element: a.element.clone(),
-                    confidence,
-                    ambiguity: vec![],
-                    evidence,
-                },
-                hard: n > 0,
-                symptoms,
-            });
-        }
-
-        // 2. Saturated nodes: overload explains delay and loss on their links.
-        for (i, a) in anomalies.iter().enumerate() {
-            let (Signal::Cpu, Element::Node { id }) = (&a.signal, &a.element) else { continue };
-            let mut symptoms = vec![symptom(a, window_start)];
-            let mut corroborating = 0;
-            // The links whose symptoms it explains are the alternatives: a fault on one
-            // of them, beside a busy node, would look the same. Strongest first.
-            let mut alternatives: Vec<(f64, Element)> = Vec::new();
-            let standout = outlying_delays(id, anomalies);
-            for (j, b) in anomalies.iter().enumerate() {
-                // A link far slower than the node's other slow links has a delay of its
-                // own: left for the link step, which names it beside the overload.
-                let own_delay = matches!(b.signal, Signal::Rtt { .. }) && standout.contains(&b.element);
-                if !explained[j] && touching(id, b) && !matches!(b.signal, Signal::Carrier { .. }) && !own_delay {
-                    explained[j] = true;
-                    corroborating += 1;
-                    symptoms.push(symptom(b, window_start));
-                    match alternatives.iter_mut().find(|(_, e)| *e == b.element) {
-                        Some(alt) => alt.0 = alt.0.max(b.score),
-                        None => alternatives.push((b.score, b.element.clone())),
-                    }
-                }
-            }
-            alternatives.sort_by(|x, y| y.0.total_cmp(&x.0));
-            explained[i] = true;
-            let confidence = 0.65 + 0.1 * f64::from(corroborating.min(2));
-            let evidence = vec![
-                format!("{id} CPU at {:.0}% (robust z {:.1})", a.value * 100.0, a.score),
-                format!("{corroborating} symptom(s) on its links (delay, loss) explained by it"),
-            ];
-            out.push(Diagnosis {
-                cause: RootCause {
-                    kind: RootCauseKind::NodeOverload,
-                    element: a.element.clone(),
-                    confidence,
-                    ambiguity: alternatives.into_iter().map(|(_, e)| e).collect(),
-                    evidence,
-                },
-                hard: false,
-                symptoms,
-            });
-        }
-
-        // 3. What is left is about links.
-        let mut per_link: BTreeMap<Element, Vec<&Anomaly>> = BTreeMap::new();
-        for (i, a) in anomalies.iter().enumerate() {
-            if !explained[i] && matches!(a.element, Element::Link { .. }) {
-                per_link.entry(a.element.clone()).or_default().push(a);
-            }
-        }
+        let mut out = crashes(anomalies, &mut explained, window_start);
+        out.extend(overloads(anomalies, &mut explained, window_start));
         let mut one_sided: BTreeMap<String, Vec<(Element, Vec<Symptom>)>> = BTreeMap::new();
-        for (link, signals) in per_link {
-            let Element::Link { a: na, b: nb } = &link else { continue };
+        for (link, signals) in unexplained_links(anomalies, &explained) {
             let symptoms: Vec<Symptom> = signals.iter().map(|s| symptom(s, window_start)).collect();
-            let carrier = who(&signals, |s| match s {
-                Signal::Carrier { reporter } => Some(reporter),
-                _ => None,
-            });
-            if !carrier.is_empty() {
-                let both = carrier.len() == 2;
-                let evidence = vec![format!(
-                    "carrier lost as seen by {}",
-                    carrier.iter().copied().collect::<Vec<_>>().join(" and ")
-                )];
-                out.push(Diagnosis {
-                    cause: RootCause {
-                        kind: RootCauseKind::LinkDown,
-                        element: link.clone(),
-                        confidence: if both { 0.95 } else { 0.8 },
-                        ambiguity: vec![],
-                        evidence,
-                    },
-                    hard: true,
-                    symptoms,
-                });
-                continue;
-            }
-            let bad = |x: &str, y: &str| self.count(x, y, View::Bad);
-            let good = |x: &str, y: &str| self.count(x, y, View::Good);
-            let now = |x: &str, y: &str| {
-                self.views.get(&(x.to_string(), y.to_string())).and_then(|q| q.back().copied()).unwrap_or(View::Unknown)
-            };
-            let (bad_a, bad_b) = (bad(na, nb), bad(nb, na));
-            let counter = signals.iter().any(|s| matches!(s.signal, Signal::CounterLoss { .. }));
-            let rtt = who(&signals, |s| match s {
-                Signal::Rtt { reporter } => Some(reporter),
-                _ => None,
-            });
-            // Who asserts each loss signal: a prober its probes, a receiver its counters
-            // (a "packets sent but not received" gap rests on the receiver's own count).
-            let claims = who(&signals, |s| match s {
-                Signal::ProbeLoss { reporter } => Some(reporter),
-                Signal::CounterLoss { to, .. } => Some(to),
-                _ => None,
-            });
-            if !claims.is_empty() {
-                if let [claimant] = claims.iter().copied().collect::<Vec<_>>()[..] {
-                    // Real loss crosses the other end's probes too (they go both ways).
-                    // When those keep coming back, the claim is the claimant's alone.
-                    let other = if claimant == na.as_str() { nb.as_str() } else { na.as_str() };
-                    let contradicted =
-                        now(other, claimant) == View::Good && bad(other, claimant) == 0 && good(other, claimant) >= 2;
-                    let suspect = self.suspects.contains_key(claimant) && now(other, claimant) != View::Bad;
-                    if contradicted || suspect {
-                        one_sided.entry(claimant.to_string()).or_default().push((link.clone(), symptoms));
-                        continue;
-                    }
-                }
-                let confidence = match (claims.len(), counter) {
-                    (2, true) => 0.93,
-                    (2, false) => 0.88,
-                    (_, true) => 0.7,
-                    _ => 0.55,
-                };
-                let mut evidence = Vec::new();
-                for s in &signals {
-                    evidence.push(match &s.signal {
-                        Signal::CounterLoss { from, to } => {
-                            format!("{:.1}% of packets {from} sent were not received by {to}", s.value * 100.0)
-                        }
-                        Signal::ProbeLoss { reporter } => {
-                            format!("{reporter} lost {:.0}% of its probes across the link", s.value * 100.0)
-                        }
-                        Signal::Rtt { reporter } => {
-                            format!("{reporter} sees round-trip time {:.1} ms", s.value / 1000.0)
-                        }
-                        other => format!("{other:?}"),
-                    });
-                }
-                let who = claims.iter().copied().collect::<Vec<_>>().join(" and ");
-                evidence.push(format!(
-                    "claimed by {who}; probe views over the last {MEMORY} windows: {na} bad {bad_a}, {nb} bad {bad_b}"
-                ));
-                out.push(Diagnosis {
-                    cause: RootCause {
-                        kind: RootCauseKind::LinkLoss,
-                        element: link.clone(),
-                        confidence,
-                        ambiguity: vec![],
-                        evidence,
-                    },
-                    hard: false,
-                    symptoms,
-                });
-                continue;
-            }
-            if !rtt.is_empty() {
-                let confidence = if rtt.len() == 2 { 0.85 } else { 0.6 };
-                let evidence = vec![format!(
-                    "round-trip time rose as seen by {}",
-                    rtt.iter().copied().collect::<Vec<_>>().join(" and ")
-                )];
-                out.push(Diagnosis {
-                    cause: RootCause {
-                        kind: RootCauseKind::LinkDelay,
-                        element: link.clone(),
-                        confidence,
-                        ambiguity: vec![],
-                        evidence,
-                    },
-                    hard: false,
-                    symptoms,
-                });
+            match self.link_finding(&link, &signals) {
+                LinkFinding::Cause(d) => out.push(Diagnosis { symptoms, ..d }),
+                LinkFinding::OneSided(claimant) => one_sided.entry(claimant).or_default().push((link, symptoms)),
+                LinkFinding::Nothing => {}
             }
         }
-
-        // 4. Uncorroborated claims: several from one node make it a suspect reporter;
-        //    a single one stays a weak link hypothesis with the claimant as the alternative.
         self.suspects.retain(|_, left| {
             *left -= 1;
             *left > 0
         });
+        out.extend(self.one_sided_claims(one_sided));
+        out
+    }
+
+    /// What one link's unexplained signals say about it: carrier lost, loss claimed
+    /// (by both ends, or by one whose claim the other end's probes contradict), or
+    /// round-trip time risen.
+    fn link_finding(&self, link: &Element, signals: &[&Anomaly]) -> LinkFinding {
+        let Element::Link { a: na, b: nb } = link else { return LinkFinding::Nothing };
+        if let Some(d) = link_down(link, signals) {
+            return LinkFinding::Cause(d);
+        }
+        // Who asserts each loss signal: a prober its probes, a receiver its counters
+        // (a "packets sent but not received" gap rests on the receiver's own count).
+        let claims = who(signals, |s| match s {
+            Signal::ProbeLoss { reporter } => Some(reporter),
+            Signal::CounterLoss { to, .. } => Some(to),
+            _ => None,
+        });
+        if claims.is_empty() {
+            return link_delay(link, signals).map_or(LinkFinding::Nothing, LinkFinding::Cause);
+        }
+        if let [claimant] = claims.iter().copied().collect::<Vec<_>>()[..] {
+            // Real loss crosses the other end's probes too (they go both ways).
+            // When those keep coming back, the claim is the claimant's alone.
+            let other = if claimant == na.as_str() { nb.as_str() } else { na.as_str() };
+            let now = self.latest(other, claimant);
+            let contradicted = now == View::Good
+                && self.count(other, claimant, View::Bad) == 0
+                && self.count(other, claimant, View::Good) >= 2;
+            let suspect = self.suspects.contains_key(claimant) && now != View::Bad;
+            if contradicted || suspect {
+                return LinkFinding::OneSided(claimant.to_string());
+            }
+        }
+        let views = (self.count(na, nb, View::Bad), self.count(nb, na, View::Bad));
+        LinkFinding::Cause(link_loss(link, signals, &claims, views))
+    }
+
+    fn latest(&self, node: &str, peer: &str) -> View {
+        self.views.get(&(node.to_string(), peer.to_string())).and_then(|q| q.back().copied()).unwrap_or(View::Unknown)
+    }
+
+    /// Uncorroborated claims: several from one node (or any from a known suspect) make
+    /// it a suspect reporter; a single one stays a weak link hypothesis with the
+    /// claimant as the alternative.
+    fn one_sided_claims(&mut self, one_sided: BTreeMap<String, Vec<(Element, Vec<Symptom>)>>) -> Vec<Diagnosis> {
+        let mut out = Vec::new();
         for (claimant, links) in one_sided {
             let known = self.suspects.contains_key(&claimant);
             if links.len() >= 2 || known {
@@ -324,38 +170,205 @@ impl Localizer {
                     format!("{claimant} reports loss on {} links", links.len()),
                     "its neighbours' probes across the same links are answered".into(),
                 ];
-                let symptoms = links.iter().flat_map(|(_, s)| s.clone()).collect();
-                out.push(Diagnosis {
-                    cause: RootCause {
-                        kind: RootCauseKind::SuspectReporter,
-                        element: Element::node(&claimant),
-                        confidence: 0.8,
-                        ambiguity: links.iter().map(|(l, _)| l.clone()).collect(),
-                        evidence,
-                    },
-                    hard: false,
-                    symptoms,
-                });
+                let mut d = diagnosis(RootCauseKind::SuspectReporter, Element::node(&claimant), 0.8, evidence);
+                d.cause.ambiguity = links.iter().map(|(l, _)| l.clone()).collect();
+                d.symptoms = links.into_iter().flat_map(|(_, s)| s).collect();
+                out.push(d);
             } else {
                 for (link, symptoms) in links {
-                    out.push(Diagnosis {
-                        cause: RootCause {
-                            kind: RootCauseKind::LinkLoss,
-                            element: link,
-                            confidence: 0.5,
-                            ambiguity: vec![Element::node(&claimant)],
-                            evidence: vec![format!(
-                                "only {claimant} reports loss; the other end's probes are answered"
-                            )],
-                        },
-                        hard: false,
-                        symptoms,
-                    });
+                    let evidence = vec![format!("only {claimant} reports loss; the other end's probes are answered")];
+                    let mut d = diagnosis(RootCauseKind::LinkLoss, link, 0.5, evidence);
+                    d.cause.ambiguity = vec![Element::node(&claimant)];
+                    d.symptoms = symptoms;
+                    out.push(d);
                 }
             }
         }
         out
     }
+}
+
+/// What [`Localizer::link_finding`] concluded about one link.
+enum LinkFinding {
+    /// A link fault (its symptoms are filled in by the caller).
+    Cause(Diagnosis),
+    /// Loss claimed by this node alone, and contradicted.
+    OneSided(String),
+    /// Nothing to name.
+    Nothing,
+}
+
+/// A hypothesis with no symptoms, alternatives or urgency yet.
+fn diagnosis(kind: RootCauseKind, element: Element, confidence: f64, evidence: Vec<String>) -> Diagnosis {
+    Diagnosis {
+        cause: RootCause { kind, element, confidence, ambiguity: vec![], evidence },
+        hard: false,
+        symptoms: vec![],
+    }
+}
+
+fn touching(node: &str, a: &Anomaly) -> bool {
+    matches!(&a.element, Element::Link { .. }) && a.element.touches(node)
+}
+
+/// Silent nodes: a crash, witnessed by the neighbours that lost their probes (or
+/// counters, or carrier) towards it. Every symptom on its links is its.
+fn crashes(anomalies: &[Anomaly], explained: &mut [bool], window_start: i64) -> Vec<Diagnosis> {
+    let mut out = Vec::new();
+    for (i, a) in anomalies.iter().enumerate() {
+        let (Signal::Silent, Element::Node { id }) = (&a.signal, &a.element) else { continue };
+        let mut witnesses = BTreeSet::new();
+        let mut symptoms = vec![symptom(a, window_start)];
+        for (j, b) in anomalies.iter().enumerate() {
+            if !touching(id, b) {
+                continue;
+            }
+            explained[j] = true;
+            symptoms.push(symptom(b, window_start));
+            match &b.signal {
+                Signal::ProbeLoss { reporter } | Signal::Carrier { reporter } if reporter != id => {
+                    witnesses.insert(reporter.clone());
+                }
+                Signal::CounterLoss { from, .. } if from != id => {
+                    witnesses.insert(from.clone());
+                }
+                _ => {}
+            }
+        }
+        explained[i] = true;
+        let n = witnesses.len();
+        let confidence = if n == 0 { 0.5 } else { (0.6 + 0.1 * n.min(3) as f64).min(0.9) };
+        let mut evidence = vec![format!("{id} stopped reporting telemetry")];
+        evidence.push(if n > 0 {
+            format!(
+                "{n} neighbour(s) lost their probes to it: {}",
+                witnesses.into_iter().collect::<Vec<_>>().join(", ")
+            )
+        } else {
+            "no neighbour corroborates: may be the agent, not the node".into()
+        });
+        let d = diagnosis(RootCauseKind::NodeCrash, a.element.clone(), confidence, evidence);
+        out.push(Diagnosis { hard: n > 0, symptoms, ..d });
+    }
+    out
+}
+
+/// Saturated nodes: overload explains the delay and loss on their links (not carrier,
+/// and not a link far slower than the node's others, which has a delay of its own).
+fn overloads(anomalies: &[Anomaly], explained: &mut [bool], window_start: i64) -> Vec<Diagnosis> {
+    let mut out = Vec::new();
+    for (i, a) in anomalies.iter().enumerate() {
+        let (Signal::Cpu, Element::Node { id }) = (&a.signal, &a.element) else { continue };
+        let mut symptoms = vec![symptom(a, window_start)];
+        let mut corroborating = 0;
+        // The links whose symptoms it explains are the alternatives: a fault on one
+        // of them, beside a busy node, would look the same. Strongest first.
+        let mut alternatives: Vec<(f64, Element)> = Vec::new();
+        let standout = outlying_delays(id, anomalies);
+        for (j, b) in anomalies.iter().enumerate() {
+            let own_delay = matches!(b.signal, Signal::Rtt { .. }) && standout.contains(&b.element);
+            if explained[j] || !touching(id, b) || matches!(b.signal, Signal::Carrier { .. }) || own_delay {
+                continue;
+            }
+            explained[j] = true;
+            corroborating += 1;
+            symptoms.push(symptom(b, window_start));
+            match alternatives.iter_mut().find(|(_, e)| *e == b.element) {
+                Some(alt) => alt.0 = alt.0.max(b.score),
+                None => alternatives.push((b.score, b.element.clone())),
+            }
+        }
+        alternatives.sort_by(|x, y| y.0.total_cmp(&x.0));
+        explained[i] = true;
+        let confidence = 0.65 + 0.1 * f64::from(corroborating.min(2));
+        let evidence = vec![
+            format!("{id} CPU at {:.0}% (robust z {:.1})", a.value * 100.0, a.score),
+            format!("{corroborating} symptom(s) on its links (delay, loss) explained by it"),
+        ];
+        let mut d = diagnosis(RootCauseKind::NodeOverload, a.element.clone(), confidence, evidence);
+        d.cause.ambiguity = alternatives.into_iter().map(|(_, e)| e).collect();
+        d.symptoms = symptoms;
+        out.push(d);
+    }
+    out
+}
+
+/// The link anomalies no node hypothesis explained, by link.
+fn unexplained_links<'a>(anomalies: &'a [Anomaly], explained: &[bool]) -> BTreeMap<Element, Vec<&'a Anomaly>> {
+    let mut per_link: BTreeMap<Element, Vec<&Anomaly>> = BTreeMap::new();
+    for (a, _) in anomalies.iter().zip(explained).filter(|(_, e)| !**e) {
+        if matches!(a.element, Element::Link { .. }) {
+            per_link.entry(a.element.clone()).or_default().push(a);
+        }
+    }
+    per_link
+}
+
+/// Carrier lost at one end or both: the link is down (at once, no second window).
+fn link_down(link: &Element, signals: &[&Anomaly]) -> Option<Diagnosis> {
+    let carrier = who(signals, |s| match s {
+        Signal::Carrier { reporter } => Some(reporter),
+        _ => None,
+    });
+    if carrier.is_empty() {
+        return None;
+    }
+    let seen_by = carrier.iter().copied().collect::<Vec<_>>().join(" and ");
+    let confidence = if carrier.len() == 2 { 0.95 } else { 0.8 };
+    let d = diagnosis(
+        RootCauseKind::LinkDown,
+        link.clone(),
+        confidence,
+        vec![format!("carrier lost as seen by {seen_by}")],
+    );
+    Some(Diagnosis { hard: true, ..d })
+}
+
+/// Loss on a link, as strong as the independent claims behind it: both ends, and the
+/// sender's counters against the receiver's. `views` are each end's bad probe windows.
+fn link_loss(link: &Element, signals: &[&Anomaly], claims: &BTreeSet<&str>, views: (usize, usize)) -> Diagnosis {
+    let Element::Link { a: na, b: nb } = link else { unreachable!("link_finding passes links only") };
+    let counter = signals.iter().any(|s| matches!(s.signal, Signal::CounterLoss { .. }));
+    let confidence = match (claims.len(), counter) {
+        (2, true) => 0.93,
+        (2, false) => 0.88,
+        (_, true) => 0.7,
+        _ => 0.55,
+    };
+    let mut evidence: Vec<String> = signals
+        .iter()
+        .map(|s| match &s.signal {
+            Signal::CounterLoss { from, to } => {
+                format!("{:.1}% of packets {from} sent were not received by {to}", s.value * 100.0)
+            }
+            Signal::ProbeLoss { reporter } => {
+                format!("{reporter} lost {:.0}% of its probes across the link", s.value * 100.0)
+            }
+            Signal::Rtt { reporter } => format!("{reporter} sees round-trip time {:.1} ms", s.value / 1000.0),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    let who = claims.iter().copied().collect::<Vec<_>>().join(" and ");
+    evidence.push(format!(
+        "claimed by {who}; probe views over the last {MEMORY} windows: {na} bad {}, {nb} bad {}",
+        views.0, views.1
+    ));
+    diagnosis(RootCauseKind::LinkLoss, link.clone(), confidence, evidence)
+}
+
+/// Round-trip time risen on a link, as seen by one end or both.
+fn link_delay(link: &Element, signals: &[&Anomaly]) -> Option<Diagnosis> {
+    let rtt = who(signals, |s| match s {
+        Signal::Rtt { reporter } => Some(reporter),
+        _ => None,
+    });
+    if rtt.is_empty() {
+        return None;
+    }
+    let confidence = if rtt.len() == 2 { 0.85 } else { 0.6 };
+    let seen_by = rtt.iter().copied().collect::<Vec<_>>().join(" and ");
+    let evidence = vec![format!("round-trip time rose as seen by {seen_by}")];
+    Some(diagnosis(RootCauseKind::LinkDelay, link.clone(), confidence, evidence))
 }
 
 #[cfg(test)]
@@ -434,5 +447,88 @@ mod tests {
         let d = l.localize(&real, &views(&[], &[("n1", "n5")]), 0);
         assert_eq!(d[0].cause.kind, RootCauseKind::LinkLoss);
         assert!(d[0].cause.confidence >= 0.9, "{:?}", d[0].cause);
+    }
+
+    #[test]
+    fn a_crash_explains_every_symptom_on_its_links_and_counts_its_witnesses() {
+        let silent =
+            Anomaly { element: Element::node("n2"), signal: Signal::Silent, feature: "silent", value: 1.0, score: 9.0 };
+        let window = [
+            silent.clone(),
+            anomaly("n1", "n2", Signal::ProbeLoss { reporter: "n1".into() }),
+            anomaly("n2", "n3", Signal::ProbeLoss { reporter: "n3".into() }),
+            anomaly("n3", "n4", Signal::ProbeLoss { reporter: "n3".into() }),
+        ];
+        let mut explained = vec![false; window.len()];
+        let d = crashes(&window, &mut explained, 0);
+        assert_eq!(explained, [true, true, true, false]);
+        assert_eq!((d.len(), d[0].cause.kind, d[0].hard), (1, RootCauseKind::NodeCrash, true));
+        assert!((d[0].cause.confidence - 0.8).abs() < 1e-9, "two witnesses: {:?}", d[0].cause);
+        let mut alone = vec![false; 1];
+        let d = crashes(&[silent], &mut alone, 0);
+        assert!(!d[0].hard && d[0].cause.confidence == 0.5, "unwitnessed silence is not urgent: {d:?}");
+    }
+
+    #[test]
+    fn an_overload_takes_the_symptoms_of_its_links_but_not_their_carrier() {
+        let cpu =
+            Anomaly { element: Element::node("n2"), signal: Signal::Cpu, feature: "cpu", value: 0.98, score: 8.0 };
+        let window = [
+            cpu,
+            anomaly("n1", "n2", Signal::ProbeLoss { reporter: "n1".into() }),
+            anomaly("n2", "n3", Signal::Carrier { reporter: "n3".into() }),
+        ];
+        let mut explained = vec![false; window.len()];
+        let d = overloads(&window, &mut explained, 0);
+        assert_eq!(explained, [true, true, false]);
+        assert_eq!(d[0].cause.ambiguity, vec![Element::link("n1", "n2")]);
+        assert!((d[0].cause.confidence - 0.75).abs() < 1e-9);
+    }
+
+    #[test]
+    fn carrier_lost_at_both_ends_is_surer_than_at_one() {
+        let one = anomaly("n1", "n2", Signal::Carrier { reporter: "n1".into() });
+        let other = anomaly("n1", "n2", Signal::Carrier { reporter: "n2".into() });
+        let link = Element::link("n1", "n2");
+        assert_eq!(link_down(&link, &[&one]).unwrap().cause.confidence, 0.8);
+        let both = link_down(&link, &[&one, &other]).unwrap();
+        assert!(both.hard && both.cause.confidence == 0.95);
+        assert!(link_down(&link, &[]).is_none());
+    }
+
+    #[test]
+    fn delay_seen_from_both_ends_is_surer_than_from_one() {
+        let link = Element::link("n1", "n2");
+        let a = anomaly("n1", "n2", Signal::Rtt { reporter: "n1".into() });
+        let b = anomaly("n1", "n2", Signal::Rtt { reporter: "n2".into() });
+        assert_eq!(link_delay(&link, &[&a]).unwrap().cause.confidence, 0.6);
+        assert_eq!(link_delay(&link, &[&a, &b]).unwrap().cause.confidence, 0.85);
+    }
+
+    #[test]
+    fn loss_confidence_grows_with_independent_claims() {
+        let link = Element::link("n1", "n2");
+        let probe = anomaly("n1", "n2", Signal::ProbeLoss { reporter: "n1".into() });
+        let counter = anomaly("n1", "n2", Signal::CounterLoss { from: "n2".into(), to: "n1".into() });
+        let one: BTreeSet<&str> = ["n1"].into();
+        let two: BTreeSet<&str> = ["n1", "n2"].into();
+        assert_eq!(link_loss(&link, &[&probe], &one, (1, 0)).cause.confidence, 0.55);
+        assert_eq!(link_loss(&link, &[&probe, &counter], &one, (1, 0)).cause.confidence, 0.7);
+        assert_eq!(link_loss(&link, &[&probe], &two, (1, 1)).cause.confidence, 0.88);
+        assert_eq!(link_loss(&link, &[&probe, &counter], &two, (1, 1)).cause.confidence, 0.93);
+    }
+
+    #[test]
+    fn a_single_contradicted_claim_stays_a_weak_link_hypothesis() {
+        let mut l = Localizer::new();
+        let quiet = views(&[("n1", "n5"), ("n5", "n1")], &[]);
+        for _ in 0..3 {
+            l.localize(&[], &quiet, 0);
+        }
+        let claim = [anomaly("n1", "n5", Signal::ProbeLoss { reporter: "n5".into() })];
+        let d = l.localize(&claim, &views(&[("n1", "n5")], &[("n5", "n1")]), 1);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].cause.kind, d[0].cause.confidence), (RootCauseKind::LinkLoss, 0.5));
+        assert_eq!(d[0].cause.ambiguity, vec![Element::node("n5")]);
     }
 }
