@@ -7,40 +7,54 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
 use x0_kafka::KafkaConfig;
+use x0_schema::ConfigLayers;
 use x0_training::DetectorConfig;
 
 /// The defaults, documented key by key.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
-const ENV_PREFIX: &str = "X0__";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Where the incident history (Parquet) is written: a local path or file:// URL.
     pub data_dir: String,
+    /// Brokers, the job's consumer group, topics, librdkafka options.
     pub kafka: KafkaConfig,
+    /// Event-time windows and the clock checks of admission.
     pub window: WindowConfig,
+    /// The feature SQL.
     pub features: FeaturesConfig,
+    /// The statistical detector's thresholds.
     pub detector: DetectorConfig,
+    /// The graph model served.
     pub model: ModelConfig,
+    /// Root-cause analysis and incident confirmation.
     pub rca: RcaConfig,
+    /// The planner's guardrails and repair verification.
     pub planner: PlannerConfig,
+    /// The incident knowledge base.
     pub knowledge: KnowledgeConfig,
+    /// The key files.
     pub keys: KeysConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {
+    /// Tumbling window length.
     #[serde(with = "humantime_serde")]
     pub size: Duration,
+    /// A window closes when the watermark (newest event time minus this) passes its end.
     #[serde(with = "humantime_serde")]
     pub allowed_lateness: Duration,
     /// A source (partition) this far behind the newest event time is idle and no
     /// longer holds the watermark back.
     #[serde(with = "humantime_serde")]
     pub idle_source_timeout: Duration,
+    /// Rows further than this ahead of max(wall clock, watermark) are dead-lettered.
     #[serde(with = "humantime_serde")]
     pub max_future_skew: Duration,
+    /// Rows older than this (wall clock) or this far behind the watermark are dead-lettered.
     #[serde(with = "humantime_serde")]
     pub max_event_age: Duration,
 }
@@ -48,6 +62,7 @@ pub struct WindowConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeaturesConfig {
+    /// The feature SQL file; empty: the built-in `sql/features.sql`.
     pub sql_file: String,
 }
 
@@ -55,6 +70,7 @@ pub struct FeaturesConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// "builtin", a model registry directory, or "" for the statistical detector alone.
     pub registry: String,
     /// Record each window's model inputs in the history (`train --history`).
     pub record_inputs: bool,
@@ -63,7 +79,9 @@ pub struct ModelConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RcaConfig {
+    /// Consecutive anomalous windows before a soft symptom opens an incident.
     pub confirm_windows: u32,
+    /// Windows an element must stay healthy before its incident resolves.
     pub clear_windows: u32,
     /// "builtin", a calibration JSON file, or "" for raw evidence scores.
     pub calibration: String,
@@ -72,12 +90,17 @@ pub struct RcaConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlannerConfig {
+    /// Act only on root causes at least this confident.
     pub min_confidence: f64,
+    /// Healing commands expire this long after they are issued.
     #[serde(with = "humantime_serde")]
     pub command_ttl: Duration,
+    /// Disjoint paths computed per rerouted destination (primary + backups).
     pub k_paths: usize,
+    /// A rerouted element must be healthy this long before routes return to it.
     #[serde(with = "humantime_serde")]
     pub hold_down: Duration,
+    /// At most this many route changes per node per minute.
     pub max_route_changes_per_minute: u32,
     /// Windows after a plan is applied over which it is verified; 0: never verified.
     pub verify_windows: u32,
@@ -92,9 +115,11 @@ pub struct PlannerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KnowledgeConfig {
+    /// Remember finished incidents and consult them.
     pub enabled: bool,
     /// A Qdrant server (gRPC URL); empty: the embedded shard in `path`.
     pub url: String,
+    /// The collection (server) or shard's name.
     pub collection: String,
     /// The embedded shard's directory; empty: `<data_dir>/knowledge`.
     pub path: String,
@@ -105,7 +130,9 @@ pub struct KnowledgeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeysConfig {
+    /// The job's ed25519 signing key file (hex).
     pub signing_key: String,
+    /// The agents' verifying key file (hex).
     pub verifying_key: String,
 }
 
@@ -122,75 +149,22 @@ impl Default for Config {
 
 impl Config {
     /// Defaults, then `file`, then `env` (pairs like `("X0__KAFKA__BROKERS", "k:9092")`).
+    /// The `[agent]` section is the node agent's (`x0_agent::AgentConfig`): checked for
+    /// unknown keys here too, so one file serves both, but not read.
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigErrors> {
-        let mut problems = Vec::new();
-        let mut merged: toml::Table = toml::from_str(DEFAULT_TOML).expect("default.toml parses");
-        let defaults = merged.clone();
-        if let Some(path) = file {
-            match std::fs::read_to_string(path)
-                .map_err(|e| e.to_string())
-                .and_then(|t| toml::from_str::<toml::Table>(&t).map_err(|e| e.to_string()))
-            {
-                Ok(user) => {
-                    unknown_keys(&user, &defaults, "", &mut problems);
-                    merge(&mut merged, user);
-                }
-                Err(e) => problems.push(format!("{}: {e}", path.display())),
-            }
-        }
-        for (key, value) in env {
-            let Some(rest) = key.strip_prefix(ENV_PREFIX) else { continue };
-            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
-            let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .unwrap_or(toml::Value::String(value.clone()));
-            let mut overlay = toml::Table::new();
-            let mut slot = &mut overlay;
-            for p in &path[..path.len() - 1] {
-                slot = slot
-                    .entry(p.clone())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-                    .as_table_mut()
-                    .expect("fresh table");
-            }
-            slot.insert(path[path.len() - 1].clone(), parsed);
-            let before = problems.len();
-            unknown_keys(&overlay, &defaults, "", &mut problems);
-            for p in &mut problems[before..] {
-                *p = format!("{p} (from environment variable {key})");
-            }
-            merge(&mut merged, overlay);
-        }
-        // Unknown keys are reported above; drop them so serde reports what else is wrong.
-        prune(&mut merged, &defaults, "");
+        let mut layers = ConfigLayers::load(DEFAULT_TOML, file, env);
         // Each section on its own, so one bad value does not hide the others; a broken
         // section is replaced by its default to let the semantic checks still run.
-        let mut config: Config = toml::Value::Table(defaults.clone()).try_into().expect("defaults deserialise");
-        macro_rules! section {
-            ($field:ident) => {
-                if let Some(v) = merged.get(stringify!($field)).cloned() {
-                    match v.try_into() {
-                        Ok(parsed) => config.$field = parsed,
-                        Err(e) => problems.push(format!(
-                            "{}: {}",
-                            stringify!($field),
-                            e.to_string().trim().replace('\n', " ")
-                        )),
-                    }
-                }
+        macro_rules! sections {
+            ($($field:ident),*) => {
+                Config { $($field: {
+                    let default = layers.default_section(stringify!($field));
+                    layers.section(stringify!($field), default)
+                }),* }
             };
         }
-        section!(data_dir);
-        section!(kafka);
-        section!(window);
-        section!(features);
-        section!(detector);
-        section!(model);
-        section!(rca);
-        section!(planner);
-        section!(knowledge);
-        section!(keys);
+        let config = sections!(data_dir, kafka, window, features, detector, model, rca, planner, knowledge, keys);
+        let mut problems = layers.problems;
         problems.extend(config.validate());
         if problems.is_empty() {
             Ok(config)
@@ -267,49 +241,26 @@ impl Config {
     }
 }
 
-fn unknown_keys(user: &toml::Table, defaults: &toml::Table, prefix: &str, problems: &mut Vec<String>) {
-    for (k, v) in user {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-        match defaults.get(k) {
-            None => problems.push(format!("unknown key {path}")),
-            // Free-form maps: anything goes.
-            Some(_) if path == "kafka.options" => {}
-            Some(toml::Value::Table(d)) => match v {
-                toml::Value::Table(u) => unknown_keys(u, d, &path, problems),
-                _ => problems.push(format!("{path} must be a table")),
-            },
-            Some(_) => {}
-        }
-    }
-}
-
-/// Removes keys the defaults do not have (free-form maps excepted).
-fn prune(table: &mut toml::Table, defaults: &toml::Table, prefix: &str) {
-    table.retain(|k, _| defaults.contains_key(k));
-    for (k, v) in table.iter_mut() {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-        if let (toml::Value::Table(t), Some(toml::Value::Table(d))) = (v, defaults.get(k)) {
-            if path != "kafka.options" {
-                prune(t, d, &path);
-            }
-        }
-    }
-}
-
-fn merge(base: &mut toml::Table, overlay: toml::Table) {
-    for (k, v) in overlay {
-        match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
-            (_, v) => {
-                base.insert(k, v);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression guard: the structs' own `Default`s (used by tests, benchmarks and
+    /// library callers) must say what the documented file says.
+    #[test]
+    fn every_default_is_the_embedded_default_toml() {
+        let c = Config::default();
+        assert_eq!(c.kafka, KafkaConfig::default(), "KafkaConfig::default vs [kafka]");
+        assert_eq!(c.kafka.topics, x0_schema::Topics::default(), "Topics::default vs [kafka.topics]");
+        assert_eq!(c.detector, DetectorConfig::default(), "DetectorConfig::default vs [detector]");
+        let layers = ConfigLayers::load(DEFAULT_TOML, None, std::iter::empty());
+        let sections: std::collections::BTreeSet<&str> = layers.defaults.keys().map(String::as_str).collect();
+        let read =
+            ["data_dir", "kafka", "window", "features", "detector", "model", "rca", "planner", "knowledge", "keys"];
+        // [agent] is the node agent's (x0_agent::AgentConfig), read there.
+        let known: std::collections::BTreeSet<&str> = read.into_iter().chain(["agent"]).collect();
+        assert_eq!(sections, known, "a section nobody reads, or one missing");
+    }
 
     #[test]
     fn defaults_load() {

@@ -11,9 +11,9 @@ use crate::incidents::{IncidentBook, Transition};
 use crate::model_slot::ModelSlot;
 use crate::planner::{Plan, Planner};
 use crate::rca::Localizer;
-use crate::recall::Memory;
+use crate::recall::KnowledgeRecall;
 use crate::stats::JobStats;
-use crate::verify::{LossHistory, RepairCheck, Verdict, VerifyRule};
+use crate::verify::{LossHistory, RepairCheck, RepairVerdict, VerifyRule};
 use crate::window::Windows;
 use arrow::array::RecordBatch;
 use std::collections::{BTreeMap, HashSet};
@@ -33,14 +33,14 @@ pub struct Rejection {
     pub reason: String,
 }
 
-/// What the core wants sent.
+/// What the healing loop wants published: a command to an actuator, or an incident's new state.
 #[derive(Debug, Clone)]
-pub enum Output {
+pub enum Publication {
     Command(HealingCommand),
     Incident(Incident),
 }
 
-pub struct StreamCore {
+pub struct HealingLoop {
     config: Config,
     topo: Topology,
     windows: Windows,
@@ -61,7 +61,7 @@ pub struct StreamCore {
     /// Bumped whenever an incident or command changes, so history is written only then.
     generation: u64,
     /// Past incidents (the knowledge base), when one is configured.
-    memory: Option<Memory>,
+    recall: Option<KnowledgeRecall>,
     /// Every window's root-cause hypotheses, when kept for evaluation (`eval rca`).
     diagnosis_log: Option<Vec<WindowDiagnoses>>,
     /// Evidence score to confidence (`rca.calibration`); None: raw scores.
@@ -80,13 +80,13 @@ pub struct WindowDiagnoses {
     pub causes: Vec<RootCause>,
 }
 
-impl std::fmt::Debug for StreamCore {
+impl std::fmt::Debug for HealingLoop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamCore").field("nodes", &self.topo.len()).finish_non_exhaustive()
+        f.debug_struct("HealingLoop").field("nodes", &self.topo.len()).finish_non_exhaustive()
     }
 }
 
-impl StreamCore {
+impl HealingLoop {
     pub fn new(
         config: Config,
         topo: Topology,
@@ -99,7 +99,7 @@ impl StreamCore {
         let calibration = Calibration::configured(&config.rca.calibration).ok().flatten();
         let model = ModelSlot::new(&config.model.registry);
         let model_version = served_version(&model);
-        StreamCore {
+        HealingLoop {
             windows: Windows::configured(&config.window),
             detector: RobustDetector::new(config.detector.clone()),
             model,
@@ -117,7 +117,7 @@ impl StreamCore {
             model_inputs: Vec::new(),
             keep_features: true,
             generation: 0,
-            memory: None,
+            recall: None,
             diagnosis_log: None,
             calibration,
             loss: LossHistory::default(),
@@ -137,7 +137,7 @@ impl StreamCore {
 
     /// Remembers finished incidents in `kb` and recalls them when they recur.
     pub fn with_knowledge(mut self, kb: Box<dyn x0_knowledge::KnowledgeBase>) -> Self {
-        self.memory = Some(Memory::new(kb, self.config.knowledge.clone()));
+        self.recall = Some(KnowledgeRecall::new(kb, self.config.knowledge.clone()));
         self
     }
 
@@ -200,7 +200,7 @@ impl StreamCore {
     }
 
     /// Closes every window the watermark passed and decides on each.
-    pub async fn close_ready(&mut self) -> Result<Vec<Output>, FeatureError> {
+    pub async fn close_ready(&mut self) -> Result<Vec<Publication>, FeatureError> {
         let ready = self.windows.close_ready();
         let mut out = Vec::new();
         for w in ready {
@@ -219,7 +219,7 @@ impl StreamCore {
         Ok(out)
     }
 
-    fn decide(&mut self, f: &WindowFeatures) -> Vec<Output> {
+    fn decide(&mut self, f: &WindowFeatures) -> Vec<Publication> {
         let now = self.stream_now().unwrap_or(f.end);
         if self.model.refresh().is_some() {
             self.book.set_model_version(&served_version(&self.model));
@@ -271,7 +271,7 @@ impl StreamCore {
             self.loss.push(f);
             self.verify(now, &mut out);
         }
-        let (memory, stats) = (&self.memory, &self.stats);
+        let (memory, stats) = (&self.recall, &self.stats);
         let mut recall = |i: &Incident| memory.as_ref().and_then(|m| m.recall(i, stats));
         for t in self.book.observe_with(diagnoses, f.start, now, &mut recall) {
             match t {
@@ -286,14 +286,14 @@ impl StreamCore {
         out
     }
 
-    fn act_on_diagnosis(&mut self, id: &str, now: i64, out: &mut Vec<Output>) {
+    fn act_on_diagnosis(&mut self, id: &str, now: i64, out: &mut Vec<Publication>) {
         if self.book.rolled_back(id) {
             return;
         }
         let Some(incident) = self.book.get(id) else { return };
         let rc = incident.root_cause.clone().expect("diagnosed incidents have a cause");
         let min = self.config.planner.min_confidence;
-        let failed_before = || self.memory.as_ref().and_then(|m| m.failed_before(incident, &self.stats));
+        let failed_before = || self.recall.as_ref().and_then(|m| m.failed_before(incident, &self.stats));
         if rc.kind == RootCauseKind::SuspectReporter {
             self.book.record_no_action(id, &format!("{} reports faults its neighbours do not corroborate: suspect reporter, no reroute on its word alone", rc.element));
         } else if rc.confidence < min {
@@ -329,12 +329,12 @@ impl StreamCore {
                 }
             }
         }
-        out.extend(self.book.get(id).cloned().map(Output::Incident));
+        out.extend(self.book.get(id).cloned().map(Publication::Incident));
     }
 
     /// Judges the plans whose commands were all applied (see [`crate::verify`]); rolls
     /// back those that did not help.
-    fn verify(&mut self, now: i64, out: &mut Vec<Output>) {
+    fn verify(&mut self, now: i64, out: &mut Vec<Publication>) {
         let rule = VerifyRule {
             windows: self.config.planner.verify_windows,
             min_lost: self.config.planner.verify_min_lost,
@@ -352,30 +352,30 @@ impl StreamCore {
             }
             let check = self.checks.get_mut(&id).expect("listed above");
             match check.observe(&self.loss, &rule) {
-                Verdict::Pending => {}
-                Verdict::Stands(line) => {
+                RepairVerdict::Pending => {}
+                RepairVerdict::Stands(line) => {
                     self.checks.remove(&id);
                     self.book.note(&id, &line);
                     self.generation += 1;
-                    out.extend(self.book.get(&id).cloned().map(Output::Incident));
+                    out.extend(self.book.get(&id).cloned().map(Publication::Incident));
                 }
-                Verdict::RollBack(line) => self.roll_back(&id, &line, now, out),
+                RepairVerdict::RollBack(line) => self.roll_back(&id, &line, now, out),
             }
         }
     }
 
     /// Withdraws an incident's routes (its plan did not help, or was refused in part).
-    fn roll_back(&mut self, id: &str, why: &str, now: i64, out: &mut Vec<Output>) {
+    fn roll_back(&mut self, id: &str, why: &str, now: i64, out: &mut Vec<Publication>) {
         self.checks.remove(id);
         let plan = self.planner.plan_clear(id, now);
         let withdrawals = self.issue(id, &plan, now, out);
         self.book.roll_back(id, withdrawals, &format!("{why}; {}", plan.explanation.join("; ")));
         JobStats::bump(&self.stats.repairs_rolled_back);
         self.generation += 1;
-        out.extend(self.book.get(id).cloned().map(Output::Incident));
+        out.extend(self.book.get(id).cloned().map(Publication::Incident));
     }
 
-    fn clear(&mut self, id: &str, now: i64, out: &mut Vec<Output>) {
+    fn clear(&mut self, id: &str, now: i64, out: &mut Vec<Publication>) {
         let (withdrawals, why) = if self.book.acted(id) {
             let plan = self.planner.plan_clear(id, now);
             let why = plan.explanation.join("; ");
@@ -384,13 +384,13 @@ impl StreamCore {
             (vec![], "symptoms cleared".to_string())
         };
         self.book.resolve(id, now, withdrawals, &why);
-        if let (Some(memory), Some(incident)) = (&self.memory, self.book.get(id)) {
+        if let (Some(memory), Some(incident)) = (&self.recall, self.book.get(id)) {
             memory.remember(incident, &self.stats);
         }
-        out.extend(self.book.get(id).cloned().map(Output::Incident));
+        out.extend(self.book.get(id).cloned().map(Publication::Incident));
     }
 
-    fn issue(&mut self, incident: &str, plan: &Plan, now: i64, out: &mut Vec<Output>) -> Vec<ActionRecord> {
+    fn issue(&mut self, incident: &str, plan: &Plan, now: i64, out: &mut Vec<Publication>) -> Vec<ActionRecord> {
         let ttl = self.config.planner.command_ttl.as_nanos() as i64;
         plan.changes
             .iter()
@@ -430,14 +430,14 @@ impl StreamCore {
                     reason: None,
                     acked_at: None,
                 };
-                out.push(Output::Command(cmd));
+                out.push(Publication::Command(cmd));
                 record
             })
             .collect()
     }
 
     /// Takes an actuator's result.
-    pub fn on_result(&mut self, r: &CommandResult) -> Vec<Output> {
+    pub fn on_result(&mut self, r: &CommandResult) -> Vec<Publication> {
         self.stats.result_received(r.status);
         self.generation += 1;
         if let Some(row) = self.commands.get_mut(&r.command_id) {
@@ -459,7 +459,7 @@ impl StreamCore {
                 check.applied(now);
             }
         }
-        out.extend(self.book.get(&id).cloned().map(Output::Incident));
+        out.extend(self.book.get(&id).cloned().map(Publication::Incident));
         out
     }
 

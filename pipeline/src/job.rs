@@ -2,7 +2,7 @@
 //! history to Parquet. Bad input goes to the dead-letter topic with a reason; the job
 //! keeps running.
 
-use crate::core::{Output, StreamCore};
+use crate::healing_loop::{HealingLoop, Publication};
 use crate::history::History;
 use futures::future::join_all;
 use rdkafka::consumer::StreamConsumer;
@@ -13,7 +13,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 use x0_kafka::rdkafka;
 use x0_kafka::{dead_letter, header, KafkaConfig, KafkaError};
-use x0_schema::{decode_telemetry, CommandResult, ContentType, Incident, CONTENT_TYPE_HEADER};
+use x0_schema::{decode_telemetry, wall_clock_ns, CommandResult, ContentType, Incident, CONTENT_TYPE_HEADER};
 use x0_sql::CommandRow;
 
 #[derive(Debug, Error)]
@@ -22,6 +22,9 @@ pub enum JobError {
     Kafka(#[from] KafkaError),
     #[error("writing history: {0}")]
     History(#[from] std::io::Error),
+    /// The feature SQL could not be read or planned (the operator's to fix).
+    #[error("feature SQL {file:?}: {reason}")]
+    FeatureSql { file: String, reason: String },
 }
 
 /// What the job knew when it stopped.
@@ -31,22 +34,17 @@ pub struct JobReport {
     pub commands: Vec<CommandRow>,
 }
 
-/// The wall clock, ns since the Unix epoch.
-pub fn wall_clock_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
-}
-
 struct Io {
     producer: FutureProducer,
     kafka: KafkaConfig,
 }
 
 impl Io {
-    async fn send(&self, outputs: Vec<Output>) {
+    async fn send(&self, outputs: Vec<Publication>) {
         let sends = outputs.into_iter().map(|o| async move {
             let (topic, key, payload) = match &o {
-                Output::Command(c) => (&self.kafka.topics.commands, c.target.clone(), c.to_json()),
-                Output::Incident(i) => (&self.kafka.topics.incidents, i.incident_id.clone(), i.to_json()),
+                Publication::Command(c) => (&self.kafka.topics.commands, c.target.clone(), c.to_json()),
+                Publication::Incident(i) => (&self.kafka.topics.incidents, i.incident_id.clone(), i.to_json()),
             };
             let record = FutureRecord::to(topic).key(key.as_str()).payload(&payload);
             if let Err((e, _)) = self.producer.send(record, Duration::from_secs(5)).await {
@@ -59,7 +57,7 @@ impl Io {
 
 /// Runs until `shutdown` turns true; then writes the final history and returns.
 pub async fn run_job(
-    mut core: StreamCore,
+    mut core: HealingLoop,
     kafka: &KafkaConfig,
     data_dir: &std::path::Path,
     job_id: &str,
@@ -135,7 +133,7 @@ const FEATURES_EVERY: u32 = 15;
 /// Snapshots incidents and commands if they changed since `written` (the generation
 /// last written), and appends feature rows when `features`.
 fn write_history(
-    core: &mut StreamCore,
+    core: &mut HealingLoop,
     history: &mut History,
     written: &mut Option<u64>,
     features: bool,

@@ -1,7 +1,8 @@
 //! The stream job: the Monitor–Analyze–Plan–Execute loop of x0tta6bl4.
 //!
-//! Data enters as telemetry messages on `x0.telemetry` ([`run_job`]), or directly as
-//! decoded batches ([`StreamCore::admit`], which is what the benchmark drives):
+//! A [`StreamJob`] is set up once, the same way by `run`, `demo` and the lab. Data
+//! enters as telemetry messages on `x0.telemetry` ([`StreamJob::run`]), or directly as
+//! decoded batches ([`HealingLoop::admit`], which is what the benchmark drives):
 //!
 //! 1. **Monitor**: rows are checked against the inventory and the clocks (bad ones go
 //!    to `x0.dlq` with a reason) and land in event-time tumbling [`Windows`]; a window
@@ -20,13 +21,14 @@
 //! 6. **Knowledge**: incidents and commands are snapshotted to Parquet (SQL with
 //!    `x0_sql`) and published on `x0.incidents`.
 
+mod allocator;
 mod calibration;
 mod config;
-mod core;
 mod detect;
 mod disjoint;
 mod features;
 mod graph_input;
+mod healing_loop;
 mod history;
 mod incidents;
 mod job;
@@ -35,10 +37,12 @@ mod planner;
 mod rca;
 mod recall;
 mod stats;
+mod stream_job;
 mod verify;
 mod window;
 
-pub use crate::core::{Output, Rejection, StreamCore, WindowDiagnoses};
+pub use crate::healing_loop::{HealingLoop, Publication, Rejection, WindowDiagnoses};
+pub use allocator::keep_freed_memory;
 pub use calibration::{Calibration, Step as CalibrationStep, BUILTIN_CALIBRATION};
 pub use config::{
     Config, ConfigErrors, FeaturesConfig, KeysConfig, ModelConfig, PlannerConfig, RcaConfig, WindowConfig, DEFAULT_TOML,
@@ -47,7 +51,8 @@ pub use disjoint::{disjoint_paths, path_cost, CostGraph};
 pub use features::{FeatureEngine, FeatureError, WindowFeatures, BUILTIN_FEATURES_SQL};
 pub use graph_input::{graph_window, FeaturizedWindow, OfflineFeaturizer};
 pub use history::MODEL_INPUTS;
-pub use job::{run_job, wall_clock_ns, JobError, JobReport};
+pub use job::{run_job, JobError, JobReport};
 pub use recall::open_knowledge;
 pub use stats::JobStats;
+pub use stream_job::StreamJob;
 pub use window::{ClosedWindow, WindowRows, Windows};

@@ -23,7 +23,7 @@ struct Installed {
 
 /// One planned route change.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RouteChange {
+pub struct PlannedChange {
     pub target: String,
     pub action: Action,
 }
@@ -31,7 +31,7 @@ pub struct RouteChange {
 /// What the planner decided and why.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
-    pub changes: Vec<RouteChange>,
+    pub changes: Vec<PlannedChange>,
     /// Why this plan, which alternatives, which guardrails held what back.
     pub explanation: Vec<String>,
 }
@@ -252,7 +252,7 @@ impl Planner {
                     continue;
                 }
                 self.installed.insert((s, d), Installed { primary, backup, incident: incident.to_string() });
-                plan.changes.push(RouteChange {
+                plan.changes.push(PlannedChange {
                     target: self.topo.name(s).to_string(),
                     action: Action::RouteReplace {
                         destination: self.topo.name(d).to_string(),
@@ -324,7 +324,8 @@ impl Planner {
         for ((s, d), _) in &mine {
             let key = (self.topo.name(*s).to_string(), self.topo.name(*d).to_string());
             if !still.contains(&key) {
-                plan.changes.push(RouteChange { target: key.0, action: Action::RouteWithdraw { destination: key.1 } });
+                plan.changes
+                    .push(PlannedChange { target: key.0, action: Action::RouteWithdraw { destination: key.1 } });
             }
         }
         plan.changes.extend(replan.changes);

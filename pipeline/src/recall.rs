@@ -1,11 +1,11 @@
-//! The stream job's memory: finished incidents go into the knowledge base, and a new
+//! The stream job's recall of past incidents: finished incidents go into the knowledge base, and a new
 //! candidate incident that matches a past one (same element, same kind, a similar
 //! symptom signature, repaired by our reroute) is acted on without waiting for
 //! `rca.confirm_windows`: a known fault with a known fix. When the latest such match
 //! was instead rolled back (the reroute did not help), the repair is not repeated:
 //! that incident ends without action, so the one after it is tried again.
 //!
-//! Memory is an optimisation, never a dependency: when the knowledge base fails, the
+//! Recall is an optimisation, never a dependency: when the knowledge base fails, the
 //! job logs it, counts it, and decides as it would without one.
 
 use crate::config::{Config, KnowledgeConfig};
@@ -24,20 +24,20 @@ pub fn open_knowledge(config: &Config, data_dir: &Path) -> Result<Option<Box<dyn
     x0_knowledge::open(Some(k.url.as_str()), &k.collection, &config.knowledge_dir(data_dir)).map(Some)
 }
 
-pub struct Memory {
+pub struct KnowledgeRecall {
     kb: Box<dyn KnowledgeBase>,
     config: KnowledgeConfig,
 }
 
-impl std::fmt::Debug for Memory {
+impl std::fmt::Debug for KnowledgeRecall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Memory").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("KnowledgeRecall").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
-impl Memory {
+impl KnowledgeRecall {
     pub fn new(kb: Box<dyn KnowledgeBase>, config: KnowledgeConfig) -> Self {
-        Memory { kb, config }
+        KnowledgeRecall { kb, config }
     }
 
     /// Stores a finished incident.

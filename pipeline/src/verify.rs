@@ -56,7 +56,7 @@ impl LossHistory {
 
 /// What the check concluded.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
+pub enum RepairVerdict {
     /// Still waiting for the commands' results or for windows after them.
     Pending,
     /// The repair stands; the line says why (helped, or nothing to judge).
@@ -103,35 +103,35 @@ impl RepairCheck {
     }
 
     /// Judges with the window `history` took last.
-    pub fn observe(&mut self, history: &LossHistory, rule: &VerifyRule) -> Verdict {
-        let Some(applied_at) = self.applied_at else { return Verdict::Pending };
+    pub fn observe(&mut self, history: &LossHistory, rule: &VerifyRule) -> RepairVerdict {
+        let Some(applied_at) = self.applied_at else { return RepairVerdict::Pending };
         let before = match self.before {
             Some(b) if b >= rule.min_lost => b,
             Some(b) => {
-                return Verdict::Stands(format!(
+                return RepairVerdict::Stands(format!(
                     "verify: not judged: {} lost {b:.1} packets per window before acting (under planner.verify_min_lost {:.1}), nothing to compare",
                     self.links_named(),
                     rule.min_lost
                 ))
             }
             None => {
-                return Verdict::Stands(format!(
+                return RepairVerdict::Stands(format!(
                     "verify: not judged: the traffic lost on {} could not be measured before acting (an end did not report)",
                     if self.links.is_empty() { "its links".to_string() } else { self.links_named() }
                 ))
             }
         };
-        let Some((start, ends)) = history.windows.back() else { return Verdict::Pending };
+        let Some((start, ends)) = history.windows.back() else { return RepairVerdict::Pending };
         if *start < applied_at {
-            return Verdict::Pending;
+            return RepairVerdict::Pending;
         }
         match lost_on(ends, &self.links) {
             Some(lost) => self.after.push(lost),
             // The links went unmeasured (an end stopped reporting): wait for one that is.
-            None => return Verdict::Pending,
+            None => return RepairVerdict::Pending,
         }
         if (self.after.len() as u32) < rule.windows {
-            return Verdict::Pending;
+            return RepairVerdict::Pending;
         }
         let after = self.after.iter().sum::<f64>() / self.after.len() as f64;
         let cut = 1.0 - after / before;
@@ -142,9 +142,9 @@ impl RepairCheck {
             -cut * 100.0
         );
         if cut >= rule.min_improvement {
-            Verdict::Stands(format!("verify: the repair helped: {line}"))
+            RepairVerdict::Stands(format!("verify: the repair helped: {line}"))
         } else {
-            Verdict::RollBack(format!(
+            RepairVerdict::RollBack(format!(
                 "verify: the repair did not help: {line}, less than planner.verify_min_improvement {:.0}%; rolled back (its routes withdrawn), not acted on again while it lasts",
                 rule.min_improvement * 100.0
             ))
@@ -182,7 +182,7 @@ mod tests {
 
     const RULE: VerifyRule = VerifyRule { windows: 2, min_lost: 5.0, min_improvement: 0.2 };
 
-    fn check_after(before_windows: &[(f64, f64)], after_windows: &[(f64, f64)]) -> Verdict {
+    fn check_after(before_windows: &[(f64, f64)], after_windows: &[(f64, f64)]) -> RepairVerdict {
         let mut history = LossHistory::default();
         for (i, &(ab, ba)) in before_windows.iter().enumerate() {
             history.push(&window(i as i64 * 500, ab, ba));
@@ -191,9 +191,9 @@ mod tests {
         let mut check = RepairCheck::new(link.clone(), history.mean_lost(&link, 0));
         let t0 = before_windows.len() as i64 * 500;
         history.push(&window(t0, 30.0, 30.0));
-        assert_eq!(check.observe(&history, &RULE), Verdict::Pending, "not applied yet");
+        assert_eq!(check.observe(&history, &RULE), RepairVerdict::Pending, "not applied yet");
         check.applied(t0 + 600);
-        let mut verdict = Verdict::Pending;
+        let mut verdict = RepairVerdict::Pending;
         for (i, &(ab, ba)) in after_windows.iter().enumerate() {
             history.push(&window(t0 + 1000 + i as i64 * 500, ab, ba));
             verdict = check.observe(&history, &RULE);
@@ -204,19 +204,22 @@ mod tests {
     #[test]
     fn a_reroute_that_took_the_traffic_off_the_lossy_link_stands() {
         let v = check_after(&[(30.0, 10.0), (34.0, 6.0)], &[(1.0, 0.0), (2.0, 1.0)]);
-        assert!(matches!(&v, Verdict::Stands(l) if l.contains("helped") && l.contains("from 40.0 to 2.0")), "{v:?}");
+        assert!(
+            matches!(&v, RepairVerdict::Stands(l) if l.contains("helped") && l.contains("from 40.0 to 2.0")),
+            "{v:?}"
+        );
     }
 
     #[test]
     fn a_reroute_that_left_the_loss_where_it_was_is_rolled_back() {
         let v = check_after(&[(30.0, 10.0), (34.0, 6.0)], &[(30.0, 9.0), (36.0, 5.0)]);
-        assert!(matches!(&v, Verdict::RollBack(l) if l.contains("did not help")), "{v:?}");
+        assert!(matches!(&v, RepairVerdict::RollBack(l) if l.contains("did not help")), "{v:?}");
     }
 
     #[test]
     fn it_waits_for_enough_windows_and_does_not_judge_faults_that_lose_nothing() {
-        assert_eq!(check_after(&[(30.0, 10.0)], &[(1.0, 0.0)]), Verdict::Pending);
+        assert_eq!(check_after(&[(30.0, 10.0)], &[(1.0, 0.0)]), RepairVerdict::Pending);
         let v = check_after(&[(1.0, 0.0), (0.0, 2.0)], &[(1.0, 0.0), (0.0, 1.0)]);
-        assert!(matches!(&v, Verdict::Stands(l) if l.contains("not judged")), "{v:?}");
+        assert!(matches!(&v, RepairVerdict::Stands(l) if l.contains("not judged")), "{v:?}");
     }
 }
