@@ -8,11 +8,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use x0_kafka::{DevBroker, KafkaConfig};
 use x0_lab::{run_simulation, score_run, SimMesh, SimOptions, SimRunStats};
-use x0_pipeline::{run_job, wall_clock_ns, Config, FeatureEngine, JobReport, JobStats, StreamCore};
-use x0_schema::{ContentType, RunSummary, Scenario};
+use x0_pipeline::{Config, JobReport, JobStats, StreamJob};
+use x0_schema::{wall_clock_ns, ContentType, RunSummary, Scenario};
 
 /// The scenario `demo` runs when given none.
-pub const DEFAULT_SCENARIO: &str = include_str!("../examples/scenarios/grid16-link-down.toml");
+pub const DEFAULT_SCENARIO: &str = include_str!("../../examples/scenarios/grid16-link-down.toml");
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -37,6 +37,19 @@ pub struct DemoOutcome {
     pub bootstrap: String,
 }
 
+/// The scenarios `demo --scenario PATH` runs: the file, every `*.toml` of the
+/// directory in name order, or the built-in one when no path is given.
+pub fn load_scenarios(path: Option<&std::path::Path>) -> Result<Vec<Scenario>> {
+    match path {
+        Some(p) if p.is_dir() => crate::datasets::scenario_files(p)?
+            .iter()
+            .map(|f| Scenario::from_file(f).with_context(|| format!("reading {}", f.display())))
+            .collect(),
+        Some(p) => Ok(vec![Scenario::from_file(p).with_context(|| format!("reading {}", p.display()))?]),
+        None => Ok(vec![Scenario::from_toml_str(DEFAULT_SCENARIO)?]),
+    }
+}
+
 /// Runs a scenario end to end and scores it against the simulator's ground truth.
 pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
     let topics = opts.config.kafka.topics.clone();
@@ -50,27 +63,18 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
     let topology = mesh.topology().clone();
     let mesh = Arc::new(Mutex::new(mesh));
 
-    let sql = opts.config.feature_sql().with_context(|| format!("reading {}", opts.config.features.sql_file))?;
-    let features = FeatureEngine::new(&sql).await.context("loading the feature SQL")?;
-    let stats = Arc::new(JobStats::default());
-    let job_id = uuid::Uuid::new_v4().simple().to_string();
-    let core = StreamCore::new(
-        opts.config.clone(),
-        topology,
-        features,
-        signer.clone(),
-        stats.clone(),
-        &format!("inc-{}", &job_id[..8]),
-    );
-    let core = crate::with_memory(core, &opts.config, &opts.data_dir);
+    let job = StreamJob::new(opts.config.clone(), topology, signer.clone()).data_dir(&opts.data_dir);
+    let stats = job.stats();
+    let core = job.healing_loop().await.context("setting up the stream job")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let job = {
         let kafka = kafka.clone();
         let data_dir = opts.data_dir.clone();
         let delay = opts.job_start_delay;
+        let job_id = job.job_id().to_string();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            run_job(core, &kafka, &data_dir, &job_id, stop_rx).await
+            x0_pipeline::run_job(core, &kafka, &data_dir, &job_id, stop_rx).await
         })
     };
 

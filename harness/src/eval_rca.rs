@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use x0_lab::{blames, cause_family, fault_family, near, SimMesh, SimOptions};
-use x0_pipeline::{Config, FeatureEngine, JobStats, StreamCore, WindowDiagnoses, BUILTIN_FEATURES_SQL};
+use x0_pipeline::{Config, FeatureEngine, HealingLoop, JobStats, WindowDiagnoses, BUILTIN_FEATURES_SQL};
 use x0_schema::{Element, FaultKind, Incident, RootCause, Scenario};
 
 const K: usize = 5;
@@ -165,7 +165,7 @@ async fn run_one(config: &Config, scenario: &Scenario) -> Result<(Vec<Placed>, V
         })
         .collect();
     let features = FeatureEngine::new(BUILTIN_FEATURES_SQL).await?;
-    let mut core = StreamCore::new(
+    let mut core = HealingLoop::new(
         config.clone(),
         topo,
         features,

@@ -25,16 +25,16 @@ use x0_training::{read_datasets, LabelledWindow};
 
 /// An operator's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Verdict {
+pub enum OperatorVerdict {
     Confirmed,
     FalsePositive,
 }
 
-impl Verdict {
+impl OperatorVerdict {
     pub fn as_str(self) -> &'static str {
         match self {
-            Verdict::Confirmed => "confirmed",
-            Verdict::FalsePositive => "false-positive",
+            OperatorVerdict::Confirmed => "confirmed",
+            OperatorVerdict::FalsePositive => "false-positive",
         }
     }
 }
@@ -49,14 +49,14 @@ pub struct HistoryIncident {
     pub root_cause: Option<Element>,
     pub symptoms: Vec<Element>,
     /// The latest label, if any: verdict and the cause the operator named.
-    pub verdict: Option<(Verdict, Option<Element>)>,
+    pub verdict: Option<(OperatorVerdict, Option<Element>)>,
 }
 
 /// Records an operator's verdict on an incident of the history at `data_dir`.
 pub async fn label_incident(
     data_dir: &str,
     incident_id: &str,
-    verdict: Verdict,
+    verdict: OperatorVerdict,
     cause: Option<&str>,
     note: Option<&str>,
 ) -> Result<LabelRow> {
@@ -66,7 +66,7 @@ pub async fn label_incident(
         ),
         None => None,
     };
-    if cause.is_some() && verdict == Verdict::FalsePositive {
+    if cause.is_some() && verdict == OperatorVerdict::FalsePositive {
         bail!("--cause names the real cause of a confirmed incident; a false positive has none");
     }
     let engine = HistoryEngine::open(data_dir).await?;
@@ -80,7 +80,7 @@ pub async fn label_incident(
     if n == 0 {
         bail!("no incident {incident_id} in {data_dir} (list them: x0tta6bl4 sql --data-dir {data_dir} \"SELECT incident_id, root_cause_element FROM incidents\")");
     }
-    let now = x0_pipeline::wall_clock_ns();
+    let now = x0_schema::wall_clock_ns();
     let row = LabelRow {
         incident_id: incident_id.to_string(),
         verdict: verdict.as_str().to_string(),
@@ -122,8 +122,8 @@ pub async fn read_incidents(data_dir: &str) -> Result<Vec<HistoryIncident>> {
             let first = symptoms.iter().map(|s| s.window_start).min();
             let opened = time(1).value(r);
             let verdict = match opt(6, r).as_deref() {
-                Some("confirmed") => Some((Verdict::Confirmed, opt(7, r).and_then(|c| Element::parse(&c)))),
-                Some("false-positive") => Some((Verdict::FalsePositive, None)),
+                Some("confirmed") => Some((OperatorVerdict::Confirmed, opt(7, r).and_then(|c| Element::parse(&c)))),
+                Some("false-positive") => Some((OperatorVerdict::FalsePositive, None)),
                 _ => None,
             };
             out.push(HistoryIncident {
@@ -186,8 +186,8 @@ pub fn label_windows(windows: &mut [LabelledWindow], incidents: &[HistoryInciden
             let flagged = i.symptoms.iter().chain(&i.root_cause);
             match &i.verdict {
                 None => flagged.for_each(|e| mark(e, Mark::DoNotCare, None)),
-                Some((Verdict::FalsePositive, _)) => flagged.for_each(|e| mark(e, Mark::Healthy, None)),
-                Some((Verdict::Confirmed, cause)) => {
+                Some((OperatorVerdict::FalsePositive, _)) => flagged.for_each(|e| mark(e, Mark::Healthy, None)),
+                Some((OperatorVerdict::Confirmed, cause)) => {
                     let cause = cause.as_ref().or(i.root_cause.as_ref());
                     for e in flagged {
                         if Some(e) != cause {
@@ -231,16 +231,17 @@ pub struct HistorySet {
 
 /// Reads and labels the last `since` of the history at `data_dir`.
 pub async fn read_history(data_dir: &Path, since: Duration) -> Result<HistorySet> {
-    let dirs = model_input_dirs(data_dir, since, x0_pipeline::wall_clock_ns());
+    let dirs = model_input_dirs(data_dir, since, x0_schema::wall_clock_ns());
     let refs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
     let mut windows = read_datasets(&refs).await.context("reading the recorded model inputs")?;
     let incidents = read_incidents(&data_dir.to_string_lossy()).await?;
     label_windows(&mut windows, &incidents);
-    let count = |v: Verdict| incidents.iter().filter(|i| i.verdict.as_ref().is_some_and(|(x, _)| *x == v)).count();
+    let count =
+        |v: OperatorVerdict| incidents.iter().filter(|i| i.verdict.as_ref().is_some_and(|(x, _)| *x == v)).count();
     Ok(HistorySet {
         incidents: incidents.len(),
-        confirmed: count(Verdict::Confirmed),
-        false_positives: count(Verdict::FalsePositive),
+        confirmed: count(OperatorVerdict::Confirmed),
+        false_positives: count(OperatorVerdict::FalsePositive),
         windows,
     })
 }
@@ -267,7 +268,7 @@ mod tests {
         }
     }
 
-    fn incident(verdict: Option<(Verdict, Option<Element>)>) -> HistoryIncident {
+    fn incident(verdict: Option<(OperatorVerdict, Option<Element>)>) -> HistoryIncident {
         HistoryIncident {
             incident_id: "i1".into(),
             start_ns: 10,
@@ -279,7 +280,7 @@ mod tests {
         }
     }
 
-    fn labelled(verdict: Option<(Verdict, Option<Element>)>) -> Vec<LabelledWindow> {
+    fn labelled(verdict: Option<(OperatorVerdict, Option<Element>)>) -> Vec<LabelledWindow> {
         let mut w: Vec<_> = [0, 10, 20, 30].into_iter().map(window).collect();
         label_windows(&mut w, &[incident(verdict)]);
         w
@@ -287,7 +288,7 @@ mod tests {
 
     #[test]
     fn confirmed_incidents_label_their_cause_faulty_only_while_they_last() {
-        let w = labelled(Some((Verdict::Confirmed, None)));
+        let w = labelled(Some((OperatorVerdict::Confirmed, None)));
         let faulty: Vec<bool> = w.iter().map(|w| w.links[0].faulty).collect();
         assert_eq!(faulty, [false, true, true, false]);
         assert_eq!(w[1].links[0].kind.as_deref(), Some("link"));
@@ -297,7 +298,7 @@ mod tests {
 
     #[test]
     fn an_operator_named_cause_replaces_the_jobs_root_cause() {
-        let w = labelled(Some((Verdict::Confirmed, Some(Element::link("n2", "n3")))));
+        let w = labelled(Some((OperatorVerdict::Confirmed, Some(Element::link("n2", "n3")))));
         assert!(w[1].links[1].faulty);
         assert!(!w[1].links[0].faulty);
         assert_eq!(w[1].links[0].weight, 0.0);
@@ -305,7 +306,7 @@ mod tests {
 
     #[test]
     fn false_positives_are_counted_healthy_and_unlabelled_incidents_are_not_counted() {
-        let w = labelled(Some((Verdict::FalsePositive, None)));
+        let w = labelled(Some((OperatorVerdict::FalsePositive, None)));
         assert!(w.iter().all(|w| w.links.iter().chain(&w.nodes).all(|l| !l.faulty && l.weight == 1.0)));
         let w = labelled(None);
         assert_eq!((w[1].links[0].weight, w[1].nodes[1].weight, w[0].links[0].weight), (0.0, 0.0, 1.0));

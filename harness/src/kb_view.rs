@@ -1,24 +1,9 @@
-//! The knowledge base from the outside: attaching it to a stream job, and the
-//! `kb similar` / `kb stats` commands.
+//! The knowledge base from the outside: the `kb similar` / `kb stats` commands.
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use x0_knowledge::KnowledgeBase;
-use x0_pipeline::{open_knowledge, Config, StreamCore};
-
-/// `core` with the configured knowledge base attached; without one (and a warning)
-/// when it cannot be opened: memory makes repairs faster, it is never required.
-pub fn with_memory(core: StreamCore, config: &Config, data_dir: &Path) -> StreamCore {
-    match open_knowledge(config, data_dir) {
-        Ok(Some(kb)) => core.with_knowledge(kb),
-        Ok(None) => core,
-        Err(e) => {
-            tracing::warn!(error = %e, "knowledge base unavailable; running without memory of past incidents");
-            eprintln!("warning: knowledge base unavailable ({e}); running without memory of past incidents");
-            core
-        }
-    }
-}
+use x0_pipeline::Config;
 
 /// A read view of the configured knowledge base. The embedded shard belongs to the
 /// job that writes it, so the commands read a copy of its directory (its WAL included:

@@ -101,7 +101,7 @@ pub fn aggregate_table(runs: &[(RunSummary, usize)]) -> String {
 }
 
 /// The kernel lab's result, one line per fault.
-pub fn lab_table(s: &crate::kernel_lab::LabSummary) -> String {
+pub fn lab_table(s: &crate::lab_run::LabSummary) -> String {
     let mut out = format!(
         "\n{} on real kernels, routing {:?}: {} nodes, {} links, {} probe flows every {:.0} ms\n",
         s.scenario, s.routing, s.nodes, s.links, s.flows, s.flow_interval_ms
@@ -143,7 +143,7 @@ pub fn lab_table(s: &crate::kernel_lab::LabSummary) -> String {
             s.telemetry.as_deref().unwrap_or("-")
         );
     }
-    if s.routing == crate::kernel_lab::Routing::X0 {
+    if s.routing == crate::lab_run::Routing::X0 {
         out += &format!(
             "stream job: {} incidents ({} false during the trials, {} at startup), {} commands\n",
             s.incidents, s.false_incidents, s.false_incidents_at_startup, s.commands

@@ -24,4 +24,4 @@ pub use mesh::{SimMesh, SimOptions};
 pub use runner::{run_simulation, SimRunError, SimRunStats};
 pub use score::{blames, cause_family, fault_family, near, score_run};
 pub use target::SimRouteTarget;
-pub use truth::{GroundTruth, RouteChange};
+pub use truth::{GroundTruth, ObservedRouteChange};

@@ -1,7 +1,7 @@
 //! The simulated mesh: routing tables, packet forwarding, faults, telemetry.
 
 use crate::effects::{Effects, PlacedFault};
-use crate::truth::{Cause, GroundTruth, RouteChange};
+use crate::truth::{Cause, GroundTruth, ObservedRouteChange};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -384,7 +384,7 @@ impl SimMesh {
             return;
         }
         let name = |n: Option<NodeId>, t: &Topology| n.map(|n| t.name(n).to_string());
-        let change = RouteChange {
+        let change = ObservedRouteChange {
             at_ms: self.elapsed().as_millis() as i64,
             node: self.topo.name(node).to_string(),
             destination: self.topo.name(dst).to_string(),

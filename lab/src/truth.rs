@@ -14,7 +14,7 @@ pub(crate) enum Cause {
 
 /// One change of a node's route to a destination (override set or withdrawn).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteChange {
+pub struct ObservedRouteChange {
     /// ms since the scenario started.
     pub at_ms: i64,
     pub node: String,
@@ -31,7 +31,7 @@ pub struct GroundTruth {
     pub packets_sent: u64,
     pub packets_delivered: u64,
     pub packets_lost_noise: u64,
-    pub route_changes: Vec<RouteChange>,
+    pub route_changes: Vec<ObservedRouteChange>,
     pub(crate) interval_ms: i64,
 }
 
@@ -65,7 +65,7 @@ impl GroundTruth {
     /// Route changes that put a (node, destination) back on the next hop it left less
     /// than `window_ms` earlier (A → B → A): the route flapped.
     pub fn route_flaps(&self, window_ms: i64) -> usize {
-        let mut last: HashMap<(&str, &str), &RouteChange> = HashMap::new();
+        let mut last: HashMap<(&str, &str), &ObservedRouteChange> = HashMap::new();
         let mut flaps = 0;
         for c in &self.route_changes {
             let key = (c.node.as_str(), c.destination.as_str());
@@ -83,8 +83,8 @@ impl GroundTruth {
 mod tests {
     use super::*;
 
-    fn change(at_ms: i64, from: &str, to: &str) -> RouteChange {
-        RouteChange {
+    fn change(at_ms: i64, from: &str, to: &str) -> ObservedRouteChange {
+        ObservedRouteChange {
             at_ms,
             node: "a".into(),
             destination: "d".into(),

@@ -1,0 +1,306 @@
+//! Bringing a lab up and down: the namespace mesh, the routing (our agents and stream
+//! job on an embedded broker, or babeld), the probe flows and the route watch.
+
+use super::{LabOptions, Routing};
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use x0_kafka::{DevBroker, KafkaConfig};
+use x0_lab::kernel::babel::Babel;
+use x0_lab::kernel::faults::{self, Injection, Injectors};
+use x0_lab::kernel::flows::{impact, FlowSpec, Flows};
+use x0_lab::kernel::netlab::{process_tag, NetLab};
+use x0_lab::kernel::plan::{backup_coverage, baseline_routes, node_address};
+use x0_lab::kernel::routes::RouteWatch;
+use x0_pipeline::{JobError, JobReport, StreamJob};
+use x0_schema::{Element, FaultKind, NodeId, SigningKey, Topology};
+
+/// The lean agent binary's file name (the `agent` package).
+const LEAN_AGENT: &str = "x0-agent";
+
+/// Processes started for the lab; killed, and the namespaces removed, on drop, so
+/// that an error or Ctrl-C leaves nothing behind.
+struct Teardown {
+    lab: NetLab,
+    agents: Vec<Child>,
+}
+
+impl Teardown {
+    fn stop_agents(&mut self) {
+        for a in &mut self.agents {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(a.id()).unwrap_or(i32::MAX));
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for mut a in self.agents.drain(..) {
+            while matches!(a.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if matches!(a.try_wait(), Ok(None)) {
+                let _ = a.kill();
+            }
+            let _ = a.wait();
+        }
+    }
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        self.stop_agents();
+        if let Err(e) = self.lab.down() {
+            eprintln!("lab down: {e}");
+        }
+    }
+}
+
+/// A lab that is up, its routing converged and its probe flows running.
+pub(super) struct Lab {
+    pub(super) topo: Topology,
+    /// The element each fault of the scenario hits (an "auto" target resolved).
+    pub(super) elements: Vec<Element>,
+    pub(super) pairs: Vec<(NodeId, NodeId)>,
+    pub(super) epoch: Instant,
+    pub(super) flows: Flows,
+    pub(super) flow_count: usize,
+    pub(super) interval: Duration,
+    pub(super) watch: RouteWatch,
+    injectors: Injectors,
+    /// Wall clock of the first trial's start (incidents before it are start-up's).
+    pub(super) trials_from_ns: i64,
+    backup_coverage: f64,
+    converged: Duration,
+    teardown: Teardown,
+    routing: Routing,
+    routing_run: RoutingRun,
+}
+
+/// What remains of a lab once it is down: what the summary needs.
+pub(super) struct FinishedLab {
+    pub(super) elements: Vec<Element>,
+    pub(super) report: Option<JobReport>,
+    pub(super) nodes: usize,
+    pub(super) links: usize,
+    pub(super) flows: usize,
+    pub(super) flow_interval: Duration,
+    pub(super) backup_coverage: f64,
+    pub(super) converged_after: Duration,
+    pub(super) trials_from_ns: i64,
+}
+
+/// The routing that runs the mesh: our agents (and, for `x0`, the stream job on an
+/// embedded broker), or babeld.
+enum RoutingRun {
+    Ours { broker: DevBroker, job: Option<JoinHandle<Result<JobReport, JobError>>>, stop: watch::Sender<bool> },
+    Babel(Babel),
+}
+
+impl Lab {
+    /// Builds the mesh, starts the routing and the flows, and waits for every flow to
+    /// deliver.
+    pub(super) async fn up(opts: &LabOptions) -> Result<Lab> {
+        let scenario = &opts.scenario;
+        let topo = Topology::generate(&scenario.topology)?;
+        let elements = topo.resolve_faults(scenario)?;
+        let routes = baseline_routes(&topo);
+        let net = NetLab::up(&topo, &opts.prefix).context("building the namespace mesh (needs root)")?;
+        let mut teardown = Teardown { lab: net, agents: Vec::new() };
+        std::fs::create_dir_all(&opts.run_dir)?;
+        let backup_coverage = backup_coverage(&routes);
+        eprintln!(
+            "lab {}: {} namespaces, {} veth links, loop-free backup next hops for {:.0}% of routes",
+            opts.prefix,
+            topo.len(),
+            topo.links().len(),
+            100.0 * backup_coverage
+        );
+        let routing_run = start_routing(opts, &topo, &mut teardown)?;
+        let epoch = Instant::now();
+        let pairs = topo.flows(scenario);
+        let net = &teardown.lab;
+        let specs: Vec<FlowSpec> = pairs
+            .iter()
+            .map(|&(s, d)| FlowSpec {
+                src_ns: net.namespace(topo.name(s)),
+                dst_ns: net.namespace(topo.name(d)),
+                src_addr: node_address(s),
+                dst_addr: node_address(d),
+            })
+            .collect();
+        let interval = Duration::from_secs_f64(1.0 / f64::from(scenario.traffic.rate_pps.max(1)));
+        let flows = Flows::start(&specs, interval, epoch).context("starting probe flows")?;
+        let watch = RouteWatch::start(&net.namespaces, epoch, Duration::from_millis(20));
+        let converged = wait_converged(&flows, interval, Duration::from_secs(90)).await?;
+        eprintln!("routes converged: every flow delivers ({:.1} s after start)", converged.as_secs_f64());
+        Ok(Lab {
+            topo,
+            elements,
+            pairs,
+            epoch,
+            flows,
+            flow_count: specs.len(),
+            interval,
+            watch,
+            injectors: Injectors::default(),
+            trials_from_ns: i64::MAX,
+            backup_coverage,
+            converged,
+            teardown,
+            routing: opts.routing,
+            routing_run,
+        })
+    }
+
+    /// The namespace mesh.
+    pub(super) fn net(&self) -> &NetLab {
+        &self.teardown.lab
+    }
+
+    /// The agent processes (none under babeld).
+    pub(super) fn agents(&self) -> &[Child] {
+        &self.teardown.agents
+    }
+
+    /// Loads the fault injectors before the first trial, not at its first fault:
+    /// loading parses the kernel's BTF, a CPU burst that would land inside the first
+    /// trial's measurement.
+    pub(super) fn load_injectors(&mut self, opts: &LabOptions) -> Result<()> {
+        for (f, e) in opts.scenario.faults.iter().zip(&self.elements) {
+            if f.kind == FaultKind::LinkLoss {
+                let off = Injection { kind: f.kind, loss: 0.0, direction: f.direction, on: false };
+                faults::apply(&self.teardown.lab, &self.topo, &mut self.injectors, e, off)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Injects or reverts one fault.
+    pub(super) fn apply_fault(&mut self, element: &Element, injection: Injection) -> Result<()> {
+        faults::apply(&self.teardown.lab, &self.topo, &mut self.injectors, element, injection)?;
+        Ok(())
+    }
+
+    /// Stops the agents, then the job (which writes its history), the flows, the
+    /// route watch and the routing, and removes the namespaces.
+    pub(super) async fn down(mut self) -> Result<FinishedLab> {
+        self.teardown.stop_agents();
+        let report = match self.routing_run {
+            RoutingRun::Ours { broker, job, stop } => {
+                let _ = stop.send(true);
+                let report = match job {
+                    Some(j) => Some(j.await.context("stream job panicked")??),
+                    None => None,
+                };
+                drop(broker);
+                report
+            }
+            RoutingRun::Babel(babel) => {
+                drop(babel);
+                None
+            }
+        };
+        self.flows.stop();
+        self.watch.stop();
+        let (nodes, links) = (self.topo.len(), self.topo.links().len());
+        drop(self.teardown);
+        Ok(FinishedLab {
+            elements: self.elements,
+            report,
+            nodes,
+            links,
+            flows: self.flow_count,
+            flow_interval: self.interval,
+            backup_coverage: self.backup_coverage,
+            converged_after: self.converged,
+            trials_from_ns: self.trials_from_ns,
+        })
+    }
+
+    /// Whether the routing is babeld's (its routes have no baseline of ours).
+    pub(super) fn under_babel(&self) -> bool {
+        self.routing == Routing::Babel
+    }
+}
+
+fn start_routing(opts: &LabOptions, topo: &Topology, teardown: &mut Teardown) -> Result<RoutingRun> {
+    if opts.routing == Routing::Babel {
+        return Ok(RoutingRun::Babel(Babel::start(&teardown.lab, topo, &opts.run_dir)?));
+    }
+    let topics = opts.config.kafka.topics.clone();
+    let broker = DevBroker::start(&topics, 4).context("starting the embedded broker")?;
+    let kafka = KafkaConfig { brokers: broker.bootstrap_servers(), topics, ..opts.config.kafka.clone() };
+    let signer = x0_schema::generate_signing_key();
+    start_agents(opts, &kafka, &signer, teardown)?;
+    let (stop, stopped) = watch::channel(false);
+    let job = (opts.routing == Routing::X0).then(|| {
+        let stream_job =
+            StreamJob::new(opts.config.clone(), topo.clone(), signer).data_dir(opts.run_dir.join("history"));
+        tokio::spawn(async move { stream_job.run(&kafka, stopped).await })
+    });
+    Ok(RoutingRun::Ours { broker, job, stop })
+}
+
+/// The binary agents run as: the one asked for, else `x0-agent` beside this one, else
+/// this one (as `x0tta6bl4 agent`).
+fn agent_exe(opts: &LabOptions) -> Result<PathBuf> {
+    if let Some(p) = &opts.agent_exe {
+        return Ok(p.clone());
+    }
+    let own = std::env::current_exe()?;
+    let lean = own.with_file_name(LEAN_AGENT);
+    Ok(if lean.is_file() { lean } else { own })
+}
+
+fn start_agents(opts: &LabOptions, kafka: &KafkaConfig, signer: &SigningKey, teardown: &mut Teardown) -> Result<()> {
+    let vk_path = opts.run_dir.join("verifying.key");
+    std::fs::write(&vk_path, hex::encode(signer.verifying_key().to_bytes()))?;
+    let exe = agent_exe(opts)?;
+    let lean = exe.file_name().is_some_and(|n| n == LEAN_AGENT);
+    let interval = humantime::format_duration(opts.scenario.telemetry_interval).to_string();
+    for net in &teardown.lab.networks {
+        let file = opts.run_dir.join(format!("{}.json", net.node));
+        std::fs::write(&file, net.to_json())?;
+        let mut cmd = Command::new(&exe);
+        if !lean {
+            cmd.arg("agent");
+        }
+        cmd.args(["--node", &net.node, "--netns", &teardown.lab.namespace(&net.node)])
+            .arg("--network")
+            .arg(&file)
+            .args(["--brokers", &kafka.brokers])
+            .arg("--verify-key")
+            .arg(&vk_path)
+            .args(["--telemetry-interval", &interval])
+            .args(["--lab-tag", &process_tag(&opts.prefix)])
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null());
+        if opts.no_ebpf {
+            cmd.arg("--no-ebpf");
+        }
+        let agent = cmd.spawn().with_context(|| format!("starting an agent ({})", exe.display()))?;
+        teardown.agents.push(agent);
+    }
+    Ok(())
+}
+
+/// Waits until every flow delivered everything sent in the last second.
+pub(super) async fn wait_converged(flows: &Flows, interval: Duration, limit: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = flows.epoch().elapsed().as_nanos() as u64;
+        let from = now.saturating_sub(1_300_000_000);
+        let until = now.saturating_sub(300_000_000);
+        let logs = flows.snapshot();
+        let i = impact(&logs, from, until, interval, Duration::ZERO);
+        let every_flow_sent = logs.iter().all(|l| l.sent_ns.iter().any(|&t| t >= from && t < until));
+        if i.lost == 0 && i.sent > 0 && every_flow_sent {
+            return Ok(flows.epoch().elapsed());
+        }
+        if started.elapsed() > limit {
+            bail!("routes did not converge within {limit:?}: {} of {} packets lost in the last second", i.lost, i.sent);
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! One trial: back to the baseline, the scenario's faults injected at their times,
+//! then what the probe flows and the route watch saw while each fault lasted.
+
+use super::setup::{wait_converged, Lab};
+use super::{LabOptions, TrialOutcome};
+use anyhow::{bail, Result};
+use std::time::{Duration, Instant};
+use x0_lab::kernel::faults::Injection;
+use x0_lab::kernel::flows::impact;
+use x0_lab::kernel::routes::{count_changes, count_flaps, off_baseline, Forwarding};
+use x0_schema::{Element, FaultKind};
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Runs trial `n` (from 0): one outcome per fault of the scenario.
+pub(super) async fn run(lab: &mut Lab, opts: &LabOptions, n: usize) -> Result<Vec<TrialOutcome>> {
+    settle(lab, n).await?;
+    let across = flows_across_faults(lab, opts);
+    let t0 = lab.epoch.elapsed();
+    lab.trials_from_ns = lab.trials_from_ns.min(x0_schema::wall_clock_ns());
+    let windows = inject(lab, opts, t0).await?;
+    let trial_end = t0 + opts.scenario.duration;
+    sleep_until(lab.epoch + trial_end + Duration::from_millis(500)).await;
+    Ok(measure(lab, &windows, trial_end, &across))
+}
+
+/// Waits until the mesh is back at its baseline: every flow delivers, no route changed
+/// for 3 s and (with our routing) the job has withdrawn every override, so every
+/// trial, the first included, starts from the same state.
+async fn settle(lab: &Lab, n: usize) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        wait_converged(&lab.flows, lab.interval, Duration::from_secs(60)).await?;
+        let recent = ns(lab.epoch.elapsed().saturating_sub(Duration::from_secs(3)));
+        let quiet = count_changes(&lab.watch.changes(), recent, u64::MAX) == 0;
+        let off = if lab.under_babel() { vec![] } else { off_baseline(lab.net()) };
+        if quiet && off.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            bail!(
+                "routes did not return to the baseline within 90 s before trial {} (routes changed in the last 3 s: {}; off the baseline: {} {:?})",
+                n + 1,
+                !quiet,
+                off.len(),
+                &off[..off.len().min(8)]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Probe flows the kernel forwards across each fault's link now (None for node faults).
+/// An "auto" link fault fails the link carrying the most flows: with our routing that
+/// is the scenario's resolved target (trials start from the baseline); babeld may have
+/// moved traffic off it after an earlier trial, so under babeld it is chosen again.
+fn flows_across_faults(lab: &mut Lab, opts: &LabOptions) -> Vec<Option<usize>> {
+    let forwarding = Forwarding::read(lab.net());
+    if lab.under_babel() {
+        for (i, f) in opts.scenario.faults.iter().enumerate() {
+            if f.target == "auto" && matches!(lab.elements[i], Element::Link { .. }) {
+                let busiest =
+                    lab.topo.links().iter().max_by_key(|&&(a, b)| forwarding.flows_across(&lab.pairs, a, b)).copied();
+                if let Some((a, b)) = busiest {
+                    lab.elements[i] = Element::link(lab.topo.name(a), lab.topo.name(b));
+                }
+            }
+        }
+    }
+    lab.elements
+        .iter()
+        .map(|e| match e {
+            Element::Link { a, b } => match (lab.topo.id(a), lab.topo.id(b)) {
+                (Some(a), Some(b)) => Some(forwarding.flows_across(&lab.pairs, a, b)),
+                _ => None,
+            },
+            Element::Node { .. } => None,
+        })
+        .collect()
+}
+
+/// Injects (and reverts) every fault at its time from `t0`; returns each fault's
+/// (start, end) since the lab's epoch.
+async fn inject(lab: &mut Lab, opts: &LabOptions, t0: Duration) -> Result<Vec<(Duration, Duration)>> {
+    let scenario = &opts.scenario;
+    let mut events: Vec<(Duration, usize, bool)> = Vec::new();
+    let mut windows = Vec::new();
+    for (i, f) in scenario.faults.iter().enumerate() {
+        let start = t0 + f.at;
+        let end = t0 + f.duration.map_or(scenario.duration, |d| (f.at + d).min(scenario.duration));
+        windows.push((start, end));
+        if f.kind == FaultKind::LinkFlap {
+            let half = f.period.unwrap_or(Duration::from_secs(4)) / 2;
+            let mut t = start;
+            let mut on = true;
+            while t < end {
+                events.push((t, i, on));
+                t += half;
+                on = !on;
+            }
+        } else {
+            events.push((start, i, true));
+        }
+        events.push((end, i, false));
+    }
+    events.sort_by_key(|e| e.0);
+    for (at, i, on) in events {
+        sleep_until(lab.epoch + at).await;
+        let f = &scenario.faults[i];
+        let injection = Injection { kind: f.kind, loss: f.loss.unwrap_or(0.3), direction: f.direction, on };
+        let element = lab.elements[i].clone();
+        lab.apply_fault(&element, injection)?;
+    }
+    Ok(windows)
+}
+
+/// Each fault's outage and recovery from the probe packets, and the route changes and
+/// flaps while it lasted.
+fn measure(
+    lab: &Lab,
+    windows: &[(Duration, Duration)],
+    trial_end: Duration,
+    across: &[Option<usize>],
+) -> Vec<TrialOutcome> {
+    let logs = lab.flows.snapshot();
+    let changes = lab.watch.changes();
+    windows
+        .iter()
+        .enumerate()
+        .map(|(i, (start, end))| {
+            let imp = impact(&logs, ns(*start), ns(trial_end), lab.interval, Duration::from_secs(1));
+            TrialOutcome {
+                restored_ms: imp.restored_after.map(|d| d.as_secs_f64() * 1e3),
+                lost_packets: imp.lost,
+                element: lab.elements[i].to_string(),
+                flows_across: across[i],
+                flows_hit: imp.flows_hit,
+                route_changes: count_changes(&changes, ns(*start), ns(*end)),
+                route_flaps: count_flaps(&changes, ns(*start), ns(*end), Duration::from_secs(10)),
+            }
+        })
+        .collect()
+}
+
+async fn sleep_until(t: Instant) {
+    tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await;
+}
