@@ -18,7 +18,7 @@ fn arg(name: &str, default: usize) -> usize {
 fn main() {
     // As `run` and `demo` do; `--allocator-defaults` measures glibc's defaults instead.
     if !std::env::args().any(|a| a == "--allocator-defaults") {
-        x0tta6bl4::memory::keep_freed_memory();
+        x0_pipeline::keep_freed_memory();
     }
     let nodes = arg("--nodes", 100_000);
     let rounds = arg("--rounds", 20);

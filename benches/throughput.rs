@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use x0_lab::{SimMesh, SimOptions};
-use x0_pipeline::{Config, FeatureEngine, JobStats, StreamCore, BUILTIN_FEATURES_SQL};
+use x0_pipeline::{Config, FeatureEngine, HealingLoop, JobStats, BUILTIN_FEATURES_SQL};
 use x0_schema::{decode_telemetry, encode_arrow, encode_json_lines, ContentType, Scenario};
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -57,7 +57,7 @@ fn main() {
         // Replaying recorded telemetry: its clock is not the wall clock.
         config.window.max_event_age = std::time::Duration::from_secs(100 * 365 * 86_400);
         let mut core =
-            StreamCore::new(config, topo, features, x0_schema::generate_signing_key(), stats.clone(), "bench");
+            HealingLoop::new(config, topo, features, x0_schema::generate_signing_key(), stats.clone(), "bench");
         core.discard_features();
         let wall = start_ns + seconds as i64 * 1_000_000_000;
         let t0 = Instant::now();

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use x0_kafka::{DevBroker, KafkaConfig};
-use x0_pipeline::{run_job, Config, FeatureEngine, JobStats, StreamCore, BUILTIN_FEATURES_SQL};
+use x0_pipeline::{run_job, Config, FeatureEngine, HealingLoop, JobStats, BUILTIN_FEATURES_SQL};
 use x0_schema::{
     encode_arrow, encode_json_lines, LinkSample, NodeSample, Provenance, Shape, TelemetryBatch, Topics, Topology,
     TopologySpec, CONTENT_TYPE_ARROW, CONTENT_TYPE_HEADER, CONTENT_TYPE_JSON, REASON_HEADER, SCHEMA_VERSION,
@@ -69,7 +69,7 @@ async fn bad_telemetry_is_dead_lettered_with_a_reason_and_the_job_keeps_running(
     let stats = Arc::new(JobStats::default());
     let features = FeatureEngine::new(BUILTIN_FEATURES_SQL).await.unwrap();
     let core =
-        StreamCore::new(Config::default(), topo, features, x0_schema::generate_signing_key(), stats.clone(), "t");
+        HealingLoop::new(Config::default(), topo, features, x0_schema::generate_signing_key(), stats.clone(), "t");
     let dir = tempfile::tempdir().unwrap();
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let job = {

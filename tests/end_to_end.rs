@@ -3,11 +3,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
+use x0_harness::demo::{run_demo, DemoOptions, DemoOutcome};
+use x0_harness::history_labels::{label_incident, read_history, HistorySet, OperatorVerdict};
 use x0_pipeline::Config;
 use x0_schema::{ContentType, IncidentState, ResultStatus, Scenario};
 use x0_sql::HistoryEngine;
-use x0tta6bl4::demo::{run_demo, DemoOptions, DemoOutcome};
-use x0tta6bl4::history_labels::{label_incident, read_history, HistorySet, Verdict};
 
 fn scenario(kind: &str, extra: &str) -> Scenario {
     Scenario::from_toml_str(&format!(
@@ -88,9 +88,11 @@ async fn a_hard_link_failure_is_detected_rerouted_and_recorded() {
     // An operator's verdict turns the recorded windows into training data.
     let data = dir.path().to_str().unwrap();
     let cause = outcome.report.incidents[0].root_cause.as_ref().unwrap().element.to_string();
-    assert!(label_incident(data, "no-such-incident", Verdict::Confirmed, None, None).await.is_err());
-    assert!(label_incident(data, &incident.incident_id, Verdict::Confirmed, Some("link n1"), None).await.is_err());
-    label_incident(data, &incident.incident_id, Verdict::Confirmed, None, Some("seen on site")).await.unwrap();
+    assert!(label_incident(data, "no-such-incident", OperatorVerdict::Confirmed, None, None).await.is_err());
+    assert!(label_incident(data, &incident.incident_id, OperatorVerdict::Confirmed, Some("link n1"), None)
+        .await
+        .is_err());
+    label_incident(data, &incident.incident_id, OperatorVerdict::Confirmed, None, Some("seen on site")).await.unwrap();
     let faulty_windows = |h: &HistorySet| {
         h.windows
             .iter()
@@ -109,7 +111,7 @@ async fn a_hard_link_failure_is_detected_rerouted_and_recorded() {
     assert!(faulty > 0 && faulty < h.windows.len(), "{faulty} of {} windows", h.windows.len());
     assert!(h.windows.iter().all(|w| w.nodes.iter().all(|l| !l.faulty)));
     // The latest verdict wins.
-    label_incident(data, &incident.incident_id, Verdict::FalsePositive, None, None).await.unwrap();
+    label_incident(data, &incident.incident_id, OperatorVerdict::FalsePositive, None, None).await.unwrap();
     let h = read_history(dir.path(), Duration::from_secs(86_400)).await.unwrap();
     assert_eq!((h.confirmed, h.false_positives, faulty_windows(&h)), (0, 1, 0));
 }
@@ -178,7 +180,7 @@ async fn a_recurring_fault_is_recalled_and_repaired_sooner() {
     assert!(b.explanation.contains(&a.incident_id), "recalled the wrong incident: {}", b.explanation);
     let (ta, tb) = (first.summary.faults[0].mttd_ms.unwrap(), second.summary.faults[0].mttd_ms.unwrap());
     assert!(tb < ta, "recalled incident detected in {tb} ms, first time {ta} ms");
-    let view = x0tta6bl4::kb_cmd::KbView::open(&Config::default(), dir.path()).unwrap();
+    let view = x0_harness::kb_view::KbView::open(&Config::default(), dir.path()).unwrap();
     assert_eq!(view.kb().stats().unwrap().incidents, 2);
 }
 

@@ -4,8 +4,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
+use x0_harness::lab_run::{run_lab, LabOptions, Routing};
 use x0_schema::Scenario;
-use x0tta6bl4::kernel_lab::{run_lab, LabOptions, Routing};
+
+/// The lean `x0-agent` beside the main binary: `cargo test --workspace` builds it for
+/// the agent package's own integration tests.
+fn lean_agent() -> std::path::PathBuf {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_x0tta6bl4")).with_file_name("x0-agent");
+    assert!(exe.is_file(), "{} is missing: build it with `cargo build -p x0-agent`", exe.display());
+    exe
+}
 
 fn root_or_skip(test: &str) -> bool {
     if let Err(why) = x0_ingest::probes_available() {
@@ -55,7 +63,7 @@ async fn hard_link_failure_is_survived_by_kernel_failover_and_seen_by_the_job() 
         config: x0_pipeline::Config::default(),
         run_dir: run_dir.path().to_path_buf(),
         no_ebpf: false,
-        agent_exe: Some(env!("CARGO_BIN_EXE_x0-agent").into()),
+        agent_exe: Some(lean_agent()),
     };
     let summary =
         tokio::time::timeout(Duration::from_secs(300), run_lab(opts)).await.expect("lab within 5 min").unwrap();

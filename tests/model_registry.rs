@@ -4,12 +4,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
+use x0_harness::datasets::write_datasets;
+use x0_harness::retrain::run_training;
 use x0_lab::{SimMesh, SimOptions};
-use x0_pipeline::{Config, FeatureEngine, JobStats, StreamCore, BUILTIN_FEATURES_SQL};
+use x0_pipeline::{Config, FeatureEngine, HealingLoop, JobStats, BUILTIN_FEATURES_SQL};
 use x0_schema::Scenario;
 use x0_training::{champion, promote, TrainOptions};
-use x0tta6bl4::datasets::write_datasets;
-use x0tta6bl4::train_cmd::run_training;
 
 fn scenario(name: &str, seed: u64) -> String {
     format!(
@@ -68,7 +68,7 @@ async fn a_better_model_is_promoted_a_worse_one_is_not_and_a_running_job_serves_
     let mut mesh = SimMesh::new(&scenario, SimOptions { start_ns: 1_000_000_000_000, ..Default::default() }).unwrap();
     let stats = Arc::new(JobStats::default());
     let features = FeatureEngine::new(BUILTIN_FEATURES_SQL).await.unwrap();
-    let mut core = StreamCore::new(
+    let mut core = HealingLoop::new(
         config,
         mesh.topology().clone(),
         features,

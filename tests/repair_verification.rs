@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use x0_actuator::Actuator;
 use x0_lab::{SimMesh, SimOptions, SimRouteTarget};
-use x0_pipeline::{Config, FeatureEngine, JobStats, Output, StreamCore, BUILTIN_FEATURES_SQL};
+use x0_pipeline::{Config, FeatureEngine, HealingLoop, JobStats, Publication, BUILTIN_FEATURES_SQL};
 use x0_schema::{Action, CommandResult, Incident, IncidentState, Outcome, ResultStatus, Scenario};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -47,7 +47,7 @@ async fn run_scenario(file: &str, actuators: Actuators, knowledge: Option<&Path>
     let features = FeatureEngine::new(BUILTIN_FEATURES_SQL).await.unwrap();
     let kb = knowledge.map(|dir| x0_pipeline::open_knowledge(&config, dir).unwrap().unwrap());
     let mut core =
-        StreamCore::new(config, topo.clone(), features, signer.clone(), Arc::new(JobStats::default()), "verify");
+        HealingLoop::new(config, topo.clone(), features, signer.clone(), Arc::new(JobStats::default()), "verify");
     if let Some(kb) = kb {
         core = core.with_knowledge(kb);
     }
@@ -71,9 +71,9 @@ async fn run_scenario(file: &str, actuators: Actuators, knowledge: Option<&Path>
             core.admit(0, batch, now).unwrap();
         }
         // Commands come from closed windows and from results (a rollback).
-        let mut pending: Vec<Output> = core.close_ready().await.unwrap();
+        let mut pending: Vec<Publication> = core.close_ready().await.unwrap();
         while let Some(out) = pending.pop() {
-            let Output::Command(cmd) = out else { continue };
+            let Publication::Command(cmd) = out else { continue };
             match cmd.action {
                 Action::RouteReplace { .. } => reroutes += 1,
                 Action::RouteWithdraw { .. } => withdrawals += 1,

@@ -1,0 +1,194 @@
+//! The roles that move telemetry: `demo`, `run`, `broker`, `simulate`.
+
+use crate::args::EncodingArg;
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use x0_harness::demo::{load_scenarios, run_demo, DemoOptions};
+use x0_harness::report;
+use x0_kafka::DevBroker;
+use x0_pipeline::{Config, JobStats, StreamJob};
+use x0_schema::{Scenario, Topology};
+
+/// `demo`'s flags.
+#[derive(clap::Args)]
+pub(crate) struct DemoArgs {
+    /// Scenario file, or a directory of them; the built-in grid-16 hard link failure when omitted.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Override the scenario's duration (e.g. 30s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Where the incident history is written.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Write the run summary (JSON) here.
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
+    /// Simulated seconds per second; recovery times are only real at 1.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Telemetry encoding on the wire.
+    #[arg(long, value_enum, default_value_t = EncodingArg::Arrow)]
+    encoding: EncodingArg,
+}
+
+pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
+    let scenarios = load_scenarios(args.scenario.as_deref())?;
+    let root = args.data_dir.unwrap_or_else(|| config.data_dir());
+    let many = scenarios.len() > 1;
+    let mut summaries = Vec::new();
+    for mut scenario in scenarios {
+        scenario.duration = args.duration.unwrap_or(scenario.duration);
+        let data_dir = if many { root.join(&scenario.name) } else { root.clone() };
+        eprintln!(
+            "x0tta6bl4 demo: scenario {} ({:?}, {} faults) · history in {}",
+            scenario.name,
+            scenario.duration,
+            scenario.faults.len(),
+            data_dir.display()
+        );
+        let outcome = run_demo(DemoOptions {
+            scenario,
+            config: config.clone(),
+            data_dir,
+            speed: args.speed,
+            encoding: args.encoding.into(),
+            progress: true,
+            job_start_delay: Duration::ZERO,
+        })
+        .await?;
+        println!("{}", report::fault_table(&outcome.summary, outcome.report.incidents.len()));
+        let dlq = outcome.job.dlq();
+        if !dlq.is_empty() {
+            println!("dead-lettered telemetry: {dlq:?}");
+        }
+        let late = JobStats::get(&outcome.job.late_rows);
+        if late > 0 {
+            println!("late rows (arrived after their window closed; counted, not used): {late}");
+        }
+        summaries.push((outcome.summary, outcome.report.incidents.len()));
+    }
+    let json = if let [(one, _)] = summaries.as_slice() {
+        let json = serde_json::to_string_pretty(one)?;
+        println!("{json}");
+        println!("\nquery the history: x0tta6bl4 sql --data-dir {} \"SELECT incident_id, root_cause_element, outcome, mttr_ms FROM incidents\"", root.display());
+        json
+    } else {
+        println!("{}", report::aggregate_table(&summaries));
+        serde_json::to_string_pretty(&summaries.iter().map(|(s, _)| s).collect::<Vec<_>>())?
+    };
+    if let Some(path) = args.summary_json {
+        std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `run`'s flags.
+#[derive(clap::Args)]
+pub(crate) struct RunArgs {
+    /// A scenario file whose [topology] is the mesh inventory (nodes and links).
+    #[arg(long)]
+    topology: PathBuf,
+}
+
+pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
+    if config.kafka.brokers.is_empty() {
+        bail!("kafka.brokers is empty: point it at your cluster (or start `x0tta6bl4 broker`)");
+    }
+    if config.keys.signing_key.is_empty() {
+        bail!("keys.signing_key is empty: create keys with `x0tta6bl4 keys generate`");
+    }
+    let signer = x0_schema::read_signing_key(std::path::Path::new(&config.keys.signing_key))?;
+    let topology = Topology::generate(&Scenario::from_file(&args.topology)?.topology)?;
+    let job = StreamJob::new(config.clone(), topology, signer);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let ctrl_c = tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = tx.send(true);
+    });
+    eprintln!(
+        "stream job {} consuming {} from {}; Ctrl-C stops it",
+        job.job_id(),
+        config.kafka.topics.telemetry,
+        config.kafka.brokers
+    );
+    let report = job.run(&config.kafka, rx).await;
+    ctrl_c.abort();
+    let report = report?;
+    eprintln!("stopped: {} incidents, {} commands", report.incidents.len(), report.commands.len());
+    Ok(())
+}
+
+pub(crate) async fn broker(partitions: i32, config: Config) -> Result<()> {
+    let broker = DevBroker::start(&config.kafka.topics, partitions)?;
+    println!("{}", broker.bootstrap_servers());
+    eprintln!(
+        "embedded dev broker (librdkafka mock cluster, loopback only) with topics {:?}; Ctrl-C stops it",
+        config.kafka.topics.all()
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+/// `simulate`'s flags.
+#[derive(clap::Args)]
+pub(crate) struct SimulateArgs {
+    /// The scenario to simulate against the broker.
+    #[arg(long, required_unless_present = "scenarios")]
+    scenario: Option<PathBuf>,
+    /// Public key that healing commands must be signed with.
+    #[arg(long, required_unless_present = "scenarios")]
+    verifying_key: Option<PathBuf>,
+    /// Simulated seconds per second.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Telemetry encoding on the wire.
+    #[arg(long, value_enum, default_value_t = EncodingArg::Arrow)]
+    encoding: EncodingArg,
+    /// Dataset mode: every *.toml scenario in this directory, offline, no healing.
+    #[arg(long, requires = "out", conflicts_with_all = ["scenario", "verifying_key"])]
+    scenarios: Option<PathBuf>,
+    /// Dataset directory to write (nodes.parquet, links.parquet).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Runs per scenario, each with another topology seed (and so fault placement).
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+}
+
+pub(crate) async fn simulate(args: SimulateArgs, config: Config) -> Result<()> {
+    if let (Some(dir), Some(out)) = (&args.scenarios, &args.out) {
+        let (runs, windows, node_windows) =
+            x0_harness::datasets::write_datasets(&config, dir, out, args.seeds, |run| eprintln!("simulating {run}"))
+                .await?;
+        println!("{runs} runs, {windows} windows, {node_windows} node-windows -> {}", out.display());
+        return Ok(());
+    }
+    let (Some(scenario), Some(verifying_key)) = (args.scenario, args.verifying_key) else {
+        bail!("simulate needs --scenario and --verifying-key (or --scenarios and --out for datasets)");
+    };
+    if config.kafka.brokers.is_empty() {
+        bail!("kafka.brokers is empty: set it (X0__KAFKA__BROKERS=host:port) or use `demo`");
+    }
+    let scenario = Scenario::from_file(&scenario)?;
+    let vk = x0_schema::read_verifying_key(&verifying_key)?;
+    let options = x0_lab::SimOptions { start_ns: x0_schema::wall_clock_ns(), ..Default::default() };
+    let mesh = Arc::new(Mutex::new(x0_lab::SimMesh::new(&scenario, options)?));
+    let stats =
+        x0_lab::run_simulation(mesh.clone(), &config.kafka, vk, args.speed, args.encoding.into(), |_| {}).await?;
+    let m = mesh.lock().unwrap_or_else(|p| p.into_inner());
+    let t = m.truth();
+    println!(
+        "{} ticks · {} telemetry messages · {} commands ({} applied) · probe packets {} sent, {} delivered · {} route changes",
+        stats.ticks,
+        stats.telemetry_messages,
+        stats.commands,
+        stats.commands_applied,
+        t.packets_sent,
+        t.packets_delivered,
+        t.route_changes.len()
+    );
+    Ok(())
+}
