@@ -92,7 +92,7 @@ pub fn incidents_batch(incidents: &[Incident]) -> RecordBatch {
 }
 
 /// One healing command with what became of it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CommandRow {
     pub command_id: String,
     pub incident_id: String,
