@@ -88,7 +88,7 @@ pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
 /// `run`'s flags.
 #[derive(clap::Args)]
 pub(crate) struct RunArgs {
-    /// A scenario file whose [topology] is the mesh inventory (nodes and links).
+    /// A scenario file whose `[topology]` is the mesh inventory (nodes and links).
     #[arg(long)]
     topology: PathBuf,
 }

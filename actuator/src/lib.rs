@@ -1,5 +1,5 @@
-//! The execute side of a node agent: verify a signed [`HealingCommand`], apply it to a
-//! [`RouteTarget`], and say what happened in a [`CommandResult`].
+//! The execute side of a node agent: verify a signed [`HealingCommand`](x0_schema::HealingCommand), apply it to a
+//! [`RouteTarget`], and say what happened in a [`CommandResult`](x0_schema::CommandResult).
 //!
 //! The actuator trusts nothing: a command that is malformed, names an action outside
 //! the closed set, is meant for another node, is unsigned or badly signed, has

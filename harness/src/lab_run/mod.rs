@@ -4,8 +4,8 @@
 //! job. Faults are injected at their scenario times, repeated `trials` times, and
 //! outage and recovery are measured from probe-flow packets only.
 //!
-//! [`run_lab`] is three steps: [`setup`] builds the mesh, starts the routing and the
-//! probe flows and waits for them to converge; each [`trial`] returns the mesh to its
+//! [`run_lab`] is three steps: `setup` builds the mesh, starts the routing and the
+//! probe flows and waits for them to converge; each `trial` returns the mesh to its
 //! baseline, injects the faults and measures from the flows' packets; the summary
 //! gathers the trials with what the job and the agents did.
 
