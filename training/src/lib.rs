@@ -12,6 +12,10 @@
 //!   packets or probes) that one unlucky packet never raises an alarm. It is the cold
 //!   start and fallback path, and one of the baselines the model must beat.
 //!
+//! Serving needs neither autodiff nor plots: training (`train`, `plot`: the
+//! loss and precision-recall curves) sits behind the default `train` feature, which
+//! the stream job (`x0-pipeline`) turns off.
+//!
 //! ```
 //! use x0_training::{DetectorConfig, Feature, RobustDetector};
 //! let mut d = RobustDetector::new(DetectorConfig::default());
@@ -27,8 +31,11 @@ mod detector;
 mod eval;
 mod graph;
 mod model;
+#[cfg(feature = "train")]
 pub mod plot;
 mod registry;
+mod run_options;
+#[cfg(feature = "train")]
 mod train;
 
 pub use baseline::RobustBaseline;
@@ -40,4 +47,6 @@ pub use graph::{
 };
 pub use model::{GraphBatch, GraphIndex, GraphSage, ModelShape, Normaliser};
 pub use registry::{better, champion, load_champion, promote, GraphDetector, ModelCard, RegistryError, WindowScores};
-pub use train::{choose_threshold, score_windows, split_runs, train, EpochLoss, TrainOptions, Trained};
+pub use run_options::{EpochLoss, TrainOptions};
+#[cfg(feature = "train")]
+pub use train::{choose_threshold, score_windows, split_runs, train, Trained};

@@ -13,7 +13,7 @@
 use crate::eval::Quality;
 use crate::graph::GraphWindow;
 use crate::model::{probabilities, GraphBatch, GraphIndex, GraphSage, ModelShape, Normaliser};
-use crate::train::{EpochLoss, TrainOptions};
+use crate::run_options::{EpochLoss, TrainOptions};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -3,49 +3,12 @@
 use crate::dataset::{Label, LabelledWindow};
 use crate::eval::{evaluate, Scores};
 use crate::graph::GraphWindow;
-use crate::model::{probabilities, weighted_bce, GraphBatch, GraphSage, ModelShape, Normaliser};
+use crate::model::{probabilities, weighted_bce, GraphBatch, GraphSage, Normaliser};
+use crate::run_options::{EpochLoss, TrainOptions};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use serde::{Deserialize, Serialize};
-
-/// Knobs of one training run; recorded with the model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainOptions {
-    pub epochs: usize,
-    /// Windows per gradient step (one block-diagonal graph).
-    pub batch_windows: usize,
-    pub learning_rate: f64,
-    pub seed: u64,
-    pub shape: ModelShape,
-    /// Every n-th run (by name order) is held back for validation and the threshold.
-    pub validation_every: usize,
-    /// The largest per-window false-positive rate the threshold may cost on validation.
-    pub max_window_fpr: f64,
-}
-
-impl Default for TrainOptions {
-    fn default() -> Self {
-        TrainOptions {
-            epochs: 12,
-            batch_windows: 64,
-            learning_rate: 3e-3,
-            seed: 7,
-            shape: ModelShape::default(),
-            validation_every: 5,
-            max_window_fpr: 0.005,
-        }
-    }
-}
-
-/// Per epoch, for the loss curve.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EpochLoss {
-    pub epoch: usize,
-    pub train: f64,
-    pub validation: f64,
-}
 
 /// A trained model with what it needs to score: its input normalisation and the
 /// decision threshold chosen on validation runs.
