@@ -38,8 +38,8 @@ pub struct RouteSocket {
 
 /// Our U-turn tables are `UTURN_TABLE_BASE + k` (k < 50), selected by rules at
 /// priority `UTURN_RULE_BASE + k` matching the incoming interface.
-pub const UTURN_TABLE_BASE: u8 = 200;
-pub const UTURN_RULE_BASE: u32 = 20_000;
+pub(crate) const UTURN_TABLE_BASE: u8 = 200;
+pub(crate) const UTURN_RULE_BASE: u32 = 20_000;
 
 fn message(dst: Ipv4Addr, metric: u32) -> RouteMessage {
     message_in(RouteHeader::RT_TABLE_MAIN, dst, metric)

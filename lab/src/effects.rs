@@ -14,7 +14,7 @@ pub(crate) struct PlacedFault {
 }
 
 impl PlacedFault {
-    pub fn place(topo: &Topology, fault: &Fault, element: &Element) -> Self {
+    pub(crate) fn place(topo: &Topology, fault: &Fault, element: &Element) -> Self {
         let id = |n: &str| topo.id(n).expect("resolved faults name known nodes");
         let (a, b) = match (fault.parsed_target(), element) {
             (FaultTarget::Link(x, y), _) => (id(&x), Some(id(&y))),
@@ -24,7 +24,7 @@ impl PlacedFault {
         PlacedFault { fault: fault.clone(), element: element.clone(), a, b }
     }
 
-    pub fn active_at(&self, t: Duration) -> bool {
+    pub(crate) fn active_at(&self, t: Duration) -> bool {
         t >= self.fault.at && self.fault.end().is_none_or(|end| t < end)
     }
 }
@@ -47,7 +47,7 @@ pub(crate) struct Effects {
 }
 
 impl Effects {
-    pub fn at(faults: &[PlacedFault], t: Duration) -> Self {
+    pub(crate) fn at(faults: &[PlacedFault], t: Duration) -> Self {
         let mut e = Effects::default();
         for f in faults.iter().filter(|f| f.active_at(t)) {
             let (a, b) = (f.a, f.b);
@@ -99,7 +99,7 @@ impl Effects {
         e
     }
 
-    pub fn carrier(&self, a: NodeId, b: NodeId) -> bool {
+    pub(crate) fn carrier(&self, a: NodeId, b: NodeId) -> bool {
         !self.down.contains(&(a.min(b), a.max(b)))
     }
 }

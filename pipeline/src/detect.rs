@@ -34,7 +34,7 @@ pub struct Anomaly {
 
 /// A link end's own view of its link in one window (for corroboration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
+pub(crate) enum View {
     /// Its probes were lost or its carrier dropped.
     Bad,
     /// Enough probes answered.
@@ -43,7 +43,7 @@ pub enum View {
 }
 
 /// Adds the nodes behind a batch to `seen` (the nodes whose silence is news).
-pub fn note_reporters(seen: &mut HashSet<String>, batch: &x0_schema::TelemetryBatch) {
+pub(crate) fn note_reporters(seen: &mut HashSet<String>, batch: &x0_schema::TelemetryBatch) {
     for n in batch.nodes.iter().map(|n| &n.node).chain(batch.links.iter().map(|l| &l.node)) {
         if !seen.contains(n) {
             seen.insert(n.clone());
@@ -52,7 +52,7 @@ pub fn note_reporters(seen: &mut HashSet<String>, batch: &x0_schema::TelemetryBa
 }
 
 /// Scores one window. `known` is the inventory; `seen` the nodes that ever reported.
-pub fn detect(
+pub(crate) fn detect(
     detector: &mut RobustDetector,
     f: &WindowFeatures,
     known: &[String],

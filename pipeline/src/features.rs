@@ -221,7 +221,11 @@ fn text(b: &RecordBatch, name: &'static str) -> Result<StringArray, FeatureError
 }
 
 /// Adds `window_start`/`window_end` columns so rows of many windows can share a table.
-pub fn with_window_columns(batch: &RecordBatch, start: i64, end: i64) -> Result<RecordBatch, arrow::error::ArrowError> {
+pub(crate) fn with_window_columns(
+    batch: &RecordBatch,
+    start: i64,
+    end: i64,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
     use arrow::datatypes::{Field, Schema};
     let n = batch.num_rows();
     let mut fields: Vec<Field> =

@@ -19,7 +19,7 @@ fn day(ns: i64) -> i64 {
 }
 
 #[derive(Debug)]
-pub struct History {
+pub(crate) struct History {
     root: PathBuf,
     job_id: String,
     incidents: SnapshotWriter,
@@ -28,7 +28,7 @@ pub struct History {
 }
 
 impl History {
-    pub fn new(root: &Path, job_id: &str) -> Self {
+    pub(crate) fn new(root: &Path, job_id: &str) -> Self {
         History {
             root: root.to_path_buf(),
             job_id: job_id.into(),
@@ -38,12 +38,12 @@ impl History {
         }
     }
 
-    pub fn job_id(&self) -> &str {
+    pub(crate) fn job_id(&self) -> &str {
         &self.job_id
     }
 
     /// Replaces this job's snapshot of incidents (per day of `opened_at`) and commands.
-    pub fn snapshot(&self, incidents: &[Incident], commands: &[CommandRow]) -> std::io::Result<()> {
+    pub(crate) fn snapshot(&self, incidents: &[Incident], commands: &[CommandRow]) -> std::io::Result<()> {
         let mut by_day: BTreeMap<i64, Vec<Incident>> = BTreeMap::new();
         for i in incidents {
             by_day.entry(day(i.opened_at)).or_default().push(i.clone());
@@ -63,7 +63,7 @@ impl History {
 
     /// Appends the windows' model inputs as one new dataset directory per day touched,
     /// written under a temporary name and renamed when complete.
-    pub fn append_model_inputs(&mut self, windows: Vec<LabelledWindow>) -> std::io::Result<()> {
+    pub(crate) fn append_model_inputs(&mut self, windows: Vec<LabelledWindow>) -> std::io::Result<()> {
         let mut by_day: BTreeMap<i64, Vec<LabelledWindow>> = BTreeMap::new();
         for w in windows {
             by_day.entry(day(w.start_ns)).or_default().push(w);
@@ -84,7 +84,7 @@ impl History {
     }
 
     /// Appends feature rows as one new file per day touched.
-    pub fn append_features(&mut self, rows: Vec<(i64, i64, RecordBatch)>) -> std::io::Result<()> {
+    pub(crate) fn append_features(&mut self, rows: Vec<(i64, i64, RecordBatch)>) -> std::io::Result<()> {
         let mut by_day: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
         for (start, end, b) in rows {
             if b.num_rows() > 0 {

@@ -7,7 +7,7 @@ use x0_schema::{ActionRecord, CommandResult, Element, Incident, IncidentState, O
 
 /// What a window or a result did to the book.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Transition {
+pub(crate) enum Transition {
     /// Confirmed and diagnosed: time to plan.
     Diagnosed(String),
     /// Confirmed, not acted upon, and its diagnosis changed: decide again.
@@ -29,7 +29,7 @@ struct Tracked {
 
 /// Every incident this job knows, keyed by id, plus candidates not yet confirmed.
 #[derive(Debug)]
-pub struct IncidentBook {
+pub(crate) struct IncidentBook {
     confirm_windows: u32,
     clear_windows: u32,
     model_version: String,
@@ -69,11 +69,11 @@ fn ms(ns: i64) -> i64 {
 
 impl IncidentBook {
     /// Incidents opened from now on record this detector version.
-    pub fn set_model_version(&mut self, version: &str) {
+    pub(crate) fn set_model_version(&mut self, version: &str) {
         self.model_version = version.to_string();
     }
 
-    pub fn new(confirm_windows: u32, clear_windows: u32, model_version: &str, id_prefix: &str) -> Self {
+    pub(crate) fn new(confirm_windows: u32, clear_windows: u32, model_version: &str, id_prefix: &str) -> Self {
         IncidentBook {
             confirm_windows,
             clear_windows,
@@ -95,13 +95,13 @@ impl IncidentBook {
 
     /// Feeds one window's diagnoses. `now_ns` is stream time at the decision.
     #[cfg(test)]
-    pub fn observe(&mut self, diagnoses: Vec<Diagnosis>, window_start: i64, now_ns: i64) -> Vec<Transition> {
+    pub(crate) fn observe(&mut self, diagnoses: Vec<Diagnosis>, window_start: i64, now_ns: i64) -> Vec<Transition> {
         self.observe_with(diagnoses, window_start, now_ns, &mut |_| None)
     }
 
     /// [`observe`](Self::observe), with `recall` asked about each candidate that is not
     /// yet confirmed: a reason from it (a known incident) confirms the candidate now.
-    pub fn observe_with(
+    pub(crate) fn observe_with(
         &mut self,
         diagnoses: Vec<Diagnosis>,
         window_start: i64,
@@ -215,12 +215,12 @@ impl IncidentBook {
         id
     }
 
-    pub fn get(&self, id: &str) -> Option<&Incident> {
+    pub(crate) fn get(&self, id: &str) -> Option<&Incident> {
         self.tracked.get(id).filter(|t| t.confirmed).map(|t| &t.incident)
     }
 
     /// Records the plan's commands; the incident is mitigating until they are acked.
-    pub fn record_actions(&mut self, id: &str, actions: Vec<ActionRecord>, explanation: &str) {
+    pub(crate) fn record_actions(&mut self, id: &str, actions: Vec<ActionRecord>, explanation: &str) {
         let Some(t) = self.tracked.get_mut(id) else { return };
         t.acted = t.acted || !actions.is_empty();
         if !actions.is_empty() {
@@ -231,14 +231,14 @@ impl IncidentBook {
     }
 
     /// Notes that no action will be taken (guardrail, suspect reporter, low confidence).
-    pub fn record_no_action(&mut self, id: &str, why: &str) {
+    pub(crate) fn record_no_action(&mut self, id: &str, why: &str) {
         let Some(t) = self.tracked.get_mut(id) else { return };
         t.incident.outcome = Outcome::NoAction;
         push_line(&mut t.incident.explanation, why);
     }
 
     /// Applies an actuator's result; returns the incident it belonged to if it changed.
-    pub fn on_result(&mut self, r: &CommandResult) -> Option<String> {
+    pub(crate) fn on_result(&mut self, r: &CommandResult) -> Option<String> {
         let (id, t) =
             self.tracked.iter_mut().find(|(_, t)| t.incident.actions.iter().any(|a| a.command_id == r.command_id))?;
         let a = t.incident.actions.iter_mut().find(|a| a.command_id == r.command_id).expect("found above");
@@ -260,20 +260,20 @@ impl IncidentBook {
 
     /// Why the incident's plan must be rolled back now: a command of it was refused,
     /// failed or rolled back by its actuator (a plan applied in part can loop traffic).
-    pub fn refused_command(&self, id: &str) -> Option<String> {
+    pub(crate) fn refused_command(&self, id: &str) -> Option<String> {
         let t = self.tracked.get(id).filter(|t| t.acted && !t.rolled_back && !t.incident.state.is_final())?;
         refused(&t.incident)
     }
 
     /// Whether every command of the incident's plan was applied (it is being verified).
-    pub fn applied(&self, id: &str) -> bool {
+    pub(crate) fn applied(&self, id: &str) -> bool {
         self.tracked.get(id).is_some_and(|t| t.incident.state == IncidentState::Verifying)
     }
 
     /// The repair did not help or was refused in part: its routes are being withdrawn
     /// (`withdrawals`). The incident stays open while its symptoms last, is not acted on
     /// again, and ends failed.
-    pub fn roll_back(&mut self, id: &str, withdrawals: Vec<ActionRecord>, why: &str) {
+    pub(crate) fn roll_back(&mut self, id: &str, withdrawals: Vec<ActionRecord>, why: &str) {
         let Some(t) = self.tracked.get_mut(id) else { return };
         t.rolled_back = true;
         t.acted = false;
@@ -284,19 +284,19 @@ impl IncidentBook {
     }
 
     /// Whether the incident's repair was rolled back.
-    pub fn rolled_back(&self, id: &str) -> bool {
+    pub(crate) fn rolled_back(&self, id: &str) -> bool {
         self.tracked.get(id).is_some_and(|t| t.rolled_back)
     }
 
     /// Adds a line to the incident's explanation.
-    pub fn note(&mut self, id: &str, line: &str) {
+    pub(crate) fn note(&mut self, id: &str, line: &str) {
         if let Some(t) = self.tracked.get_mut(id) {
             push_line(&mut t.incident.explanation, line);
         }
     }
 
     /// The element healed and routes were handed back.
-    pub fn resolve(&mut self, id: &str, now_ns: i64, withdrawals: Vec<ActionRecord>, explanation: &str) {
+    pub(crate) fn resolve(&mut self, id: &str, now_ns: i64, withdrawals: Vec<ActionRecord>, explanation: &str) {
         let Some(t) = self.tracked.get_mut(id) else { return };
         let inc = &mut t.incident;
         inc.resolved_at = Some(now_ns);
@@ -315,14 +315,14 @@ impl IncidentBook {
     }
 
     /// Whether the incident's fault was acted upon (has routes to withdraw).
-    pub fn acted(&self, id: &str) -> bool {
+    pub(crate) fn acted(&self, id: &str) -> bool {
         self.tracked.get(id).is_some_and(|t| t.acted)
     }
 
     /// Drops the incidents of days before `day_start_ns` whose incidents are all final.
     /// Only call after a snapshot that included them: their day's file is then never
     /// rewritten, because no incident of that day is left to write.
-    pub fn evict_settled_before(&mut self, day_start_ns: i64) -> usize {
+    pub(crate) fn evict_settled_before(&mut self, day_start_ns: i64) -> usize {
         let day = |ns: i64| ns.div_euclid(DAY_NS);
         let mut open_days = std::collections::BTreeSet::new();
         for t in self.tracked.values() {
@@ -339,7 +339,7 @@ impl IncidentBook {
     }
 
     /// Every confirmed incident, oldest first.
-    pub fn incidents(&self) -> Vec<Incident> {
+    pub(crate) fn incidents(&self) -> Vec<Incident> {
         self.tracked.values().filter(|t| t.confirmed).map(|t| t.incident.clone()).collect()
     }
 }

@@ -23,21 +23,21 @@ struct Installed {
 
 /// One planned route change.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PlannedChange {
+pub(crate) struct PlannedChange {
     pub target: String,
     pub action: Action,
 }
 
 /// What the planner decided and why.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub changes: Vec<PlannedChange>,
     /// Why this plan, which alternatives, which guardrails held what back.
     pub explanation: Vec<String>,
 }
 
 #[derive(Debug)]
-pub struct Planner {
+pub(crate) struct Planner {
     topo: Topology,
     config: PlannerConfig,
     installed: BTreeMap<(NodeId, NodeId), Installed>,
@@ -49,7 +49,7 @@ pub struct Planner {
 }
 
 impl Planner {
-    pub fn new(topo: Topology, config: PlannerConfig) -> Self {
+    pub(crate) fn new(topo: Topology, config: PlannerConfig) -> Self {
         Planner {
             topo,
             config,
@@ -63,7 +63,7 @@ impl Planner {
 
     /// Updates link costs from a window's loss: ETX = 1 / (delivery a→b · delivery b→a).
     /// A cost moves only when it changes by more than 20% (hysteresis against noise).
-    pub fn observe(&mut self, f: &WindowFeatures) {
+    pub(crate) fn observe(&mut self, f: &WindowFeatures) {
         let mut loss: HashMap<(NodeId, NodeId), f64> = HashMap::new();
         for l in &f.links {
             let (Some(a), Some(b)) = (self.topo.id(&l.node), self.topo.id(&l.peer)) else { continue };
@@ -276,7 +276,7 @@ impl Planner {
     }
 
     /// Plans the repair for a newly diagnosed fault on `element`.
-    pub fn plan_fault(&mut self, incident: &str, element: &Element, now_ns: i64) -> Plan {
+    pub(crate) fn plan_fault(&mut self, incident: &str, element: &Element, now_ns: i64) -> Plan {
         let mut plan = Plan::default();
         if !self.topo.connected_without(element) {
             plan.explanation.push(format!(
@@ -300,7 +300,7 @@ impl Planner {
 
     /// The fault of `incident` has cleared: withdraw its routes, except where another
     /// active fault still needs a detour.
-    pub fn plan_clear(&mut self, incident: &str, now_ns: i64) -> Plan {
+    pub(crate) fn plan_clear(&mut self, incident: &str, now_ns: i64) -> Plan {
         let mut plan = Plan::default();
         self.faults.remove(incident);
         let mine: Vec<((NodeId, NodeId), Installed)> =
@@ -339,7 +339,7 @@ impl Planner {
 
     /// How many routes we own now.
     #[cfg(test)]
-    pub fn installed_routes(&self) -> usize {
+    pub(crate) fn installed_routes(&self) -> usize {
         self.installed.len()
     }
 }

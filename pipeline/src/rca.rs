@@ -12,7 +12,7 @@ use x0_schema::{Element, RootCause, RootCauseKind, Symptom};
 
 /// One root-cause hypothesis for one window.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Diagnosis {
+pub(crate) struct Diagnosis {
     pub cause: RootCause,
     /// Carrier loss or a silent node: no need to wait for a second window.
     pub hard: bool,
@@ -21,7 +21,7 @@ pub struct Diagnosis {
 
 /// Recent views of each link end, for corroboration across windows.
 #[derive(Debug, Default)]
-pub struct Localizer {
+pub(crate) struct Localizer {
     views: HashMap<(String, String), VecDeque<View>>,
     /// Reporters found uncorroborated, with the windows left before we trust them again.
     suspects: HashMap<String, usize>,
@@ -69,7 +69,7 @@ fn outlying_delays(node: &str, anomalies: &[Anomaly]) -> BTreeSet<Element> {
 }
 
 impl Localizer {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -91,7 +91,7 @@ impl Localizer {
     /// first (they explain every symptom on their links), then overloaded nodes (they
     /// explain delay and loss on theirs), then what is left, link by link, and last
     /// the claims only one end makes.
-    pub fn localize(
+    pub(crate) fn localize(
         &mut self,
         anomalies: &[Anomaly],
         views: &[(String, String, View)],

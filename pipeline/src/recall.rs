@@ -24,7 +24,7 @@ pub fn open_knowledge(config: &Config, data_dir: &Path) -> Result<Option<Box<dyn
     x0_knowledge::open(Some(k.url.as_str()), &k.collection, &config.knowledge_dir(data_dir)).map(Some)
 }
 
-pub struct KnowledgeRecall {
+pub(crate) struct KnowledgeRecall {
     kb: Box<dyn KnowledgeBase>,
     config: KnowledgeConfig,
 }
@@ -36,12 +36,12 @@ impl std::fmt::Debug for KnowledgeRecall {
 }
 
 impl KnowledgeRecall {
-    pub fn new(kb: Box<dyn KnowledgeBase>, config: KnowledgeConfig) -> Self {
+    pub(crate) fn new(kb: Box<dyn KnowledgeBase>, config: KnowledgeConfig) -> Self {
         KnowledgeRecall { kb, config }
     }
 
     /// Stores a finished incident.
-    pub fn remember(&self, incident: &Incident, stats: &JobStats) {
+    pub(crate) fn remember(&self, incident: &Incident, stats: &JobStats) {
         // Incidents finish rarely: each is made durable at once.
         match self.kb.remember(incident, &signature(incident)).and_then(|()| self.kb.flush()) {
             Ok(()) => JobStats::bump(&stats.kb_remembered),
@@ -78,7 +78,7 @@ impl KnowledgeRecall {
 
     /// Why this candidate may be acted on now, if a past incident says so: same element,
     /// same kind, similar symptoms, and our reroute repaired it.
-    pub fn recall(&self, candidate: &Incident, stats: &JobStats) -> Option<String> {
+    pub(crate) fn recall(&self, candidate: &Incident, stats: &JobStats) -> Option<String> {
         let rc = candidate.root_cause.as_ref()?;
         let past = self.matches(candidate, stats).into_iter().find(|s| s.past.repaired())?;
         JobStats::bump(&stats.kb_recalls);
@@ -95,7 +95,7 @@ impl KnowledgeRecall {
 
     /// Why not to repeat the repair, if the latest matching incident's reroute was
     /// rolled back (it did not help).
-    pub fn failed_before(&self, incident: &Incident, stats: &JobStats) -> Option<String> {
+    pub(crate) fn failed_before(&self, incident: &Incident, stats: &JobStats) -> Option<String> {
         let latest = self.matches(incident, stats).into_iter().max_by_key(|s| s.past.incident.detected_at)?;
         let p = &latest.past.incident;
         latest.past.rolled_back().then(|| {

@@ -21,7 +21,7 @@ const HISTORY_WINDOWS: usize = 8;
 /// Traffic lost per measured link end (as its link) over the last few windows, each
 /// window's computed once for every check that reads it.
 #[derive(Debug, Default)]
-pub struct LossHistory {
+pub(crate) struct LossHistory {
     windows: VecDeque<(i64, Vec<(Element, f64)>)>,
 }
 
@@ -32,7 +32,7 @@ fn lost_on(ends: &[(Element, f64)], links: &[Element]) -> Option<f64> {
 }
 
 impl LossHistory {
-    pub fn push(&mut self, f: &WindowFeatures) {
+    pub(crate) fn push(&mut self, f: &WindowFeatures) {
         let ends =
             f.links.iter().filter_map(|l| l.lost_packets.map(|lost| (Element::link(&l.node, &l.peer), lost))).collect();
         self.windows.push_back((f.start, ends));
@@ -43,7 +43,7 @@ impl LossHistory {
 
     /// Mean packets lost per window on `links` over the kept windows that started at or
     /// after `since`.
-    pub fn mean_lost(&self, links: &[Element], since: i64) -> Option<f64> {
+    pub(crate) fn mean_lost(&self, links: &[Element], since: i64) -> Option<f64> {
         let per_window: Vec<f64> = self
             .windows
             .iter()
@@ -56,7 +56,7 @@ impl LossHistory {
 
 /// What the check concluded.
 #[derive(Debug, Clone, PartialEq)]
-pub enum RepairVerdict {
+pub(crate) enum RepairVerdict {
     /// Still waiting for the commands' results or for windows after them.
     Pending,
     /// The repair stands; the line says why (helped, or nothing to judge).
@@ -67,7 +67,7 @@ pub enum RepairVerdict {
 
 /// Judging thresholds (from `planner.verify_*`).
 #[derive(Debug, Clone, Copy)]
-pub struct VerifyRule {
+pub(crate) struct VerifyRule {
     /// Windows after the last command was applied to judge over; 0 disables the check.
     pub windows: u32,
     /// Below this many lost packets per window before acting there is nothing to judge.
@@ -78,7 +78,7 @@ pub struct VerifyRule {
 
 /// One plan under verification.
 #[derive(Debug, Clone)]
-pub struct RepairCheck {
+pub(crate) struct RepairCheck {
     links: Vec<Element>,
     before: Option<f64>,
     /// Windows starting at or after this are "after" (set once every command applied).
@@ -89,12 +89,12 @@ pub struct RepairCheck {
 impl RepairCheck {
     /// `links`: where the incident's traffic was lost; `before`: packets lost per
     /// window there until we acted.
-    pub fn new(links: Vec<Element>, before: Option<f64>) -> Self {
+    pub(crate) fn new(links: Vec<Element>, before: Option<f64>) -> Self {
         RepairCheck { links, before, applied_at: None, after: Vec::new() }
     }
 
     /// Every command of the plan was applied, the last at `at_ns`.
-    pub fn applied(&mut self, at_ns: i64) {
+    pub(crate) fn applied(&mut self, at_ns: i64) {
         self.applied_at.get_or_insert(at_ns);
     }
 
@@ -103,7 +103,7 @@ impl RepairCheck {
     }
 
     /// Judges with the window `history` took last.
-    pub fn observe(&mut self, history: &LossHistory, rule: &VerifyRule) -> RepairVerdict {
+    pub(crate) fn observe(&mut self, history: &LossHistory, rule: &VerifyRule) -> RepairVerdict {
         let Some(applied_at) = self.applied_at else { return RepairVerdict::Pending };
         let before = match self.before {
             Some(b) if b >= rule.min_lost => b,

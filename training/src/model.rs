@@ -261,13 +261,13 @@ impl GraphSage {
 }
 
 /// Weighted binary cross-entropy with logits: `Σ w·(softplus(z) − y·z) / Σ w`.
-pub fn weighted_bce(logits: Tensor<2>, targets: Tensor<2>, weights: Tensor<2>) -> Tensor<1> {
+pub(crate) fn weighted_bce(logits: Tensor<2>, targets: Tensor<2>, weights: Tensor<2>) -> Tensor<1> {
     let per = -log_sigmoid(-logits.clone()) - targets * logits;
     let total = weights.clone().sum().clamp_min(1e-6);
     (per * weights).sum() / total
 }
 
 /// Probabilities from logits, as plain numbers.
-pub fn probabilities(logits: Tensor<2>) -> Vec<f32> {
+pub(crate) fn probabilities(logits: Tensor<2>) -> Vec<f32> {
     sigmoid(logits).into_data().try_to_vec::<f32>().unwrap_or_default()
 }
