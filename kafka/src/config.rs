@@ -20,8 +20,10 @@ pub enum KafkaError {
     /// A message could not be delivered.
     #[error("kafka delivery to {topic} failed: {source}")]
     Delivery {
+        /// The topic it was sent to.
         topic: String,
         #[source]
+        /// What the broker or client said.
         source: rdkafka::error::KafkaError,
     },
 }
@@ -36,6 +38,7 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// Any librdkafka option, passed through as is (`security.protocol`, `ssl.ca.location`, ...).
     pub options: BTreeMap<String, String>,
+    /// Topic names.
     pub topics: Topics,
 }
 
@@ -51,6 +54,7 @@ impl Default for KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// The defaults with these bootstrap servers.
     pub fn for_brokers(brokers: &str) -> Self {
         KafkaConfig { brokers: brokers.to_string(), ..Self::default() }
     }

@@ -22,6 +22,7 @@ impl std::fmt::Debug for TelemetryPublisher {
 }
 
 impl TelemetryPublisher {
+    /// A publisher on `kafka`'s telemetry topic in `encoding`.
     pub fn new(kafka: &KafkaConfig, encoding: ContentType) -> Result<Self, KafkaError> {
         Ok(TelemetryPublisher { producer: kafka.producer()?, topic: kafka.topics.telemetry.clone(), encoding })
     }

@@ -14,6 +14,7 @@ use x0_schema::{Element, Incident};
 /// The vector name signatures are stored under.
 const VECTOR: &str = "signature";
 
+/// The embedded backend: a Qdrant shard (qdrant-edge) in a local directory.
 pub struct EdgeKnowledge {
     shard: EdgeShard,
 }

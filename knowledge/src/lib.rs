@@ -5,6 +5,8 @@
 //! embedded in the process and kept in a local directory (qdrant-edge, the default),
 //! and [`ServerKnowledge`], a Qdrant server over gRPC (qdrant-client, when
 //! `knowledge.url` is set). `tests/conformance.rs` runs one suite against both.
+// Every public item documented; the other crates follow (issue 12).
+#![warn(missing_docs)]
 
 mod edge;
 mod record;
@@ -27,16 +29,28 @@ pub enum KnowledgeError {
     Backend(String),
     /// A stored point's payload is not an incident this version understands.
     #[error("knowledge base record {id}: {reason}")]
-    Corrupt { id: String, reason: String },
+    Corrupt {
+        /// The point's id.
+        id: String,
+        /// What is wrong with its payload.
+        reason: String,
+    },
     /// A signature of the wrong length.
     #[error("signature has {got} dimensions, the knowledge base stores {want}")]
-    Dimension { got: usize, want: usize },
+    Dimension {
+        /// The signature's length.
+        got: usize,
+        /// The length the collection stores.
+        want: usize,
+    },
 }
 
 /// A past incident found similar to a query, with its cosine similarity (1 is identical).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimilarIncident {
+    /// The stored incident.
     pub past: PastIncident,
+    /// Cosine similarity of its signature to the query's.
     pub score: f32,
 }
 

@@ -9,6 +9,7 @@ use x0_schema::{Incident, ResultStatus};
 /// A stored incident with what a planner asks of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PastIncident {
+    /// The whole incident as it finished.
     pub incident: Incident,
 }
 
@@ -38,8 +39,11 @@ impl PastIncident {
 /// Counts over the whole knowledge base.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KbStats {
+    /// How many incidents are stored.
     pub incidents: usize,
+    /// How many per root-cause kind.
     pub by_kind: BTreeMap<String, usize>,
+    /// How many per outcome.
     pub by_outcome: BTreeMap<String, usize>,
     /// Incidents whose actions repaired them (see [`PastIncident::repaired`]).
     pub repaired: usize,

@@ -21,6 +21,7 @@ use x0_schema::{Element, Incident};
 
 type Job = Box<dyn FnOnce(&tokio::runtime::Runtime, &Qdrant) + Send>;
 
+/// The server backend: a Qdrant server over gRPC (qdrant-client).
 pub struct ServerKnowledge {
     jobs: mpsc::Sender<Job>,
     collection: String,

@@ -14,15 +14,34 @@ pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub enum Action {
     /// Route `destination` via `primary`, failing over to `backup` (a neighbour on a
     /// disjoint path) when the primary link loses carrier.
-    RouteReplace { destination: String, primary: String, backup: Option<String> },
+    RouteReplace {
+        /// The destination node.
+        destination: String,
+        /// The neighbour to route through.
+        primary: String,
+        /// The neighbour the kernel fails over to on carrier loss.
+        backup: Option<String>,
+    },
     /// Remove our route for `destination`, returning it to the node's baseline.
-    RouteWithdraw { destination: String },
+    RouteWithdraw {
+        /// The destination node.
+        destination: String,
+    },
     /// Stop forwarding over the link to `peer` (routes through it are moved off).
-    LinkDrain { peer: String },
+    LinkDrain {
+        /// The neighbour at the link's other end.
+        peer: String,
+    },
     /// Undo a drain.
-    LinkRestore { peer: String },
+    LinkRestore {
+        /// The neighbour at the link's other end.
+        peer: String,
+    },
     /// Change the active probe interval.
-    ProbeRate { interval_ms: u32 },
+    ProbeRate {
+        /// The new interval between probes.
+        interval_ms: u32,
+    },
     /// Do nothing (used to test the command path end to end).
     NoOp,
 }
@@ -50,6 +69,7 @@ pub struct HealingCommand {
     pub schema_version: u16,
     /// Unique id; the actuator applies a command id at most once.
     pub id: String,
+    /// The incident this command acts for.
     pub incident_id: String,
     /// Nanoseconds since the Unix epoch.
     pub issued_at: i64,
@@ -57,6 +77,7 @@ pub struct HealingCommand {
     pub expires_at: i64,
     /// The node that must apply it.
     pub target: String,
+    /// What the node is asked to do (a closed set).
     pub action: Action,
     /// Hex ed25519 signature over [`HealingCommand::canonical_bytes`]; empty = unsigned.
     #[serde(default)]
@@ -81,7 +102,11 @@ pub enum CommandError {
     Version(u16),
     /// The command's TTL has passed.
     #[error("expired {late_ms} ms ago")]
-    Expired { late_ms: i64 },
+    /// Its `expires_at` has passed.
+    Expired {
+        /// How long ago it expired.
+        late_ms: i64,
+    },
 }
 
 #[derive(Serialize)]
@@ -138,6 +163,7 @@ impl HealingCommand {
         serde_json::from_slice(bytes).map_err(|e| CommandError::Malformed(e.to_string()))
     }
 
+    /// The signed command as JSON (what `x0.commands` carries).
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("commands always serialise")
     }

@@ -7,7 +7,9 @@ use thiserror::Error;
 /// The payload encodings a telemetry message may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentType {
+    /// An Arrow IPC stream (`application/vnd.apache.arrow.stream`).
     Arrow,
+    /// JSON lines (`application/json`).
     JsonLines,
 }
 
@@ -23,6 +25,7 @@ impl ContentType {
         }
     }
 
+    /// The `content-type` header value naming this encoding.
     pub fn header_value(self) -> &'static str {
         match self {
             ContentType::Arrow => CONTENT_TYPE_ARROW,
@@ -46,10 +49,20 @@ pub enum DecodeError {
     Arrow(String),
     /// A JSON line did not parse as a sample.
     #[error("invalid json on line {line}: {message}")]
-    Json { line: usize, message: String },
+    Json {
+        /// The line (from 1).
+        line: usize,
+        /// What the JSON parser said.
+        message: String,
+    },
     /// The payload was written for another layout version.
     #[error("schema version {found} is not supported (this build reads {supported})")]
-    SchemaVersion { found: u16, supported: u16 },
+    SchemaVersion {
+        /// The version the message carries.
+        found: u16,
+        /// The newest version this build reads.
+        supported: u16,
+    },
     /// A required column is absent.
     #[error("missing column {0}")]
     MissingColumn(&'static str),
@@ -58,7 +71,12 @@ pub enum DecodeError {
     WrongType(&'static str),
     /// A value is out of its domain (NaN, negative, out of range, null).
     #[error("bad value in {field}: {reason}")]
-    BadValue { field: &'static str, reason: String },
+    BadValue {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl DecodeError {

@@ -7,8 +7,18 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Element {
-    Link { a: String, b: String },
-    Node { id: String },
+    /// A link between two nodes.
+    Link {
+        /// The endpoint first in lexical order.
+        a: String,
+        /// The other endpoint.
+        b: String,
+    },
+    /// A node.
+    Node {
+        /// The node's name.
+        id: String,
+    },
 }
 
 impl Element {
@@ -18,6 +28,7 @@ impl Element {
         Element::Link { a: a.to_string(), b: b.to_string() }
     }
 
+    /// A node element.
     pub fn node(id: &str) -> Self {
         Element::Node { id: id.to_string() }
     }

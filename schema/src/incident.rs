@@ -5,16 +5,24 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+/// Where an incident is in its life.
 pub enum IncidentState {
+    /// A symptom was seen; not yet confirmed.
     Opened,
+    /// Confirmed, with a root cause.
     Diagnosed,
+    /// Commands sent, results awaited.
     Mitigating,
+    /// Every command applied; the repair is being verified against the traffic.
     Verifying,
+    /// The element is healthy again and our routes are handed back.
     Resolved,
+    /// The repair was rolled back or refused.
     Failed,
 }
 
 impl IncidentState {
+    /// The state's name in history tables.
     pub fn as_str(self) -> &'static str {
         match self {
             IncidentState::Opened => "opened",
@@ -26,6 +34,7 @@ impl IncidentState {
         }
     }
 
+    /// Whether the incident is over (resolved or failed).
     pub fn is_final(self) -> bool {
         matches!(self, IncidentState::Resolved | IncidentState::Failed)
     }
@@ -34,9 +43,11 @@ impl IncidentState {
 /// One anomalous element in one window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Symptom {
+    /// The link or node the symptom is on.
     pub element: Element,
     /// The feature that stood out.
     pub feature: String,
+    /// The feature's value in that window.
     pub value: f64,
     /// Robust z-score against the element's own baseline.
     pub score: f64,
@@ -46,17 +57,24 @@ pub struct Symptom {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+/// What the root cause is.
 pub enum RootCauseKind {
+    /// Carrier lost.
     LinkDown,
+    /// Packets lost on a link.
     LinkLoss,
+    /// Round-trip time risen on a link.
     LinkDelay,
+    /// A node stopped: every neighbour lost it.
     NodeCrash,
+    /// A node's CPU saturated, slowing what it forwards.
     NodeOverload,
     /// A node reports problems its neighbours do not corroborate.
     SuspectReporter,
 }
 
 impl RootCauseKind {
+    /// The kind's name in history tables, e.g. `link-loss`.
     pub fn as_str(self) -> &'static str {
         match self {
             RootCauseKind::LinkDown => "link-down",
@@ -70,8 +88,11 @@ impl RootCauseKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What the job blames and why.
 pub struct RootCause {
+    /// What is wrong.
     pub kind: RootCauseKind,
+    /// Where.
     pub element: Element,
     /// 0..1; never 1.0 for a single uncorroborated symptom.
     pub confidence: f64,
@@ -84,17 +105,25 @@ pub struct RootCause {
 /// A command sent for the incident and what became of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionRecord {
+    /// The command's id (its idempotency key).
     pub command_id: String,
+    /// The node it was sent to.
     pub target: String,
+    /// What it asked.
     pub action: Action,
+    /// When it was issued (ns since the epoch).
     pub issued_at: i64,
+    /// What the actuator answered; None until it did.
     pub status: Option<ResultStatus>,
+    /// The actuator's reason, for anything but applied.
     pub reason: Option<String>,
+    /// When the answer arrived (ns since the epoch).
     pub acked_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+/// How an incident ended (or that it has not).
 pub enum Outcome {
     /// Routes moved off the fault and the symptoms stopped.
     Mitigated,
@@ -109,6 +138,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome's name in history tables.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Mitigated => "mitigated",
@@ -124,30 +154,42 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     #[serde(default = "crate::telemetry::schema_version")]
+    /// Version of this record's layout.
     pub schema_version: u16,
+    /// Stable id, also the Kafka key on `x0.incidents`.
     pub incident_id: String,
     /// Start of the first anomalous window: our best estimate of onset.
     pub opened_at: i64,
     /// When the detector decided (close of the window that confirmed it).
     pub detected_at: i64,
+    /// When the root cause was named.
     pub diagnosed_at: Option<i64>,
+    /// When every command of the repair was applied.
     pub mitigated_at: Option<i64>,
+    /// When it ended.
     pub resolved_at: Option<i64>,
+    /// Where it is in its life.
     pub state: IncidentState,
+    /// The most recent symptoms (bounded).
     pub symptoms: Vec<Symptom>,
+    /// What the job blames, with its confidence and evidence.
     pub root_cause: Option<RootCause>,
+    /// The commands sent for it and their results.
     pub actions: Vec<ActionRecord>,
+    /// How it ended.
     pub outcome: Outcome,
     /// detected_at - opened_at.
     pub mttd_ms: Option<i64>,
     /// mitigated_at - opened_at.
     pub mttr_ms: Option<i64>,
+    /// The detector that found it (`<model version>+robust-mad-v1`).
     pub model_version: String,
     /// Why this cause, why this plan, which alternatives.
     pub explanation: String,
 }
 
 impl Incident {
+    /// The record as JSON (what `x0.incidents` carries).
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("incidents always serialise")
     }

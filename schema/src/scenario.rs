@@ -7,16 +7,24 @@ use thiserror::Error;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// A scenario: a mesh, the traffic across it, and the faults injected into it. One file
+/// drives the simulator, the demo, the kernel lab and evaluation alike.
 pub struct Scenario {
+    /// Names the scenario in summaries and history.
     pub name: String,
     #[serde(with = "humantime_serde")]
+    /// How long the scenario runs.
     pub duration: Duration,
     #[serde(with = "humantime_serde", default = "default_interval")]
+    /// How often every node reports telemetry.
     pub telemetry_interval: Duration,
+    /// The mesh.
     pub topology: TopologySpec,
     #[serde(default)]
+    /// The probe flows that measure outage and restoration.
     pub traffic: TrafficSpec,
     #[serde(default, rename = "fault")]
+    /// The faults, in any order.
     pub faults: Vec<Fault>,
 }
 
@@ -26,22 +34,31 @@ fn default_interval() -> Duration {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+/// How a generated mesh is laid out.
 pub enum Shape {
+    /// A square-ish grid, each node linked to its up to four neighbours.
     Grid,
+    /// One ring.
     Ring,
+    /// Rings of rings: small rings joined by a core ring.
     RingOfRings,
+    /// Nodes placed at random in the unit square, linked within a radius (kept connected).
     RandomGeometric,
+    /// The links listed in the file.
     Explicit,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// The `[topology]` section.
 pub struct TopologySpec {
+    /// The layout.
     pub shape: Shape,
     /// Number of nodes (generated shapes).
     #[serde(default)]
     pub nodes: usize,
     #[serde(default)]
+    /// Seed of the generated layout and of `auto` fault targets.
     pub seed: u64,
     /// Links of an explicit topology, as node-name pairs.
     #[serde(default)]
@@ -52,6 +69,7 @@ pub struct TopologySpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TrafficPairs {
+    /// This many random node pairs.
     Count(usize),
     /// The literal string "all": every ordered pair.
     All(String),
@@ -59,8 +77,11 @@ pub enum TrafficPairs {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// The `[traffic]` section.
 pub struct TrafficSpec {
+    /// Which node pairs carry a probe flow.
     pub pairs: TrafficPairs,
+    /// Packets per second of each flow.
     pub rate_pps: u32,
 }
 
@@ -72,13 +93,21 @@ impl Default for TrafficSpec {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+/// What a fault does.
 pub enum FaultKind {
+    /// Both ends of a link lose carrier.
     LinkDown,
+    /// A share of a link's packets is dropped (`loss`).
     LinkLoss,
+    /// A link's packets are delayed (`delay`).
     LinkDelay,
+    /// A link goes down and up every half `period`.
     LinkFlap,
+    /// A node stops: every link of it down, its agent silent.
     NodeCrash,
+    /// A node's CPU is saturated; what it forwards slows.
     NodeOverload,
+    /// A node (or one of its link ends) reports loss that is not there.
     ByzantineReporter,
     /// The node's agent stops reporting (restart, upgrade, lost its broker) while the
     /// node keeps forwarding: telemetry disappears, the network does not. Nothing
@@ -87,6 +116,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// The name used in scenario files and summaries, e.g. `link-loss`.
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::LinkDown => "link-down",
@@ -108,8 +138,10 @@ impl FaultKind {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// Which way a link fault acts.
 pub enum Direction {
     #[default]
+    /// Both directions.
     Both,
     /// a → b only.
     Forward,
@@ -120,18 +152,25 @@ pub enum Direction {
 /// A fault target as written: `"auto"`, a link `"a-b"` or a node `"a"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FaultTarget {
+    /// Chosen from the seed among the elements carrying the most probe flows.
     Auto,
+    /// The link between two named nodes.
     Link(String, String),
+    /// A named node.
     Node(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// One `[[fault]]`.
 pub struct Fault {
     #[serde(with = "humantime_serde")]
+    /// When it starts, from the scenario's start.
     pub at: Duration,
+    /// What it does.
     pub kind: FaultKind,
     #[serde(default = "auto")]
+    /// `a-b` (a link), `a` (a node) or `auto`.
     pub target: String,
     /// link-loss: probability in 0..1 that a packet is lost.
     #[serde(default)]
@@ -143,6 +182,7 @@ pub struct Fault {
     #[serde(default, with = "humantime_serde")]
     pub period: Option<Duration>,
     #[serde(default)]
+    /// Which way a link fault acts.
     pub direction: Direction,
     /// Omitted: until the end of the scenario.
     #[serde(default, with = "humantime_serde")]
@@ -175,24 +215,31 @@ impl Fault {
 #[derive(Debug, Error)]
 pub enum ScenarioError {
     #[error("cannot read scenario {path}: {source}")]
+    /// The file could not be read.
     Io {
+        /// The file.
         path: String,
         #[source]
+        /// What the operating system said.
         source: std::io::Error,
     },
     #[error("scenario is not valid TOML for the scenario format: {0}")]
+    /// The file is not a scenario (TOML or field types).
     Parse(String),
     #[error("scenario has {} problem(s):\n  - {}", .0.len(), .0.join("\n  - "))]
+    /// Values that parse but do not make sense, every one of them.
     Invalid(Vec<String>),
 }
 
 impl Scenario {
+    /// Parses and checks a scenario from TOML text.
     pub fn from_toml_str(text: &str) -> Result<Self, ScenarioError> {
         let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse(e.to_string()))?;
         s.validate()?;
         Ok(s)
     }
 
+    /// Reads, parses and checks a scenario file.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ScenarioError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ScenarioError::Io { path: path.display().to_string(), source })?;

@@ -3,28 +3,42 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One injected fault and what the loop made of it.
 pub struct FaultOutcome {
+    /// The fault's index in the scenario.
     pub id: usize,
+    /// The fault kind, e.g. `link-loss`.
     pub kind: String,
     /// The element the fault was injected on, e.g. `n5-n6` or `n3`.
     pub target: String,
+    /// When it was injected (ms from the scenario's start).
     pub injected_at_ms: i64,
+    /// When an incident about it was confirmed; None: never.
     pub detected_at_ms: Option<i64>,
     /// What the pipeline blamed, e.g. `link n5-n6`.
     pub root_cause: Option<String>,
+    /// Whether that root cause named the fault's element and kind.
     pub root_cause_correct: bool,
+    /// The confidence the pipeline gave it.
     pub confidence: Option<f64>,
+    /// Commands sent for it.
     pub actions: usize,
     /// From the probe traffic itself, never from the pipeline's records.
     pub traffic_restored_at_ms: Option<i64>,
+    /// Detection delay (ms).
     pub mttd_ms: Option<i64>,
+    /// Injection to restored traffic (ms).
     pub mttr_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+/// Percentiles of a set of durations (ms).
 pub struct Percentiles {
+    /// The median.
     pub p50: i64,
+    /// The 95th percentile.
     pub p95: i64,
+    /// The largest.
     pub max: i64,
 }
 
@@ -42,6 +56,7 @@ impl Percentiles {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+/// Root-cause accuracy over a run's faults.
 pub struct RcaAccuracy {
     /// Share of faults whose top-ranked cause was right.
     pub ac1: f64,
@@ -50,17 +65,25 @@ pub struct RcaAccuracy {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What `demo`, `lab run` and `eval` write with `--summary-json`.
 pub struct RunSummary {
+    /// The scenario's name.
     pub scenario: String,
     /// `sim` or `lab`.
     pub mode: String,
+    /// The topology seed.
     pub seed: u64,
+    /// Each injected fault.
     pub faults: Vec<FaultOutcome>,
     /// Incidents that matched no injected fault.
     pub false_incidents: usize,
+    /// Detection delays over the detected faults.
     pub mttd_ms: Percentiles,
+    /// Restoration times over the restored faults.
     pub mttr_ms: Percentiles,
+    /// Root-cause accuracy.
     pub rca: RcaAccuracy,
+    /// Route changes the repairs made.
     pub routes_changed: usize,
     /// Times a (node, destination) route changed back to a next hop it had left
     /// within the same run while its fault was still active.

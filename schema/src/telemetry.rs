@@ -64,23 +64,33 @@ pub struct LinkSample {
     pub peer: String,
     /// The local interface name.
     pub iface: String,
+    /// Version of the sample's layout.
     pub schema_version: u16,
+    /// Where the counters came from.
     pub provenance: Provenance,
     /// Whether the interface had carrier (operationally up) at the end of the interval.
     pub oper_up: bool,
+    /// Packets sent on the link in the interval.
     pub tx_packets: u64,
+    /// Packets received on the link in the interval.
     pub rx_packets: u64,
+    /// Bytes sent in the interval.
     pub tx_bytes: u64,
+    /// Bytes received in the interval.
     pub rx_bytes: u64,
     /// Packets dropped on this interface (all reasons).
     pub drops: u64,
+    /// Interface errors in the interval.
     pub errors: u64,
+    /// TCP retransmits of connections routed over the link, in the interval.
     pub tcp_retransmits: u64,
     /// Active probes sent to the peer, and how many got no answer.
     pub probes_sent: u64,
+    /// Of those probes, how many were not answered in time.
     pub probes_lost: u64,
     /// Round-trip time of answered probes, microseconds; NaN-free, 0 when none answered.
     pub rtt_avg_us: f64,
+    /// The slowest probe answer (µs).
     pub rtt_max_us: f64,
 }
 
@@ -88,9 +98,13 @@ pub struct LinkSample {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSample {
+    /// End of the interval, ns since the epoch (event time, set on the node).
     pub ts: i64,
+    /// The reporting node.
     pub node: String,
+    /// Version of the sample's layout.
     pub schema_version: u16,
+    /// Where the figures came from.
     pub provenance: Provenance,
     /// CPU busy fraction, 0..=1.
     pub cpu: f64,
@@ -107,15 +121,19 @@ pub struct NodeSample {
 /// The samples of one Kafka message.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TelemetryBatch {
+    /// One sample per (node, peer) link end.
     pub links: Vec<LinkSample>,
+    /// One sample per node.
     pub nodes: Vec<NodeSample>,
 }
 
 impl TelemetryBatch {
+    /// Whether the batch holds no sample.
     pub fn is_empty(&self) -> bool {
         self.links.is_empty() && self.nodes.is_empty()
     }
 
+    /// How many samples it holds.
     pub fn len(&self) -> usize {
         self.links.len() + self.nodes.len()
     }

@@ -15,10 +15,15 @@ pub const REASON_HEADER: &str = "x0-reject-reason";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Topics {
+    /// Telemetry batches, keyed by node.
     pub telemetry: String,
+    /// Signed healing commands, keyed by target node.
     pub commands: String,
+    /// Actuators' results, keyed by node.
     pub command_results: String,
+    /// Incident state changes, keyed by incident id.
     pub incidents: String,
+    /// Rejected messages with their reason.
     pub dlq: String,
 }
 

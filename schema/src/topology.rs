@@ -12,13 +12,27 @@ use thiserror::Error;
 pub type NodeId = usize;
 
 #[derive(Debug, Error, PartialEq)]
+/// Why a topology could not be built from a scenario (the scenario's author to fix).
 pub enum TopologyError {
     #[error("topology has no nodes")]
+    /// The topology has no node.
     Empty,
+    /// A fault names a link or node the topology does not have.
     #[error("fault {fault}: unknown target {target:?}")]
-    UnknownTarget { fault: usize, target: String },
+    UnknownTarget {
+        /// The fault's index in the scenario.
+        fault: usize,
+        /// The target it names.
+        target: String,
+    },
+    /// An `auto` fault found no element of the kind it needs.
     #[error("fault {fault}: no eligible {what} for target = \"auto\"")]
-    NoAutoTarget { fault: usize, what: &'static str },
+    NoAutoTarget {
+        /// The fault's index in the scenario.
+        fault: usize,
+        /// What kind of element it needed.
+        what: &'static str,
+    },
 }
 
 /// An undirected mesh graph with named nodes.
@@ -91,22 +105,27 @@ impl Topology {
         Ok(topo)
     }
 
+    /// How many nodes.
     pub fn len(&self) -> usize {
         self.names.len()
     }
 
+    /// Whether there is no node.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
 
+    /// A node's name.
     pub fn name(&self, id: NodeId) -> &str {
         &self.names[id]
     }
 
+    /// Every node's name, by id.
     pub fn names(&self) -> &[String] {
         &self.names
     }
 
+    /// A node's id by name.
     pub fn id(&self, name: &str) -> Option<NodeId> {
         self.index.get(name).copied()
     }
@@ -116,10 +135,12 @@ impl Topology {
         &self.links
     }
 
+    /// A node's neighbours.
     pub fn neighbours(&self, id: NodeId) -> &[NodeId] {
         &self.adjacency[id]
     }
 
+    /// Whether two nodes share a link.
     pub fn has_link(&self, a: NodeId, b: NodeId) -> bool {
         self.adjacency[a].binary_search(&b).is_ok()
     }
