@@ -15,14 +15,17 @@ pub struct Actuator<T> {
 }
 
 impl<T: RouteTarget> Actuator<T> {
+    /// An actuator for `node` that accepts commands signed by `key` and applies them to `target`.
     pub fn new(node: impl Into<String>, key: VerifyingKey, target: T) -> Self {
         Actuator { node: node.into(), key, seen: HashMap::new(), target }
     }
 
+    /// The node it acts for.
     pub fn node(&self) -> &str {
         &self.node
     }
 
+    /// Where its commands land.
     pub fn target(&self) -> &T {
         &self.target
     }

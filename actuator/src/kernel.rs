@@ -16,7 +16,9 @@ use crate::{RouteTarget, TargetError};
 use std::collections::{BTreeMap, BTreeSet};
 use x0_schema::{Action, RouteEntry};
 
+/// Metric of a destination's primary route.
 pub const PRIMARY_METRIC: u32 = 100;
+/// Metric of its backup route: the kernel uses it once the primary's link loses carrier.
 pub const BACKUP_METRIC: u32 = 200;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +123,7 @@ impl KernelRouteTarget {
         Ok(())
     }
 
+    /// The node's neighbours, addresses and baseline routes.
     pub fn network(&self) -> &NodeNetwork {
         &self.net
     }

@@ -23,15 +23,20 @@ pub const ROUTE_PROTOCOL: u8 = 77;
 /// One IPv4 host route as the kernel holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelRoute {
+    /// The destination's /32.
     pub destination: Ipv4Addr,
+    /// The next hop's address on the shared link.
     pub gateway: Ipv4Addr,
+    /// The interface towards the next hop.
     pub oif: u32,
+    /// The route's metric (primary or backup).
     pub metric: u32,
     /// The kernel marked the next hop's device as without carrier.
     pub linkdown: bool,
 }
 
 #[derive(Debug)]
+/// An rtnetlink socket for our routes, in the namespace of the thread that opened it.
 pub struct RouteSocket {
     socket: RtSocket,
 }

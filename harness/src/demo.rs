@@ -15,13 +15,19 @@ use x0_schema::{wall_clock_ns, ContentType, RunSummary, Scenario};
 pub const DEFAULT_SCENARIO: &str = include_str!("../../examples/scenarios/grid16-link-down.toml");
 
 #[derive(Debug, Clone)]
+/// What one demo run is given.
 pub struct DemoOptions {
+    /// The scenario to run.
     pub scenario: Scenario,
+    /// The stream job's configuration.
     pub config: Config,
+    /// Where the history is written.
     pub data_dir: PathBuf,
     /// Simulated seconds per wall-clock second. Recovery times are only real at 1.
     pub speed: f64,
+    /// Telemetry encoding on the wire.
     pub encoding: ContentType,
+    /// Show a progress bar.
     pub progress: bool,
     /// Start the stream job this long after the mesh, so it must catch up on a
     /// backlog (as after a restart). Zero in normal use.
@@ -29,11 +35,17 @@ pub struct DemoOptions {
 }
 
 #[derive(Debug)]
+/// What one demo run produced.
 pub struct DemoOutcome {
+    /// The run scored against the simulator's ground truth.
     pub summary: RunSummary,
+    /// What the job held when it stopped.
     pub report: JobReport,
+    /// What the simulated mesh sent and received.
     pub sim: SimRunStats,
+    /// The job's counters.
     pub job: Arc<JobStats>,
+    /// The embedded broker's address (gone once the run returns).
     pub bootstrap: String,
 }
 

@@ -34,8 +34,11 @@ const BINS: usize = 10;
 /// One fault's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct FaultRank {
+    /// The run (`scenario#seed`).
     pub run: String,
+    /// The fault kind.
     pub kind: String,
+    /// The fault's element.
     pub target: String,
     /// 1-based position of the right cause among the ranked candidates.
     pub rank: Option<usize>,
@@ -43,15 +46,22 @@ pub struct FaultRank {
     pub simultaneous: bool,
     /// The rank with the run's other faults taken out of the list first.
     pub filtered_rank: Option<usize>,
+    /// The first-ranked candidate.
     pub top: Option<String>,
+    /// Its confidence.
     pub confidence: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+/// Root-cause accuracy over one kind's faults.
 pub struct KindScore {
+    /// Faults scored.
     pub faults: usize,
+    /// Share with the right cause ranked first.
     pub ac1: f64,
+    /// Share with it among the first three.
     pub ac3: f64,
+    /// Mean of AC@1 … AC@5.
     pub avg5: f64,
     /// Faults with no incident at all.
     pub missed: usize,
@@ -60,6 +70,7 @@ pub struct KindScore {
 /// Agents that stopped reporting while their nodes kept forwarding.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AgentDownScore {
+    /// Agent-down faults scored.
     pub faults: usize,
     /// Faults where some incident blamed the silent node or its links.
     pub blamed: usize,
@@ -68,31 +79,46 @@ pub struct AgentDownScore {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+/// One bin of the reliability diagram.
 pub struct CalibrationBin {
+    /// Lowest confidence in the bin.
     pub lower: f64,
+    /// Highest confidence in the bin.
     pub upper: f64,
+    /// Incidents in it.
     pub count: usize,
+    /// Their mean confidence.
     pub mean_confidence: f64,
+    /// Share of them that named a real fault.
     pub accuracy: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+/// What `eval rca` reports.
 pub struct RcaReport {
+    /// Runs evaluated.
     pub runs: usize,
     /// Faults of runs with a single fault.
     pub per_kind: BTreeMap<String, KindScore>,
     /// Faults of runs with several, by filtered rank.
     pub per_kind_simultaneous: BTreeMap<String, KindScore>,
+    /// Agents that went silent while their nodes kept forwarding.
     pub agent_down: AgentDownScore,
     /// Link faults left out because a crashed end node hid them (see `masked`).
     pub masked: usize,
     /// Over runs with two or more simultaneous faults.
     pub multi_fault_runs: usize,
+    /// Share of blamed elements that were faulty.
     pub blamed_precision: f64,
+    /// Share of faulty elements that were blamed.
     pub blamed_recall: f64,
+    /// Incidents over every run.
     pub incidents: usize,
+    /// Expected calibration error of their confidences.
     pub ece: f64,
+    /// The reliability diagram's bins.
     pub calibration: Vec<CalibrationBin>,
+    /// Every fault's result.
     pub faults: Vec<FaultRank>,
 }
 

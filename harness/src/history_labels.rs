@@ -26,11 +26,14 @@ use x0_training::{read_datasets, LabelledWindow};
 /// An operator's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OperatorVerdict {
+    /// The incident was real (its cause as named, or the one the operator gives).
     Confirmed,
+    /// Nothing was wrong.
     FalsePositive,
 }
 
 impl OperatorVerdict {
+    /// The verdict's name in the labels table.
     pub fn as_str(self) -> &'static str {
         match self {
             OperatorVerdict::Confirmed => "confirmed",
@@ -42,11 +45,17 @@ impl OperatorVerdict {
 /// An incident as training needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryIncident {
+    /// Its id.
     pub incident_id: String,
+    /// When it opened (ns since the epoch).
     pub start_ns: i64,
+    /// When it ended; None: still open.
     pub end_ns: Option<i64>,
+    /// Its root-cause kind.
     pub kind: Option<String>,
+    /// What it blamed.
     pub root_cause: Option<Element>,
+    /// Where it saw symptoms.
     pub symptoms: Vec<Element>,
     /// The latest label, if any: verdict and the cause the operator named.
     pub verdict: Option<(OperatorVerdict, Option<Element>)>,
@@ -223,9 +232,13 @@ pub fn label_windows(windows: &mut [LabelledWindow], incidents: &[HistoryInciden
 /// What the history adds to a training run.
 #[derive(Debug, Default)]
 pub struct HistorySet {
+    /// The recorded windows, labelled.
     pub windows: Vec<LabelledWindow>,
+    /// Incidents read.
     pub incidents: usize,
+    /// Of those, confirmed by an operator.
     pub confirmed: usize,
+    /// Of those, marked false positives.
     pub false_positives: usize,
 }
 

@@ -11,10 +11,12 @@ use x0_pipeline::Config;
 pub struct KbView {
     kb: Box<dyn KnowledgeBase>,
     _copy: Option<tempfile::TempDir>,
+    /// Where the knowledge base lives (directory or server and collection).
     pub location: String,
 }
 
 impl KbView {
+    /// Opens a read view of the configured knowledge base for `data_dir`.
     pub fn open(config: &Config, data_dir: &Path) -> Result<Self> {
         let k = &config.knowledge;
         let (copy, location) = if k.url.is_empty() {
@@ -35,6 +37,7 @@ impl KbView {
         Ok(KbView { kb, _copy: copy, location })
     }
 
+    /// The knowledge base.
     pub fn kb(&self) -> &dyn KnowledgeBase {
         self.kb.as_ref()
     }

@@ -17,9 +17,13 @@ pub type Comparison = BTreeMap<String, BTreeMap<String, Quality>>;
 /// What a training run produced.
 #[derive(Debug)]
 pub struct TrainOutcome {
+    /// The new model's version.
     pub version: String,
+    /// Its directory in the registry.
     pub dir: PathBuf,
+    /// Whether it became the champion.
     pub promoted: bool,
+    /// It and the baselines on the held-out set.
     pub comparison: Comparison,
 }
 
@@ -37,6 +41,9 @@ pub fn compare(model: &GraphDetector, held_out: &[LabelledWindow]) -> Comparison
     c
 }
 
+/// Trains a model on `data` (and the history), compares it with the champion and the
+/// baselines on `held_out`, writes it and its report to `registry`, and promotes it if
+/// it is better (or `force_promote`).
 pub async fn run_training(
     data: &[PathBuf],
     history: Option<(&Path, std::time::Duration)>,

@@ -11,17 +11,27 @@ use x0_netlink::{invalid, RtSocket};
 /// One interface as the kernel reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InterfaceStats {
+    /// The interface's index.
     pub ifindex: u32,
+    /// The interface's name.
     pub name: String,
     /// Administratively up and with carrier (`IFF_LOWER_UP`).
     pub carrier: bool,
+    /// Packets received.
     pub rx_packets: u64,
+    /// Packets sent.
     pub tx_packets: u64,
+    /// Bytes received.
     pub rx_bytes: u64,
+    /// Bytes sent.
     pub tx_bytes: u64,
+    /// Receive errors.
     pub rx_errors: u64,
+    /// Transmit errors.
     pub tx_errors: u64,
+    /// Packets dropped on receive.
     pub rx_dropped: u64,
+    /// Packets dropped on transmit.
     pub tx_dropped: u64,
 }
 
@@ -47,6 +57,7 @@ pub struct InterfaceReader {
 }
 
 impl InterfaceReader {
+    /// Opens a socket in the calling thread's namespace.
     pub fn open() -> io::Result<Self> {
         Ok(InterfaceReader { socket: RtSocket::open()? })
     }

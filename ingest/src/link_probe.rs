@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
+/// UDP port every agent answers link probes on.
 pub const PROBE_PORT: u16 = 7071;
 const MAGIC: u32 = 0x7830_7072; // "x0pr"
 const REQUEST: u8 = 0;
@@ -17,12 +18,16 @@ const REPLY: u8 = 1;
 pub struct ProbeStats {
     /// Probes answered or timed out in the period.
     pub sent: u64,
+    /// Of those, how many got no answer in time.
     pub lost: u64,
+    /// Sum of the answered probes' round-trip times (µs).
     pub rtt_sum_us: f64,
+    /// The slowest answer (µs).
     pub rtt_max_us: f64,
 }
 
 impl ProbeStats {
+    /// Mean round-trip time of the answered probes (µs), 0 when none was.
     pub fn rtt_avg_us(&self) -> f64 {
         let answered = self.sent - self.lost;
         if answered == 0 {
@@ -76,6 +81,7 @@ impl LinkProber {
         })
     }
 
+    /// Changes the interval between probes (a `probe-rate` command).
     pub fn set_interval(&mut self, interval: Duration) {
         self.interval = interval;
     }

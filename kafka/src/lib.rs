@@ -10,8 +10,6 @@
 //! let producer = config.producer()?;
 //! # Ok(()) }
 //! ```
-// Every public item documented; the other crates follow (issue 12).
-#![warn(missing_docs)]
 
 mod broker;
 mod config;

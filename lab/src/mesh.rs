@@ -79,6 +79,7 @@ pub struct SimMesh {
 }
 
 impl SimMesh {
+    /// A mesh for `scenario`: its topology, traffic and faults.
     pub fn new(scenario: &Scenario, options: SimOptions) -> Result<Self, TopologyError> {
         let topo = Topology::generate(&scenario.topology)?;
         let elements = topo.resolve_faults(scenario)?;
@@ -108,10 +109,12 @@ impl SimMesh {
         })
     }
 
+    /// The mesh's topology.
     pub fn topology(&self) -> &Topology {
         &self.topo
     }
 
+    /// The scenario it runs.
     pub fn scenario(&self) -> &Scenario {
         &self.scenario
     }
@@ -121,6 +124,7 @@ impl SimMesh {
         self.faults.iter().map(|f| f.element.clone()).collect()
     }
 
+    /// What really happened to every probe packet and route.
     pub fn truth(&self) -> &GroundTruth {
         &self.truth
     }
@@ -135,6 +139,7 @@ impl SimMesh {
         self.options.start_ns + self.elapsed().as_nanos() as i64
     }
 
+    /// Whether the scenario's duration has passed.
     pub fn finished(&self) -> bool {
         self.elapsed() >= self.scenario.duration
     }

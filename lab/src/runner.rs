@@ -18,7 +18,9 @@ use x0_kafka::{KafkaConfig, KafkaError};
 use x0_schema::{CommandResult, ContentType, ResultStatus, VerifyingKey};
 
 #[derive(Debug, Error)]
+/// Why a simulation against a broker stopped.
 pub enum SimRunError {
+    /// The broker could not be reached or used.
     #[error(transparent)]
     Kafka(#[from] KafkaError),
 }
@@ -26,11 +28,17 @@ pub enum SimRunError {
 /// Counts from one simulation run.
 #[derive(Debug, Default, Clone)]
 pub struct SimRunStats {
+    /// Simulation ticks run.
     pub ticks: u64,
+    /// Telemetry messages sent.
     pub telemetry_messages: u64,
+    /// Samples in them.
     pub samples: u64,
+    /// Messages the broker did not take.
     pub send_failures: u64,
+    /// Commands received.
     pub commands: u64,
+    /// Of those, applied.
     pub commands_applied: u64,
 }
 

@@ -13,6 +13,7 @@ pub struct SimRouteTarget {
 }
 
 impl SimRouteTarget {
+    /// The routing table of `node` in `mesh`.
     pub fn new(mesh: Arc<Mutex<SimMesh>>, node: NodeId) -> Self {
         SimRouteTarget { mesh, node }
     }

@@ -17,10 +17,13 @@ pub(crate) enum Cause {
 pub struct ObservedRouteChange {
     /// ms since the scenario started.
     pub at_ms: i64,
+    /// The node whose route changed.
     pub node: String,
+    /// The destination.
     pub destination: String,
     /// The effective next hop before and after the change (None: no route).
     pub from: Option<String>,
+    /// The next hop after the change (None: no route).
     pub next_hop: Option<String>,
 }
 
@@ -28,9 +31,13 @@ pub struct ObservedRouteChange {
 #[derive(Debug, Default, Clone)]
 pub struct GroundTruth {
     pub(crate) impaired: HashMap<Cause, Vec<u64>>,
+    /// Probe packets sent.
     pub packets_sent: u64,
+    /// Probe packets delivered.
     pub packets_delivered: u64,
+    /// Packets lost to background noise, not to a fault.
     pub packets_lost_noise: u64,
+    /// Every route change, in order.
     pub route_changes: Vec<ObservedRouteChange>,
     pub(crate) interval_ms: i64,
 }

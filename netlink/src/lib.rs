@@ -7,8 +7,6 @@
 //! every attribute (and formats error contexts for each); at 10 link dumps a second
 //! that was half of an agent's CPU. Callers decode only what they read, with the
 //! crate's `*MessageBuffer` views.
-// Every public item documented; the other crates follow (issue 12).
-#![warn(missing_docs)]
 
 use netlink_packet_core::{NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use netlink_packet_route::RouteNetlinkMessage;

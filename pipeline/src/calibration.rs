@@ -19,16 +19,21 @@ pub const BUILTIN_CALIBRATION: &str = include_str!("../../models/default/rca-cal
 /// One step of a kind's map: scores up to `upto` map to `p`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Step {
+    /// The step covers evidence scores up to this.
     pub upto: f64,
+    /// The confidence those scores map to.
     pub p: f64,
     /// Training hypotheses behind this step.
     pub n: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Evidence score to confidence, per root-cause kind: isotonic steps fitted on
+/// evaluation runs (`eval rca --fit-calibration`).
 pub struct Calibration {
     /// What it was fitted on, for the record.
     pub fitted_on: String,
+    /// The steps of each kind, by score.
     pub kinds: BTreeMap<String, Vec<Step>>,
 }
 

@@ -15,6 +15,7 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// The stream job's configuration (`config/default.toml` documents every key).
 pub struct Config {
     /// Where the incident history (Parquet) is written: a local path or file:// URL.
     pub data_dir: String,
@@ -40,6 +41,7 @@ pub struct Config {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// The `[window]` section.
 pub struct WindowConfig {
     /// Tumbling window length.
     #[serde(with = "humantime_serde")]
@@ -61,6 +63,7 @@ pub struct WindowConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// The `[features]` section.
 pub struct FeaturesConfig {
     /// The feature SQL file; empty: the built-in `sql/features.sql`.
     pub sql_file: String,
@@ -78,6 +81,7 @@ pub struct ModelConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// The `[rca]` section.
 pub struct RcaConfig {
     /// Consecutive anomalous windows before a soft symptom opens an incident.
     pub confirm_windows: u32,
@@ -89,6 +93,7 @@ pub struct RcaConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// The `[planner]` section.
 pub struct PlannerConfig {
     /// Act only on root causes at least this confident.
     pub min_confidence: f64,
@@ -129,6 +134,7 @@ pub struct KnowledgeConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// The `[keys]` section.
 pub struct KeysConfig {
     /// The job's ed25519 signing key file (hex).
     pub signing_key: String,
@@ -227,6 +233,7 @@ impl Config {
         }
     }
 
+    /// The history directory (`data_dir` without a `file://` scheme).
     pub fn data_dir(&self) -> PathBuf {
         PathBuf::from(self.data_dir.strip_prefix("file://").unwrap_or(&self.data_dir))
     }

@@ -15,6 +15,7 @@ pub struct CostGraph {
 }
 
 impl CostGraph {
+    /// A graph of `n` nodes and no edge.
     pub fn new(n: usize) -> Self {
         CostGraph { n, edges: Vec::new(), adjacency: vec![Vec::new(); n] }
     }
@@ -28,10 +29,12 @@ impl CostGraph {
         self.adjacency[v].push(e);
     }
 
+    /// How many nodes.
     pub fn len(&self) -> usize {
         self.n
     }
 
+    /// Whether it has no node.
     pub fn is_empty(&self) -> bool {
         self.n == 0
     }

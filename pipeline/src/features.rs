@@ -28,21 +28,30 @@ const LINK_COLUMNS: &[&str] = &[
 const NODE_COLUMNS: &[&str] = &["node", "samples", "cpu", "mem", "softirq", "queue_pressure"];
 
 #[derive(Debug, Error)]
+/// Why a window's features could not be computed.
 pub enum FeatureError {
     /// The feature SQL file lacks a `-- name:` block. The user's to fix.
     #[error("feature sql has no `-- name: {0}` query")]
     MissingQuery(&'static str),
     /// A query no longer returns a column the detector reads. The user's to fix.
     #[error("feature query {query} does not return column {column}")]
-    MissingColumn { query: &'static str, column: &'static str },
+    MissingColumn {
+        /// The query's name.
+        query: &'static str,
+        /// The column it lacks.
+        column: &'static str,
+    },
     /// DataFusion could not plan or run a query.
     #[error("feature query {query} failed: {source}")]
     Query {
+        /// The query's name.
         query: &'static str,
         #[source]
+        /// What DataFusion said.
         source: datafusion::error::DataFusionError,
     },
     #[error("feature column {0} cannot be read as a number or text: {1}")]
+    /// A column of an unexpected type.
     Cast(&'static str, arrow::error::ArrowError),
 }
 
@@ -77,9 +86,13 @@ pub struct NodeFeatures {
 /// Everything computed for one window.
 #[derive(Debug, Clone)]
 pub struct WindowFeatures {
+    /// The window's start (ns since the epoch).
     pub start: i64,
+    /// Its end.
     pub end: i64,
+    /// One row per link end.
     pub links: Vec<LinkEndFeatures>,
+    /// One row per node.
     pub nodes: Vec<NodeFeatures>,
     /// The link feature rows as DataFusion returned them (for the history table).
     pub link_batches: Vec<RecordBatch>,

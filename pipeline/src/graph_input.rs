@@ -46,10 +46,15 @@ pub fn graph_window(f: &WindowFeatures, topo: &Topology) -> GraphWindow {
 /// verdict per node and per link (topology order).
 #[derive(Debug, Clone)]
 pub struct FeaturizedWindow {
+    /// The window's start (ns since the epoch).
     pub start: i64,
+    /// Its end.
     pub end: i64,
+    /// The window as the graph model's input.
     pub graph: GraphWindow,
+    /// Per node, whether the statistical detector flagged it.
     pub robust_nodes: Vec<bool>,
+    /// Per link, whether the statistical detector flagged it.
     pub robust_links: Vec<bool>,
 }
 
@@ -97,6 +102,7 @@ pub struct OfflineFeaturizer {
 }
 
 impl OfflineFeaturizer {
+    /// A featurizer for `topo` with the given feature SQL.
     pub async fn new(config: &Config, topo: Topology, feature_sql: &str) -> Result<Self, FeatureError> {
         Ok(OfflineFeaturizer {
             windows: Windows::configured(&config.window),
@@ -107,6 +113,7 @@ impl OfflineFeaturizer {
         })
     }
 
+    /// Adds one batch's samples.
     pub fn insert(&mut self, batch: TelemetryBatch) {
         note_reporters(&mut self.seen, &batch);
         self.windows.insert(0, batch.links, batch.nodes);

@@ -29,17 +29,23 @@ use x0_training::{GraphDetector, GraphWindow, LabelledWindow, RobustDetector, MO
 /// Why a telemetry message was refused after decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
+    /// The dead-letter reason's label (the counter's key).
     pub label: &'static str,
+    /// The reason in words.
     pub reason: String,
 }
 
 /// What the healing loop wants published: a command to an actuator, or an incident's new state.
 #[derive(Debug, Clone)]
 pub enum Publication {
+    /// A signed command for `x0.commands`.
     Command(HealingCommand),
+    /// An incident's new state for `x0.incidents`.
     Incident(Incident),
 }
 
+/// The stream job's decisions without Kafka: telemetry in, windows closed, features,
+/// detection, root cause, incidents, plans and signed commands out, results in.
 pub struct HealingLoop {
     config: Config,
     topo: Topology,
@@ -74,9 +80,11 @@ pub struct HealingLoop {
 /// One window's root-cause hypotheses, as localisation produced them.
 #[derive(Debug, Clone)]
 pub struct WindowDiagnoses {
+    /// The window's start.
     pub window_start: i64,
     /// Stream time of the decision: equals `detected_at` of incidents it confirmed.
     pub decided_at: i64,
+    /// The hypotheses, most confident first.
     pub causes: Vec<RootCause>,
 }
 
@@ -87,6 +95,7 @@ impl std::fmt::Debug for HealingLoop {
 }
 
 impl HealingLoop {
+    /// A loop over `topo` that signs with `signer`; incident ids start with `id_prefix`.
     pub fn new(
         config: Config,
         topo: Topology,
@@ -146,6 +155,7 @@ impl HealingLoop {
         self.keep_features = false;
     }
 
+    /// The job's counters.
     pub fn stats(&self) -> &Arc<JobStats> {
         &self.stats
     }
@@ -468,10 +478,12 @@ impl HealingLoop {
         self.generation
     }
 
+    /// Every incident it holds.
     pub fn incidents(&self) -> Vec<Incident> {
         self.book.incidents()
     }
 
+    /// Every command it sent, with its result so far.
     pub fn command_rows(&self) -> Vec<CommandRow> {
         self.commands.values().cloned().collect()
     }
@@ -505,6 +517,7 @@ impl HealingLoop {
         std::mem::take(&mut self.feature_rows)
     }
 
+    /// Rows that arrived after their window closed.
     pub fn late_rows(&self) -> u64 {
         self.windows.late_rows()
     }

@@ -17,20 +17,30 @@ use x0_schema::{decode_telemetry, wall_clock_ns, CommandResult, ContentType, Inc
 use x0_sql::CommandRow;
 
 #[derive(Debug, Error)]
+/// Why the stream job stopped.
 pub enum JobError {
     #[error(transparent)]
+    /// The broker could not be reached or used.
     Kafka(#[from] KafkaError),
     #[error("writing history: {0}")]
+    /// The history could not be written.
     History(#[from] std::io::Error),
     /// The feature SQL could not be read or planned (the operator's to fix).
     #[error("feature SQL {file:?}: {reason}")]
-    FeatureSql { file: String, reason: String },
+    FeatureSql {
+        /// The file (empty: the built-in one).
+        file: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// What the job knew when it stopped.
 #[derive(Debug, Clone)]
 pub struct JobReport {
+    /// Every incident it held.
     pub incidents: Vec<Incident>,
+    /// Every command it sent.
     pub commands: Vec<CommandRow>,
 }
 

@@ -7,14 +7,23 @@ use std::time::Duration;
 use x0_schema::ResultStatus;
 
 #[derive(Debug, Default)]
+/// The job's counters, shared with whoever watches it.
 pub struct JobStats {
+    /// Telemetry messages consumed.
     pub messages: AtomicU64,
+    /// Samples admitted.
     pub samples: AtomicU64,
+    /// Samples that arrived after their window closed.
     pub late_rows: AtomicU64,
+    /// Windows closed.
     pub windows_closed: AtomicU64,
+    /// Incidents opened.
     pub incidents: AtomicU64,
+    /// Commands sent.
     pub commands_sent: AtomicU64,
+    /// Results that said applied.
     pub results_applied: AtomicU64,
+    /// Results that said anything else.
     pub results_other: AtomicU64,
     /// Times a newly promoted model came into service.
     pub model_swaps: AtomicU64,
@@ -32,12 +41,14 @@ pub struct JobStats {
 }
 
 impl JobStats {
+    /// Counts admitted and late samples.
     pub fn add_samples(&self, rows: u64, late: u64) {
         self.messages.fetch_add(1, Relaxed);
         self.samples.fetch_add(rows, Relaxed);
         self.late_rows.fetch_add(late, Relaxed);
     }
 
+    /// Counts one dead-lettered message under `label`.
     pub fn dead_lettered(&self, label: &'static str) {
         *self.dlq.lock().unwrap_or_else(|p| p.into_inner()).entry(label).or_default() += 1;
     }
@@ -47,10 +58,12 @@ impl JobStats {
         self.dlq.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Messages dead-lettered, all reasons.
     pub fn dlq_total(&self) -> u64 {
         self.dlq().values().sum()
     }
 
+    /// Counts a closed window and how long its decision took.
     pub fn window_closed(&self, took: Duration) {
         self.windows_closed.fetch_add(1, Relaxed);
         self.decision_us.lock().unwrap_or_else(|p| p.into_inner()).push(took.as_micros() as u64);
@@ -61,26 +74,32 @@ impl JobStats {
         self.decision_us.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Counts a model coming into service.
     pub fn model_swapped(&self) {
         self.model_swaps.fetch_add(1, Relaxed);
     }
 
+    /// Counts an incident opened.
     pub fn incident_opened(&self) {
         self.incidents.fetch_add(1, Relaxed);
     }
 
+    /// Counts a command sent.
     pub fn command_sent(&self) {
         self.commands_sent.fetch_add(1, Relaxed);
     }
 
+    /// Counts a result by its status.
     pub fn result_received(&self, status: ResultStatus) {
         if status == ResultStatus::Applied { &self.results_applied } else { &self.results_other }.fetch_add(1, Relaxed);
     }
 
+    /// Adds one to `counter`.
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
     }
 
+    /// Reads `counter`.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Relaxed)
     }

@@ -15,15 +15,20 @@ use x0_schema::{LinkSample, NodeSample};
 /// The rows of one window.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct WindowRows {
+    /// Link samples of the window.
     pub links: Vec<LinkSample>,
+    /// Node samples of the window.
     pub nodes: Vec<NodeSample>,
 }
 
 /// A window the watermark has passed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClosedWindow {
+    /// The window's start (ns since the epoch).
     pub start: i64,
+    /// Its end.
     pub end: i64,
+    /// Its samples.
     pub rows: WindowRows,
 }
 
@@ -43,6 +48,8 @@ pub struct Windows {
 }
 
 impl Windows {
+    /// Tumbling windows of `size_ns`, closing `lateness_ns` behind the watermark; a
+    /// source `idle_ns` behind the newest event time no longer holds the watermark back.
     pub fn new(size_ns: i64, lateness_ns: i64, idle_ns: i64) -> Self {
         Windows {
             size: size_ns.max(1),
@@ -65,6 +72,7 @@ impl Windows {
         )
     }
 
+    /// The window length.
     pub fn size_ns(&self) -> i64 {
         self.size
     }
@@ -88,6 +96,7 @@ impl Windows {
         self.late_rows
     }
 
+    /// Windows not yet closed.
     pub fn open_windows(&self) -> usize {
         self.open.len()
     }

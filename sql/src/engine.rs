@@ -12,14 +12,21 @@ use std::sync::Arc;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
+/// Why a history query failed.
 pub enum SqlError {
     /// The query is wrong (parse, plan, unknown column). The user's to fix.
     #[error("query failed: {0}")]
     Query(#[from] datafusion::error::DataFusionError),
     /// The data directory cannot be used.
     #[error("data dir {location}: {reason}")]
-    DataDir { location: String, reason: String },
+    DataDir {
+        /// The data directory as given.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     #[error("cannot format output: {0}")]
+    /// A result could not be formatted (internal).
     Format(#[from] arrow::error::ArrowError),
 }
 

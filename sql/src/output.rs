@@ -4,9 +4,13 @@ use crate::SqlError;
 use arrow::array::RecordBatch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How query results are printed.
 pub enum OutputFormat {
+    /// An aligned text table.
     Table,
+    /// Comma-separated values with a header row.
     Csv,
+    /// A JSON array of objects.
     Json,
 }
 
@@ -22,6 +26,7 @@ impl std::str::FromStr for OutputFormat {
     }
 }
 
+/// The batches in `format`.
 pub fn format_batches(batches: &[RecordBatch], format: OutputFormat) -> Result<String, SqlError> {
     match format {
         OutputFormat::Table => Ok(arrow::util::pretty::pretty_format_batches(batches)?.to_string()),

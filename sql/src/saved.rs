@@ -3,9 +3,11 @@
 /// A named, documented query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SavedQuery {
+    /// Its name (`sql --saved NAME`).
     pub name: &'static str,
     /// The first comment line of the file.
     pub description: &'static str,
+    /// The query.
     pub sql: &'static str,
 }
 

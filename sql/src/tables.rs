@@ -94,14 +94,23 @@ pub fn incidents_batch(incidents: &[Incident]) -> RecordBatch {
 /// One healing command with what became of it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CommandRow {
+    /// The command's id.
     pub command_id: String,
+    /// The incident it acted for.
     pub incident_id: String,
+    /// The node it was sent to.
     pub target: String,
+    /// What it asked.
     pub action: Action,
+    /// When it was issued (ns since the epoch).
     pub issued_at: i64,
+    /// When it expires (ns since the epoch).
     pub expires_at: i64,
+    /// What the actuator answered; None until it did.
     pub status: Option<ResultStatus>,
+    /// The actuator's reason.
     pub reason: Option<String>,
+    /// When the answer arrived (ns since the epoch).
     pub acked_at: Option<i64>,
 }
 
@@ -146,14 +155,18 @@ pub fn commands_batch(rows: &[CommandRow]) -> RecordBatch {
 /// An operator's verdict on an incident (`x0tta6bl4 incident label`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelRow {
+    /// The incident labelled.
     pub incident_id: String,
     /// `confirmed` or `false-positive`.
     pub verdict: String,
     /// The element the operator names as the real cause (confirmed incidents), as
     /// incidents write elements (`link a-b`, `node n`).
     pub cause: Option<String>,
+    /// Free text.
     pub note: Option<String>,
+    /// When (ns since the epoch).
     pub labelled_at: i64,
+    /// Who labelled it.
     pub labelled_by: String,
 }
 

@@ -47,6 +47,7 @@ pub struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
+    /// A writer of `table` snapshots under `root`, its files named after `writer_id`.
     pub fn new(root: &Path, table: &str, writer_id: &str) -> Self {
         SnapshotWriter { root: root.to_path_buf(), table: table.into(), writer_id: writer_id.into() }
     }

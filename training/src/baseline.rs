@@ -10,18 +10,22 @@ pub struct RobustBaseline {
 }
 
 impl RobustBaseline {
+    /// An empty baseline keeping the last `capacity` healthy values.
     pub fn new(capacity: usize) -> Self {
         RobustBaseline { values: VecDeque::with_capacity(capacity), capacity: capacity.max(1) }
     }
 
+    /// How many values it holds.
     pub fn len(&self) -> usize {
         self.values.len()
     }
 
+    /// Whether it holds none yet.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
 
+    /// Adds a healthy value (the oldest goes once it is full).
     pub fn learn(&mut self, value: f64) {
         if self.values.len() == self.capacity {
             self.values.pop_front();

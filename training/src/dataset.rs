@@ -13,16 +13,22 @@ use std::sync::Arc;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
+/// Why a dataset could not be read or written.
 pub enum DatasetError {
     #[error("dataset io: {0}")]
+    /// A file operation failed.
     Io(#[from] std::io::Error),
     #[error("dataset parquet: {0}")]
+    /// A Parquet file is unreadable.
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("dataset arrow: {0}")]
+    /// Arrow could not build or read a batch.
     Arrow(#[from] arrow::error::ArrowError),
     #[error("dataset query: {0}")]
+    /// DataFusion could not read the dataset.
     Query(#[from] datafusion::error::DataFusionError),
     #[error("dataset {0}: {1}")]
+    /// The dataset's contents make no sense (which file, what is wrong).
     Invalid(String, String),
 }
 
@@ -45,16 +51,22 @@ pub struct Label {
 pub struct LabelledWindow {
     /// `scenario#seed`: the unit datasets are split by.
     pub run: String,
+    /// The window's index in its run.
     pub window: i64,
+    /// The window's start (ns since the epoch).
     pub start_ns: i64,
+    /// Node names, by graph index.
     pub node_names: Vec<String>,
+    /// The window as the model's input.
     pub graph: GraphWindow,
+    /// One label per node.
     pub nodes: Vec<Label>,
     /// One per link (ends `2k`, `2k + 1` of the graph).
     pub links: Vec<Label>,
 }
 
 impl LabelledWindow {
+    /// The link's name (`a-b`) for link `k`.
     pub fn link_name(&self, k: usize) -> String {
         let (a, b) = (self.graph.src[2 * k] as usize, self.graph.dst[2 * k] as usize);
         format!("{}-{}", self.node_names[a], self.node_names[b])
@@ -97,11 +109,14 @@ pub struct DatasetWriter {
     links: parquet::arrow::ArrowWriter<std::fs::File>,
     node_schema: Arc<Schema>,
     link_schema: Arc<Schema>,
+    /// Windows written.
     pub windows: u64,
+    /// Node rows written.
     pub node_rows: u64,
 }
 
 impl DatasetWriter {
+    /// A writer of `nodes.parquet` and `links.parquet` in `dir`.
     pub fn create(dir: &Path) -> Result<Self, DatasetError> {
         std::fs::create_dir_all(dir)?;
         let mut nf = key_fields();
@@ -138,6 +153,7 @@ impl DatasetWriter {
         })
     }
 
+    /// Appends one labelled window.
     pub fn write(&mut self, w: &LabelledWindow) -> Result<(), DatasetError> {
         let g = &w.graph;
         let keys = |n: usize| -> Vec<ArrayRef> {
@@ -172,6 +188,7 @@ impl DatasetWriter {
         Ok(())
     }
 
+    /// Closes the files; returns (windows, node rows) written.
     pub fn finish(self) -> Result<(u64, u64), DatasetError> {
         self.nodes.close()?;
         self.links.close()?;

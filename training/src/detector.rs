@@ -21,6 +21,7 @@ pub enum Feature {
 }
 
 impl Feature {
+    /// The feature's name in history tables.
     pub fn name(self) -> &'static str {
         match self {
             Feature::LossRatio => "loss_ratio",
@@ -41,10 +42,15 @@ pub struct DetectorConfig {
     pub baseline_windows: usize,
     /// Absolute floors: a value must also pass these.
     pub min_loss_ratio: f64,
+    /// At least this many packets lost in the window.
     pub min_lost_packets: f64,
+    /// At least this share of probes lost.
     pub min_probe_loss: f64,
+    /// At least this many probes sent in the window.
     pub min_probes: f64,
+    /// Round-trip time at least this much above the baseline (µs).
     pub min_rtt_increase_us: f64,
+    /// CPU busy share at least this.
     pub min_cpu: f64,
 }
 
@@ -71,10 +77,12 @@ pub struct RobustDetector {
 }
 
 impl RobustDetector {
+    /// A detector with empty baselines.
     pub fn new(config: DetectorConfig) -> Self {
         RobustDetector { config, baselines: HashMap::new() }
     }
 
+    /// Its thresholds.
     pub fn config(&self) -> &DetectorConfig {
         &self.config
     }

@@ -22,7 +22,9 @@ use std::collections::BTreeMap;
 /// One detector's verdicts: per window (dataset order), a score per node and per link.
 #[derive(Debug, Clone, Default)]
 pub struct Scores {
+    /// Per window, a score per node.
     pub nodes: Vec<Vec<f32>>,
+    /// Per window, a score per link.
     pub links: Vec<Vec<f32>>,
 }
 
@@ -65,15 +67,25 @@ impl Scores {
 /// Quality of one detector on one group of runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Quality {
+    /// Runs evaluated.
     pub runs: usize,
+    /// Faults (events) in them.
     pub events: usize,
+    /// Events detected.
     pub detected: usize,
+    /// Alarms on a faulty element.
     pub alarms_true: usize,
+    /// Alarms on a healthy one.
     pub alarms_false: usize,
+    /// True alarms over all alarms.
     pub precision: f64,
+    /// Detected events over all events.
     pub recall: f64,
+    /// Harmonic mean of precision and recall.
     pub f1: f64,
+    /// Windows without any fault.
     pub quiet_windows: usize,
+    /// Of those, windows with an alarm.
     pub false_positive_windows: usize,
     /// Share of quiet windows with any false flag.
     pub window_fpr: f64,

@@ -29,21 +29,28 @@ pub const EDGE_FEATURE_NAMES: [&str; EDGE_FEATURES] = [
 /// What one node reported in one window (`None`: nothing arrived).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeInput {
+    /// CPU busy share.
     pub cpu: f64,
+    /// Memory in use.
     pub mem: f64,
+    /// Softirq share.
     pub softirq: f64,
+    /// Queue pressure.
     pub queue_pressure: f64,
 }
 
 /// One link end's (node → peer) window features.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LinkEndInput {
+    /// Share of the window the link was down.
     pub down_fraction: f64,
     /// Packets sent that the peer did not count; `None` when not comparable.
     pub loss_ratio: Option<f64>,
     /// Active probes unanswered; `None` when none were sent.
     pub probe_loss: Option<f64>,
+    /// Mean round-trip time (µs), None without answered probes.
     pub rtt_avg_us: Option<f64>,
+    /// Packets sent.
     pub tx_packets: f64,
     /// The peer reported the same intervals (its counters were comparable).
     pub peer_present: bool,
@@ -100,13 +107,18 @@ impl LinkEndInput {
 /// end measured at `src`), `reverse[e]` the other end of the same link.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GraphWindow {
+    /// Per node, its input features.
     pub node_x: Vec<[f32; NODE_FEATURES]>,
+    /// Per directed link end, the source node.
     pub src: Vec<u32>,
+    /// Per directed link end, the destination node.
     pub dst: Vec<u32>,
+    /// Per directed link end, its input features.
     pub edge_x: Vec<[f32; EDGE_FEATURES]>,
 }
 
 impl GraphWindow {
+    /// How many nodes.
     pub fn nodes(&self) -> usize {
         self.node_x.len()
     }
@@ -116,6 +128,7 @@ impl GraphWindow {
         self.src.len()
     }
 
+    /// How many links (half the directed ends).
     pub fn links(&self) -> usize {
         self.src.len() / 2
     }

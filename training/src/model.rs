@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 /// Model size; stored with the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelShape {
+    /// Width of the node states.
     pub hidden: usize,
 }
 
@@ -33,6 +34,8 @@ impl Default for ModelShape {
 }
 
 #[derive(Module, Debug)]
+/// The GraphSAGE model: node and edge encoders, message passing over the mesh, an
+/// anomaly head per node and per link.
 pub struct GraphSage {
     input: Linear,
     self1: Linear,
@@ -47,9 +50,13 @@ pub struct GraphSage {
 /// Per-column mean and standard deviation of the inputs, fitted on the training set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Normaliser {
+    /// Per node feature, its mean over the training windows.
     pub node_mean: Vec<f32>,
+    /// Per node feature, its standard deviation.
     pub node_std: Vec<f32>,
+    /// Per edge feature, its mean.
     pub edge_mean: Vec<f32>,
+    /// Per edge feature, its standard deviation.
     pub edge_std: Vec<f32>,
 }
 
@@ -69,6 +76,7 @@ fn moments<const N: usize>(rows: impl Iterator<Item = [f32; N]>) -> (Vec<f32>, V
 }
 
 impl Normaliser {
+    /// Means and deviations over `windows`.
     pub fn fit<'a>(windows: impl Iterator<Item = &'a GraphWindow> + Clone) -> Self {
         let (node_mean, node_std) = moments(windows.clone().flat_map(|w| w.node_x.iter().copied()));
         let (edge_mean, edge_std) = moments(windows.flat_map(|w| w.edge_x.iter().copied()));
@@ -101,11 +109,14 @@ pub struct GraphIndex {
     link_b: Tensor<1, Int>,
     /// `inv_degree` as numbers, for the input means.
     inv: Vec<f32>,
+    /// Nodes of one window.
     pub nodes: usize,
+    /// Links of one window.
     pub links: usize,
 }
 
 impl GraphIndex {
+    /// The index tensors of `windows`' topology.
     pub fn new(windows: &[&GraphWindow], device: &Device) -> Self {
         let nodes: usize = windows.iter().map(|w| w.nodes()).sum();
         let ends: usize = windows.iter().map(|w| w.ends()).sum();
@@ -161,6 +172,7 @@ pub struct GraphBatch {
 }
 
 impl GraphBatch {
+    /// `windows` as one block-diagonal graph, normalised.
     pub fn new(windows: &[&GraphWindow], norm: &Normaliser, device: &Device) -> Self {
         Self::with_index(windows, norm, GraphIndex::new(windows, device), device)
     }
@@ -205,10 +217,12 @@ impl GraphBatch {
         }
     }
 
+    /// Nodes across the batch.
     pub fn nodes(&self) -> usize {
         self.index.nodes
     }
 
+    /// Links across the batch.
     pub fn links(&self) -> usize {
         self.index.links
     }
@@ -229,6 +243,7 @@ pub struct Logits {
 }
 
 impl GraphSage {
+    /// A model of `shape` with fresh weights.
     pub fn new(shape: ModelShape, device: &Device) -> Self {
         let h = shape.hidden;
         let lin = |i: usize, o: usize| LinearConfig::new(i, o).init(device);
@@ -244,6 +259,7 @@ impl GraphSage {
         }
     }
 
+    /// Anomaly logits per node and per link.
     pub fn forward(&self, b: &GraphBatch) -> Logits {
         let ix = &b.index;
         let h0 = relu(self.input.forward(b.node_in.clone()));

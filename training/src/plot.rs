@@ -20,7 +20,9 @@ pub type Series<'a> = (&'a [(f64, f64)], [u8; 3]);
 
 /// Colours of the report's series, in legend order.
 pub const BLUE: [u8; 3] = [31, 119, 180];
+/// The plots' second colour.
 pub const ORANGE: [u8; 3] = [255, 127, 14];
+/// The plots' colour for references (baselines, thresholds).
 pub const GREY: [u8; 3] = [127, 127, 127];
 
 /// 3×5 digits and the decimal point, one row of three bits per line, top first.

@@ -22,10 +22,13 @@ use std::sync::Mutex;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
+/// Why a model registry could not be read or written.
 pub enum RegistryError {
     #[error("model registry {0}: {1}")]
+    /// A file operation failed.
     Io(PathBuf, std::io::Error),
     #[error("model registry {0}: {1}")]
+    /// A file's contents make no sense.
     Invalid(PathBuf, String),
 }
 
@@ -35,14 +38,23 @@ const BUILTIN_WEIGHTS: &[u8] = include_bytes!("../../models/default/model.bpk");
 /// Everything about a model but its weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
+    /// The model's version (name and content hash).
     pub version: String,
+    /// Its width.
     pub shape: ModelShape,
+    /// Its input normalisation.
     pub normaliser: Normaliser,
+    /// Its decision threshold on probabilities.
     pub threshold: f32,
+    /// How it was trained.
     pub options: TrainOptions,
+    /// The datasets it was trained on.
     pub datasets: Vec<String>,
+    /// Runs it was trained on.
     pub train_runs: usize,
+    /// Node windows it was trained on.
     pub train_node_windows: usize,
+    /// Its loss per epoch.
     pub losses: Vec<EpochLoss>,
     /// The epoch whose weights were kept (lowest validation loss).
     #[serde(default)]
@@ -54,6 +66,7 @@ pub struct ModelCard {
 /// A model ready to score windows in the stream job.
 #[derive(Debug)]
 pub struct GraphDetector {
+    /// What the model is and how it was made.
     pub card: ModelCard,
     model: GraphSage,
     device: Device,
@@ -73,11 +86,14 @@ struct CachedIndex {
 /// One window's scores: probability of a fault per node and per link.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowScores {
+    /// Per node, the probability it is faulty.
     pub nodes: Vec<f32>,
+    /// Per link, the probability it is faulty.
     pub links: Vec<f32>,
 }
 
 impl GraphDetector {
+    /// A detector serving `model` as its `card` says.
     pub fn new(card: ModelCard, model: GraphSage) -> Self {
         GraphDetector { card, model, device: Device::flex(), topology: Mutex::new(None) }
     }
@@ -87,14 +103,17 @@ impl GraphDetector {
         &self.model
     }
 
+    /// The version served.
     pub fn version(&self) -> &str {
         &self.card.version
     }
 
+    /// Its decision threshold.
     pub fn threshold(&self) -> f32 {
         self.card.threshold
     }
 
+    /// Scores one window.
     pub fn score(&self, window: &GraphWindow) -> WindowScores {
         let index = {
             let mut cached = self.topology.lock().unwrap_or_else(|p| p.into_inner());

@@ -7,11 +7,15 @@ use serde::{Deserialize, Serialize};
 /// Knobs of one training run; recorded with the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
+    /// Passes over the training set.
     pub epochs: usize,
     /// Windows per gradient step (one block-diagonal graph).
     pub batch_windows: usize,
+    /// Adam's learning rate.
     pub learning_rate: f64,
+    /// Seed of initialisation and shuffling.
     pub seed: u64,
+    /// The model's width.
     pub shape: ModelShape,
     /// Every n-th run (by name order) is held back for validation and the threshold.
     pub validation_every: usize,
@@ -36,7 +40,10 @@ impl Default for TrainOptions {
 /// Per epoch, for the loss curve.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EpochLoss {
+    /// The epoch (from 1).
     pub epoch: usize,
+    /// Mean training loss.
     pub train: f64,
+    /// Mean validation loss.
     pub validation: f64,
 }

@@ -14,14 +14,21 @@ use rand::SeedableRng;
 /// decision threshold chosen on validation runs.
 #[derive(Debug)]
 pub struct Trained {
+    /// The weights kept.
     pub model: GraphSage,
+    /// Its input normalisation.
     pub normaliser: Normaliser,
+    /// The decision threshold chosen on validation runs.
     pub threshold: f32,
+    /// Loss per epoch.
     pub losses: Vec<EpochLoss>,
     /// The epoch whose weights were kept (lowest validation loss).
     pub best_epoch: usize,
+    /// Runs trained on.
     pub train_runs: usize,
+    /// Runs validated on.
     pub validation_runs: usize,
+    /// Node windows trained on.
     pub train_node_windows: usize,
 }
 

@@ -18,9 +18,13 @@ pub const MAP_FAULT_DROP: &str = "X0_FAULT_DROP";
 
 /// Program names in the object file.
 pub const PROG_TC_INGRESS: &str = "x0_tc_ingress";
+/// Program name of the egress counter.
 pub const PROG_TC_EGRESS: &str = "x0_tc_egress";
+/// Program name of the lab's fault dropper.
 pub const PROG_TC_FAULT: &str = "x0_tc_fault";
+/// Program name of the `skb:kfree_skb` drop probe.
 pub const PROG_KFREE_SKB: &str = "x0_kfree_skb";
+/// Program name of the `tcp:tcp_retransmit_skb` probe.
 pub const PROG_TCP_RETRANSMIT: &str = "x0_tcp_retransmit";
 
 /// Globals user space sets before load (`EbpfLoader::set_global`). Kernel struct
@@ -30,16 +34,27 @@ pub const PROG_TCP_RETRANSMIT: &str = "x0_tcp_retransmit";
 pub mod globals {
     /// Inode of the network namespace whose events this instance keeps.
     pub const NETNS_INO: &str = "X0_NETNS_INO";
+    /// Offset of `sk_buff.dev`.
     pub const OFF_SKB_DEV: &str = "X0_OFF_SKB_DEV";
+    /// Offset of `sk_buff.sk`.
     pub const OFF_SKB_SK: &str = "X0_OFF_SKB_SK";
+    /// Offset of `net_device.nd_net`.
     pub const OFF_DEV_ND_NET: &str = "X0_OFF_DEV_ND_NET";
+    /// Offset of `net_device.ifindex`.
     pub const OFF_DEV_IFINDEX: &str = "X0_OFF_DEV_IFINDEX";
+    /// Offset of `net.ns.inum`.
     pub const OFF_NET_NS_INUM: &str = "X0_OFF_NET_NS_INUM";
+    /// Offset of `sock_common.skc_net`.
     pub const OFF_SK_NET: &str = "X0_OFF_SK_NET";
+    /// Offset of `skbaddr` in the `kfree_skb` tracepoint record.
     pub const TP_KFREE_SKBADDR: &str = "X0_TP_KFREE_SKBADDR";
+    /// Offset of `reason` in the `kfree_skb` tracepoint record.
     pub const TP_KFREE_REASON: &str = "X0_TP_KFREE_REASON";
+    /// Offset of `skaddr` in the `tcp_retransmit_skb` record.
     pub const TP_RETRANS_SKADDR: &str = "X0_TP_RETRANS_SKADDR";
+    /// Offset of `family` in the `tcp_retransmit_skb` record.
     pub const TP_RETRANS_FAMILY: &str = "X0_TP_RETRANS_FAMILY";
+    /// Offset of `daddr` in the `tcp_retransmit_skb` record.
     pub const TP_RETRANS_DADDR: &str = "X0_TP_RETRANS_DADDR";
 }
 

@@ -22,6 +22,7 @@ use x0_schema::{Element, Percentiles, Scenario};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+/// Who routes the lab's mesh.
 pub enum Routing {
     /// Our agents and stream job.
     X0,
@@ -33,11 +34,17 @@ pub enum Routing {
 }
 
 #[derive(Debug, Clone)]
+/// What one `lab run` is given.
 pub struct LabOptions {
+    /// The scenario whose topology and faults to run.
     pub scenario: Scenario,
+    /// Who routes.
     pub routing: Routing,
+    /// How many times the faults are injected.
     pub trials: usize,
+    /// Prefix of the namespaces' names.
     pub prefix: String,
+    /// The stream job's configuration.
     pub config: Config,
     /// Agent configuration files, keys, babeld state.
     pub run_dir: PathBuf,
@@ -49,10 +56,12 @@ pub struct LabOptions {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// One fault in one trial.
 pub struct TrialOutcome {
     /// Injection to the last lost packet plus one send interval; null: not restored
     /// before the trial ended.
     pub restored_ms: Option<f64>,
+    /// Probe packets lost, all flows.
     pub lost_packets: u64,
     /// The element failed in this trial (an "auto" target under babeld can differ).
     pub element: String,
@@ -60,16 +69,22 @@ pub struct TrialOutcome {
     /// (None for node faults). A trial with 0 failed an idle link: it says nothing
     /// about recovery and is left out of the figures.
     pub flows_across: Option<usize>,
+    /// Flows that lost a packet.
     pub flows_hit: usize,
     /// Next-hop changes, and A→B→A flaps within 10 s, while the fault lasted.
     pub route_changes: usize,
+    /// Route flaps while it lasted.
     pub route_flaps: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// One fault over its trials.
 pub struct LabFaultSummary {
+    /// The fault kind.
     pub kind: String,
+    /// The elements it hit (an `auto` target under babeld can differ per trial).
     pub element: String,
+    /// Every trial.
     pub trials: Vec<TrialOutcome>,
     /// Trials whose fault hit traffic (see `TrialOutcome::flows_across`).
     pub trials_with_traffic: usize,
@@ -77,13 +92,18 @@ pub struct LabFaultSummary {
     pub restored: usize,
     /// Over the restored trials, milliseconds.
     pub restored_ms: Percentiles,
+    /// Route flaps, all trials.
     pub route_flaps: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+/// What the agents cost.
 pub struct AgentCost {
+    /// Agents measured.
     pub agents: usize,
+    /// Mean CPU share of a core.
     pub cpu_percent_mean: f64,
+    /// Worst agent's CPU share.
     pub cpu_percent_max: f64,
     /// Resident memory after the trials, worst agent.
     pub rss_mb_max: f64,
@@ -92,27 +112,41 @@ pub struct AgentCost {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// What `lab run` reports (`--summary-json`).
 pub struct LabSummary {
+    /// The scenario's name.
     pub scenario: String,
+    /// Who routed.
     pub routing: Routing,
+    /// Nodes in the mesh.
     pub nodes: usize,
+    /// Links in it.
     pub links: usize,
+    /// Probe flows.
     pub flows: usize,
+    /// Interval between a flow's packets.
     pub flow_interval_ms: f64,
+    /// Share of baseline routes with a loop-free backup next hop.
     pub backup_coverage: f64,
+    /// When every flow first delivered after start.
     pub converged_after_ms: f64,
+    /// Every fault over its trials.
     pub faults: Vec<LabFaultSummary>,
+    /// Incidents the job opened.
     pub incidents: usize,
     /// Incidents blaming an element other than an injected fault's, opened once the
     /// trials began (the job's false alarms under the lab's load) and before them
     /// (while 16 agents start on the same CPUs).
     pub false_incidents: usize,
+    /// Those opened before the trials began.
     pub false_incidents_at_startup: usize,
+    /// Commands the job sent.
     pub commands: usize,
     /// Over the trials.
     pub agent_cost: Option<AgentCost>,
     /// Over 10 s before the trials, the mesh quiet.
     pub agent_cost_quiet: Option<AgentCost>,
+    /// Where the agents' counters came from (`ebpf` or `procfs`).
     pub telemetry: Option<String>,
 }
 

@@ -19,20 +19,38 @@ static PROBES_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error("this binary was built without the eBPF toolchain, so it carries no probes (install nightly's rust-src and bpf-linker 0.10.4, then rebuild)")]
+    /// The probes were not compiled into this binary.
     NotBuilt,
     #[error("kernel BTF: {0}")]
+    /// The kernel's BTF is missing or lacks what the probes need.
     Btf(String),
     #[error("tracefs: {0}")]
+    /// tracefs is not mounted or lacks a tracepoint.
     Tracefs(String),
     #[error("loading the eBPF object: {0}")]
+    /// The kernel refused the object.
     Load(#[from] aya::EbpfError),
+    /// A program could not be loaded or attached.
     #[error("{what}: {source}")]
-    Program { what: String, source: aya::programs::ProgramError },
+    Program {
+        /// Which program, and where.
+        what: String,
+        /// What aya said.
+        source: aya::programs::ProgramError,
+    },
+    /// A map is missing or could not be read.
     #[error("eBPF map {name}: {source}")]
-    Map { name: &'static str, source: aya::maps::MapError },
+    Map {
+        /// The map's name.
+        name: &'static str,
+        /// What aya said.
+        source: aya::maps::MapError,
+    },
     #[error("interface {0}: {1}")]
+    /// An interface that cannot take a TC program.
     Interface(String, String),
     #[error("{0}")]
+    /// Reading a kernel file failed.
     Io(#[from] std::io::Error),
 }
 
@@ -70,30 +88,40 @@ pub fn probes_available() -> Result<(), String> {
 /// Packets and bytes through one interface, as TC saw them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IfCounters {
+    /// Packets received (TC ingress).
     pub rx_packets: u64,
+    /// Bytes received.
     pub rx_bytes: u64,
+    /// Packets sent (TC egress).
     pub tx_packets: u64,
+    /// Bytes sent.
     pub tx_bytes: u64,
 }
 
 /// Kernel drops of one reason on one interface (`ifindex` 0: no device, a socket drop).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DropCount {
+    /// The interface (0: no device, a socket drop).
     pub ifindex: u32,
+    /// The kernel's `skb_drop_reason`, by name.
     pub reason: String,
+    /// Drops counted.
     pub count: u64,
 }
 
 /// Cumulative counters read from the probes' maps.
 #[derive(Debug, Clone, Default)]
 pub struct ProbeSnapshot {
+    /// Counters per interface index.
     pub interfaces: BTreeMap<u32, IfCounters>,
+    /// Drops per interface and reason.
     pub drops: Vec<DropCount>,
     /// TCP retransmits per IPv4 destination.
     pub retransmits: BTreeMap<std::net::Ipv4Addr, u64>,
 }
 
 impl ProbeSnapshot {
+    /// Every drop charged to interface `ifindex`.
     pub fn drops_on(&self, ifindex: u32) -> u64 {
         self.drops.iter().filter(|d| d.ifindex == ifindex).map(|d| d.count).sum()
     }
@@ -198,6 +226,7 @@ impl KernelProbes {
         Ok(KernelProbes { ebpf, reasons, netns })
     }
 
+    /// The inode of the namespace this instance serves.
     pub fn netns(&self) -> u32 {
         self.netns
     }
@@ -276,6 +305,7 @@ impl std::fmt::Debug for FaultInjector {
 }
 
 impl FaultInjector {
+    /// Loads the lab's fault dropper (not attached anywhere yet).
     pub fn load() -> Result<Self, ProbeError> {
         let (mut ebpf, _) = load_object(0)?;
         classifier(&mut ebpf, common::PROG_TC_FAULT)?.load().map_err(program_err(common::PROG_TC_FAULT))?;

@@ -19,6 +19,7 @@ pub struct Babel {
 }
 
 impl Babel {
+    /// Starts one babeld per namespace of `lab`, its state under `state_dir`.
     pub fn start(lab: &NetLab, topo: &Topology, state_dir: &Path) -> Result<Babel, LabError> {
         std::fs::create_dir_all(state_dir)?;
         let tag = process_tag(&lab.prefix);

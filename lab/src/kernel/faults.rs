@@ -35,9 +35,13 @@ impl Injectors {
 /// loss), and whether it starts (`on`) or ends.
 #[derive(Debug, Clone, Copy)]
 pub struct Injection {
+    /// What to inject.
     pub kind: FaultKind,
+    /// Share of packets dropped (link-loss).
     pub loss: f64,
+    /// Which way a link fault acts.
     pub direction: Direction,
+    /// Inject (true) or revert (false).
     pub on: bool,
 }
 

@@ -10,21 +10,29 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use x0_ingest::in_netns;
 
+/// UDP port the probe flows use.
 pub const FLOW_PORT: u16 = 7700;
 const MAGIC: u32 = 0x7830_666c; // "x0fl"
 
 #[derive(Debug, Clone)]
+/// One probe flow: numbered UDP packets from one node's address to another's.
 pub struct FlowSpec {
+    /// The sender's namespace.
     pub src_ns: String,
+    /// The receiver's namespace.
     pub dst_ns: String,
+    /// The sender's node address.
     pub src_addr: std::net::Ipv4Addr,
+    /// The receiver's node address.
     pub dst_addr: std::net::Ipv4Addr,
 }
 
 /// Per flow: send time of every sequence number, and which arrived.
 #[derive(Debug, Default, Clone)]
 pub struct FlowLog {
+    /// When each packet was sent (ns since the epoch of the flows).
     pub sent_ns: Vec<u64>,
+    /// Whether each packet arrived.
     pub received: Vec<bool>,
 }
 
@@ -139,6 +147,7 @@ impl Flows {
         Ok(Flows { stop, logs, threads, epoch })
     }
 
+    /// The instant the flows count time from.
     pub fn epoch(&self) -> Instant {
         self.epoch
     }
@@ -148,6 +157,7 @@ impl Flows {
         self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Stops the flows; returns every flow's log.
     pub fn stop(self) -> Vec<FlowLog> {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
@@ -162,6 +172,7 @@ impl Flows {
 pub struct Impact {
     /// Packets sent in [from, until) that never arrived, over all flows.
     pub lost: u64,
+    /// Packets sent in the span.
     pub sent: u64,
     /// Flows that lost at least one packet.
     pub flows_hit: usize,

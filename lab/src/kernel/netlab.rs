@@ -11,12 +11,21 @@ use x0_ingest::in_netns;
 use x0_schema::Topology;
 
 #[derive(Debug, thiserror::Error)]
+/// Why the lab could not be built or changed.
 pub enum LabError {
+    /// An `ip` command failed.
     #[error("`ip {args}` failed: {stderr}")]
-    Ip { args: String, stderr: String },
+    Ip {
+        /// Its arguments.
+        args: String,
+        /// What it printed on stderr.
+        stderr: String,
+    },
     #[error("{0}")]
+    /// A file or process operation failed.
     Io(#[from] std::io::Error),
     #[error("{0}")]
+    /// Anything else, said in words.
     Other(String),
 }
 
@@ -48,12 +57,16 @@ const SYSCTLS: [(&str, &str); 8] = [
 /// inspected after a run); call [`NetLab::down`].
 #[derive(Debug)]
 pub struct NetLab {
+    /// Prefix of the namespaces' names.
     pub prefix: String,
+    /// The namespaces, one per node.
     pub namespaces: Vec<String>,
+    /// Every node's network file.
     pub networks: Vec<NodeNetwork>,
 }
 
 impl NetLab {
+    /// The namespace of `node` in a lab named by `prefix`.
     pub fn namespace_of(prefix: &str, node: &str) -> String {
         format!("{prefix}{node}")
     }
@@ -103,6 +116,7 @@ impl NetLab {
         Self::namespace_of(&self.prefix, node)
     }
 
+    /// Kills every process the lab started and deletes its namespaces; returns how many.
     pub fn down(&self) -> Result<usize, LabError> {
         down(&self.prefix)
     }

@@ -19,6 +19,7 @@ use std::net::Ipv4Addr;
 use x0_actuator::{BaselineRoute, Neighbour, NodeNetwork};
 use x0_schema::{NodeId, Topology};
 
+/// Node `i`'s own address (a /32 on its loopback).
 pub fn node_address(i: NodeId) -> Ipv4Addr {
     Ipv4Addr::new(10, 255, (i / 256) as u8, (i % 256) as u8)
 }
@@ -29,6 +30,7 @@ pub fn link_addresses(k: usize) -> (Ipv4Addr, Ipv4Addr) {
     (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
 }
 
+/// Name of the interface towards `peer`.
 pub fn iface_name(peer: NodeId) -> String {
     format!("x0-{peer}")
 }

@@ -13,10 +13,15 @@ use x0_ingest::in_netns;
 /// A change of the next hop a node uses for a destination.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NextHopChange {
+    /// When it was seen (ns since the watch's epoch).
     pub at_ns: u64,
+    /// The node whose table changed.
     pub node: usize,
+    /// The destination.
     pub destination: Ipv4Addr,
+    /// The next hop before.
     pub from: Option<Ipv4Addr>,
+    /// The next hop after.
     pub to: Option<Ipv4Addr>,
 }
 
@@ -35,6 +40,7 @@ impl std::fmt::Debug for RouteWatch {
 }
 
 impl RouteWatch {
+    /// Polls every namespace's routing table every `every`.
     pub fn start(namespaces: &[String], epoch: Instant, every: Duration) -> RouteWatch {
         let stop = Arc::new(AtomicBool::new(false));
         let changes = Arc::new(Mutex::new(Vec::new()));
@@ -89,10 +95,12 @@ impl RouteWatch {
         RouteWatch { stop, changes, threads }
     }
 
+    /// Every change seen so far.
     pub fn changes(&self) -> Vec<NextHopChange> {
         self.changes.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Stops polling; returns every change seen.
     pub fn stop(self) -> Vec<NextHopChange> {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
@@ -171,6 +179,7 @@ pub struct Forwarding {
 }
 
 impl Forwarding {
+    /// Reads every namespace's forwarding table now.
     pub fn read(lab: &super::netlab::NetLab) -> Forwarding {
         let next = lab
             .namespaces
