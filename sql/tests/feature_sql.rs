@@ -9,8 +9,9 @@
 //! the expected results (review the diff).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use arrow::array::RecordBatch;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use sqllogictest::{DBOutput, DefaultColumnType};
 use std::path::Path;
@@ -28,31 +29,6 @@ fn named_query(name: &str) -> String {
 
 struct Window(SessionContext);
 
-fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
-    let options = FormatOptions::default().with_null("NULL");
-    let mut rows = Vec::new();
-    for b in batches {
-        let cols: Vec<ArrayFormatter> =
-            b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
-        for r in 0..b.num_rows() {
-            // Floats rounded to 4 places: the expected results pin the arithmetic, not
-            // the last bits of an aggregation's summation order.
-            rows.push(
-                cols.iter()
-                    .map(|c| {
-                        let v = c.value(r).to_string();
-                        match v.parse::<f64>() {
-                            Ok(x) if v.contains('.') => format!("{:.4}", x),
-                            _ => v,
-                        }
-                    })
-                    .collect(),
-            );
-        }
-    }
-    rows
-}
-
 #[async_trait::async_trait]
 impl sqllogictest::AsyncDB for Window {
     type Error = datafusion::error::DataFusionError;
@@ -65,15 +41,10 @@ impl sqllogictest::AsyncDB for Window {
         };
         let batches = self.0.sql(&sql).await?.collect().await?;
         let width = batches.first().map_or(0, |b| b.num_columns());
-        Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; width], rows: rows(&batches) })
+        Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; width], rows: common::rows(&batches, true) })
     }
 
     async fn shutdown(&mut self) {}
-}
-
-fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> Vec<T> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
-    std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 fn write_parquet(path: &Path, batch: &RecordBatch) {
@@ -86,14 +57,14 @@ fn write_parquet(path: &Path, batch: &RecordBatch) {
 #[tokio::test]
 async fn the_feature_sql_gives_its_recorded_features_on_a_fixture_window() {
     let dir = tempfile::tempdir().unwrap();
-    let links: Vec<LinkSample> = fixture("window_links.jsonl");
-    let nodes: Vec<NodeSample> = fixture("window_nodes.jsonl");
+    let links: Vec<LinkSample> = common::fixture("window_links.jsonl");
+    let nodes: Vec<NodeSample> = common::fixture("window_nodes.jsonl");
     let (lp, np) = (dir.path().join("link_samples.parquet"), dir.path().join("node_samples.parquet"));
     write_parquet(&lp, &link_batch(&links));
     write_parquet(&np, &node_batch(&nodes));
     let (lp, np) = (lp.to_str().unwrap().to_string(), np.to_str().unwrap().to_string());
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt/features.slt");
-    let mut runner = sqllogictest::Runner::new(move || {
+    let runner = sqllogictest::Runner::new(move || {
         let (lp, np) = (lp.clone(), np.clone());
         async move {
             let ctx = SessionContext::new();
@@ -102,18 +73,5 @@ async fn the_feature_sql_gives_its_recorded_features_on_a_fixture_window() {
             Ok(Window(ctx))
         }
     });
-    if std::env::var("X0_SLT_COMPLETE").as_deref() == Ok("1") {
-        runner
-            .update_test_file(
-                &file,
-                " ",
-                sqllogictest::default_validator,
-                sqllogictest::default_normalizer,
-                sqllogictest::default_column_validator,
-            )
-            .await
-            .unwrap();
-    } else {
-        runner.run_file_async(&file).await.unwrap_or_else(|e| panic!("{}", e.display(false)));
-    }
+    common::run_or_complete(runner, &file).await;
 }

@@ -8,9 +8,9 @@
 //! rewrites the expected results (review the diff).
 #![allow(clippy::unwrap_used)]
 
-use arrow::array::RecordBatch;
+mod common;
+
 use arrow::datatypes::DataType;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use sqllogictest::{DBOutput, DefaultColumnType};
 use std::path::{Path, PathBuf};
 use x0_schema::Incident;
@@ -25,19 +25,6 @@ fn column_type(t: &DataType) -> DefaultColumnType {
         t if t.is_floating() || matches!(t, DataType::Decimal128(..)) => DefaultColumnType::FloatingPoint,
         _ => DefaultColumnType::Text,
     }
-}
-
-fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
-    let options = FormatOptions::default().with_null("NULL");
-    let mut rows = Vec::new();
-    for b in batches {
-        let cols: Vec<ArrayFormatter> =
-            b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
-        for r in 0..b.num_rows() {
-            rows.push(cols.iter().map(|c| c.value(r).to_string()).collect());
-        }
-    }
-    rows
 }
 
 #[async_trait::async_trait]
@@ -55,29 +42,24 @@ impl sqllogictest::AsyncDB for History {
             Some(b) => b.schema().fields().iter().map(|f| column_type(f.data_type())).collect(),
             None => vec![],
         };
-        Ok(DBOutput::Rows { types, rows: rows(&batches) })
+        Ok(DBOutput::Rows { types, rows: common::rows(&batches, false) })
     }
 
     async fn shutdown(&mut self) {}
-}
-
-fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> Vec<T> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
-    std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 /// The fixtures as a history directory: one Parquet file per table and day.
 fn history() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let day = |ns: i64| ns - ns.rem_euclid(86_400_000_000_000);
-    let incidents: Vec<Incident> = fixture("incidents.jsonl");
+    let incidents: Vec<Incident> = common::fixture("incidents.jsonl");
     let mut days: Vec<i64> = incidents.iter().map(|i| day(i.opened_at)).collect();
     days.dedup();
     for d in days {
         let those: Vec<Incident> = incidents.iter().filter(|i| day(i.opened_at) == d).cloned().collect();
         write_partitioned(dir.path(), "incidents", d, "fixture", &incidents_batch(&those)).unwrap();
     }
-    let commands: Vec<CommandRow> = fixture("commands.jsonl");
+    let commands: Vec<CommandRow> = common::fixture("commands.jsonl");
     write_partitioned(dir.path(), "commands", commands[0].issued_at, "fixture", &commands_batch(&commands)).unwrap();
     dir
 }
@@ -94,29 +76,15 @@ fn slt_files() -> Vec<PathBuf> {
 async fn saved_queries_give_their_recorded_results() {
     let dir = history();
     let location = dir.path().to_str().unwrap().to_string();
-    let complete = std::env::var("X0_SLT_COMPLETE").as_deref() == Ok("1");
     let files = slt_files();
     assert!(!files.is_empty());
     for file in files {
         let location = location.clone();
-        let mut runner = sqllogictest::Runner::new(move || {
+        let runner = sqllogictest::Runner::new(move || {
             let location = location.clone();
             async move { HistoryEngine::open(&location).await.map(History) }
         });
-        if complete {
-            runner
-                .update_test_file(
-                    &file,
-                    " ",
-                    sqllogictest::default_validator,
-                    sqllogictest::default_normalizer,
-                    sqllogictest::default_column_validator,
-                )
-                .await
-                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        } else {
-            runner.run_file_async(&file).await.unwrap_or_else(|e| panic!("{}: {}", file.display(), e.display(false)));
-        }
+        common::run_or_complete(runner, &file).await;
     }
 }
 
