@@ -27,7 +27,7 @@ pub use link_probe::{LinkProber, ProbeStats, PROBE_PORT};
 pub use netns::{enter_netns, in_netns, netns_path};
 pub use node_resources::ProcResources;
 pub use probes::{
-    current_netns_inode, interface_index, probes_available, probes_built, DropCount, FaultInjector, IfCounters,
-    KernelProbes, ProbeError, ProbeSnapshot,
+    current_netns_inode, ensure_tracefs, interface_index, probes_available, probes_built, DropCount, FaultInjector,
+    IfCounters, KernelProbes, ProbeError, ProbeSnapshot,
 };
 pub use x0_netlink::LinkEvents;

@@ -220,3 +220,34 @@ fn drops_and_retransmits_are_attributed_to_the_right_namespace() {
     assert!(to_b > 0, "a retransmitted to b while b's ACKs were dropped: {:?}", sa.retransmits);
     assert!(sb.retransmits.is_empty() && sc.retransmits.is_empty(), "only a retransmitted");
 }
+
+/// Regression: `lab run` of a loss scenario failed 10 s in, after building the whole
+/// mesh, because a freshly booted machine had no tracefs mounted. Now the probes mount
+/// it themselves. Run in a private mount namespace, where tracefs is unmounted first,
+/// so the machine's own mount is never touched.
+#[test]
+fn a_missing_tracefs_is_mounted_before_the_probes_need_it() {
+    if !kernel_tests_possible("a_missing_tracefs_is_mounted_before_the_probes_need_it") {
+        return;
+    }
+    let host_had_it = std::path::Path::new("/sys/kernel/tracing/events").is_dir();
+    let outcome = std::thread::spawn(|| -> Result<(), String> {
+        use nix::mount::{mount, umount2, MntFlags, MsFlags};
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare: {e}"))?;
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+            .map_err(|e| format!("making mounts private: {e}"))?;
+        for root in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+            while umount2(root, MntFlags::MNT_DETACH).is_ok() {}
+        }
+        let gone = !std::path::Path::new("/sys/kernel/tracing/events").is_dir();
+        assert!(gone, "tracefs still mounted in the private namespace");
+        let root = x0_ingest::ensure_tracefs().map_err(|e| e.to_string())?;
+        assert!(root.join("events/skb/kfree_skb/format").is_file(), "{}", root.display());
+        Ok(())
+    })
+    .join()
+    .expect("test thread");
+    outcome.unwrap();
+    let host_has_it = std::path::Path::new("/sys/kernel/tracing/events").is_dir();
+    assert!(!host_had_it || host_has_it, "the host's tracefs is untouched");
+}

@@ -104,6 +104,13 @@ impl Lab {
         let scenario = &opts.scenario;
         let topo = Topology::generate(&scenario.topology)?;
         let elements = topo.resolve_faults(scenario)?;
+        // The eBPF probes and the loss injector read tracefs: mount it, or say why it
+        // cannot be, before anything is built.
+        let injects_loss = scenario.faults.iter().any(|f| f.kind == FaultKind::LinkLoss);
+        let agents_probe = opts.routing != Routing::Babel && !opts.no_ebpf;
+        if injects_loss || agents_probe {
+            x0_ingest::ensure_tracefs().context("the lab's probes and fault injector need tracefs")?;
+        }
         let routes = baseline_routes(&topo);
         let net = NetLab::up(&topo, &opts.prefix).context("building the namespace mesh (needs root)")?;
         let mut teardown = Teardown { lab: net, agents: Vec::new() };

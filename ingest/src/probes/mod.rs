@@ -3,6 +3,8 @@
 mod btf;
 mod tracefs;
 
+pub use tracefs::ensure_tracefs;
+
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap};
 use aya::programs::{tc, SchedClassifier, TcAttachType, TracePoint};
 use aya::{Ebpf, EbpfLoader};

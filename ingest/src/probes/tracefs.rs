@@ -7,9 +7,37 @@ use std::path::PathBuf;
 const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 pub(crate) fn tracefs_root() -> Result<PathBuf, ProbeError> {
-    TRACEFS.iter().map(PathBuf::from).find(|p| p.join("events").is_dir()).ok_or_else(|| {
-        ProbeError::Tracefs("tracefs is not mounted (mount -t tracefs tracefs /sys/kernel/tracing)".into())
-    })
+    if let Some(root) = TRACEFS.iter().map(PathBuf::from).find(|p| p.join("events").is_dir()) {
+        return Ok(root);
+    }
+    mount_tracefs()
+}
+
+/// Mounts tracefs where the kernel documents it. A machine fresh from boot often has
+/// none (systemd mounts it on demand, minimal images never), and every tracepoint
+/// probe needs it; mounting it is what an operator would do by hand, so do it rather
+/// than fail (after building a whole lab, as `lab run` once did).
+fn mount_tracefs() -> Result<PathBuf, ProbeError> {
+    let root = PathBuf::from(TRACEFS[0]);
+    nix::mount::mount(Some("tracefs"), &root, Some("tracefs"), nix::mount::MsFlags::empty(), None::<&str>).map_err(
+        |e| {
+            ProbeError::Tracefs(format!(
+                "tracefs is not mounted and mounting it failed ({e}); as root: mount -t tracefs tracefs {}",
+                root.display()
+            ))
+        },
+    )?;
+    if !root.join("events").is_dir() {
+        return Err(ProbeError::Tracefs(format!("mounted tracefs at {} but it has no events/", root.display())));
+    }
+    eprintln!("tracefs was not mounted: mounted it at {}", root.display());
+    Ok(root)
+}
+
+/// Where tracefs is, mounted first if it was not: call it before building anything that
+/// needs the probes, so a missing tracefs is fixed, or reported, at once.
+pub fn ensure_tracefs() -> Result<PathBuf, ProbeError> {
+    tracefs_root()
 }
 
 /// One tracepoint's `format` file.
