@@ -168,7 +168,14 @@ fn ranked(window: &WindowDiagnoses, target: &Element) -> Vec<RootCause> {
                 (Element::Link { .. }, Element::Node { .. }) => x0_schema::RootCauseKind::LinkLoss,
                 _ => c.kind,
             };
-            out.push(RootCause { kind, element: alt.clone(), confidence: 0.0, ambiguity: vec![], evidence: vec![] });
+            out.push(RootCause {
+                kind,
+                element: alt.clone(),
+                confidence: 0.0,
+                ambiguity: vec![],
+                evidence: vec![],
+                reporters: vec![],
+            });
         }
     }
     let mut seen = BTreeSet::new();

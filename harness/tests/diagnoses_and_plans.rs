@@ -11,11 +11,10 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::Arc;
 use x0_harness::datasets::START_NS;
-use x0_lab::{SimMesh, SimOptions};
-use x0_pipeline::{Config, FeatureEngine, HealingLoop, JobStats, Publication, BUILTIN_FEATURES_SQL};
 use x0_schema::{Action, HealingCommand, Scenario};
+
+mod common;
 
 /// One line per command, without its random id and signature.
 fn command_line(c: &HealingCommand) -> String {
@@ -32,42 +31,21 @@ fn command_line(c: &HealingCommand) -> String {
 /// The commands each incident sent, in the order of the decisions that sent them.
 type Plans = Vec<(String, Vec<String>)>;
 
-fn add_plans(plans: &mut Plans, published: Vec<Publication>) {
-    let mut commands: Vec<(String, String)> = published
-        .into_iter()
-        .filter_map(|p| match p {
-            Publication::Command(c) => Some((c.incident_id.clone(), command_line(&c))),
-            Publication::Incident(_) => None,
-        })
-        .collect();
-    // Commands of one decision go out together: their order among themselves is not
-    // part of the plan.
-    commands.sort();
-    for (incident, line) in commands {
-        match plans.iter_mut().find(|(i, _)| *i == incident) {
-            Some((_, lines)) => lines.push(line),
-            None => plans.push((incident, vec![line])),
-        }
-    }
-}
-
 async fn conclusions(scenario: &Scenario) -> String {
-    let mut config = Config::default();
-    // Simulated event time is not the wall clock.
-    config.window.max_event_age = std::time::Duration::from_secs(100 * 365 * 86_400);
-    let mut mesh = SimMesh::new(scenario, SimOptions { start_ns: START_NS, ..Default::default() }).unwrap();
-    let features = FeatureEngine::new(BUILTIN_FEATURES_SQL).await.unwrap();
-    let stats = Arc::new(JobStats::default());
-    let signer = x0_schema::generate_signing_key();
-    let mut healing = HealingLoop::new(config, mesh.topology().clone(), features, signer, stats, "snap");
-    healing.discard_features();
+    let (healing, sent) = common::run_offline(scenario).await;
     let mut plans = Plans::new();
-    while !mesh.finished() {
-        let now = mesh.now_ns();
-        for (_, batch) in mesh.step() {
-            healing.admit(0, batch, now).unwrap();
+    for window in sent {
+        let mut commands: Vec<(String, String)> =
+            window.iter().map(|c| (c.incident_id.clone(), command_line(c))).collect();
+        // Commands of one decision go out together: their order among themselves is not
+        // part of the plan.
+        commands.sort();
+        for (incident, line) in commands {
+            match plans.iter_mut().find(|(i, _)| *i == incident) {
+                Some((_, lines)) => lines.push(line),
+                None => plans.push((incident, vec![line])),
+            }
         }
-        add_plans(&mut plans, healing.close_ready().await.unwrap());
     }
     let at = |ns: i64| format!("{:.1}s", (ns - START_NS) as f64 / 1e9);
     let mut out = String::new();

@@ -93,6 +93,7 @@ mod tests {
                 confidence: 0.9,
                 ambiguity: vec![],
                 evidence: vec![],
+                reporters: vec![],
             }),
             actions: vec![],
             outcome: Outcome::Open,

@@ -11,6 +11,8 @@ pub(crate) struct PlacedFault {
     pub element: Element,
     pub a: NodeId,
     pub b: Option<NodeId>,
+    /// A byzantine reporter's peers it lies about (empty: all its links).
+    pub lies_about: Vec<NodeId>,
 }
 
 impl PlacedFault {
@@ -21,7 +23,8 @@ impl PlacedFault {
             (_, Element::Link { a, b }) => (id(a), Some(id(b))),
             (_, Element::Node { id: n }) => (id(n), None),
         };
-        PlacedFault { fault: fault.clone(), element: element.clone(), a, b }
+        let lies_about = fault.lies_about().iter().map(|p| id(p)).collect();
+        PlacedFault { fault: fault.clone(), element: element.clone(), a, b, lies_about }
     }
 
     pub(crate) fn active_at(&self, t: Duration) -> bool {
@@ -42,8 +45,9 @@ pub(crate) struct Effects {
     /// Nodes that forward but do not report.
     pub mute: HashSet<NodeId>,
     pub overloaded: HashSet<NodeId>,
-    /// Nodes that report loss that is not there, with the loss they claim.
-    pub liars: HashMap<NodeId, f64>,
+    /// Nodes that report loss that is not there: the loss they claim, and the peers they
+    /// lie about (empty: all).
+    pub liars: HashMap<NodeId, (f64, Vec<NodeId>)>,
 }
 
 impl Effects {
@@ -89,7 +93,7 @@ impl Effects {
                     e.overloaded.insert(a);
                 }
                 FaultKind::ByzantineReporter => {
-                    e.liars.insert(a, f.fault.loss.unwrap_or(0.5));
+                    e.liars.insert(a, (f.fault.loss.unwrap_or(0.5), f.lies_about.clone()));
                 }
                 FaultKind::AgentDown => {
                     e.mute.insert(a);
@@ -97,6 +101,12 @@ impl Effects {
             }
         }
         e
+    }
+
+    /// The loss `node` falsely claims on its link to `peer`, if it lies about it.
+    pub(crate) fn lie(&self, node: NodeId, peer: NodeId) -> Option<f64> {
+        let (loss, peers) = self.liars.get(&node)?;
+        (peers.is_empty() || peers.contains(&peer)).then_some(*loss)
     }
 
     pub(crate) fn carrier(&self, a: NodeId, b: NodeId) -> bool {

@@ -299,11 +299,10 @@ impl SimMesh {
                 continue;
             }
             let name = self.topo.name(node).to_string();
-            let lie = effects.liars.get(&node).copied();
             let links = counters
                 .into_iter()
                 .map(|(peer, mut c)| {
-                    if let Some(p) = lie {
+                    if let Some(p) = effects.lie(node, peer) {
                         c.probes_lost = c.probes_lost.max((c.probes_sent as f64 * p).round() as u64);
                         c.rx = (c.rx as f64 * (1.0 - p)) as u64;
                     }

@@ -267,7 +267,9 @@ impl HealingLoop {
         if let Some(cal) = &self.calibration {
             for d in &mut diagnoses {
                 let raw = d.cause.confidence;
-                d.cause.confidence = cal.apply(d.cause.kind.as_str(), raw);
+                let calibrated = cal.apply(d.cause.kind.as_str(), raw);
+                // Calibration may lower one reporter's claim, never lift it.
+                d.cause.confidence = if one_reporters_word(&d.cause) { calibrated.min(raw) } else { calibrated };
                 d.cause.evidence.push(format!("evidence score {raw:.2}, calibrated to {:.2}", d.cause.confidence));
             }
         }
@@ -306,6 +308,14 @@ impl HealingLoop {
         let failed_before = || self.recall.as_ref().and_then(|m| m.failed_before(incident, &self.stats));
         if rc.kind == RootCauseKind::SuspectReporter {
             self.book.record_no_action(id, &format!("{} reports faults its neighbours do not corroborate: suspect reporter, no reroute on its word alone", rc.element));
+        } else if one_reporters_word(&rc) {
+            let who = rc.reporters.first().map_or("no node", String::as_str);
+            self.book.record_no_action(
+                id,
+                &format!(
+                    "only {who} observes it: one reporter's word never crosses the action bar; watching, not acting"
+                ),
+            );
         } else if rc.confidence < min {
             self.book.record_no_action(
                 id,
@@ -570,4 +580,10 @@ fn model_flags(model: &GraphDetector, graph: &GraphWindow, topo: &Topology) -> H
 fn clear_windows(config: &Config) -> u32 {
     let hold = (config.planner.hold_down.as_nanos() / config.window.size.as_nanos().max(1)) as u32;
     config.rca.clear_windows.max(hold).max(1)
+}
+
+/// Whether a hypothesis rests on one node's observations alone. A node's own overload is
+/// the exception: claiming it can only move traffic away from the claimant.
+fn one_reporters_word(rc: &RootCause) -> bool {
+    rc.kind != RootCauseKind::NodeOverload && rc.reporters.len() < 2
 }

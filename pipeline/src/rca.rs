@@ -171,6 +171,14 @@ impl Localizer {
                     "its neighbours' probes across the same links are answered".into(),
                 ];
                 let mut d = diagnosis(RootCauseKind::SuspectReporter, Element::node(&claimant), 0.8, evidence);
+                // The case against it rests on its neighbours' answered probes.
+                d.cause.reporters = links
+                    .iter()
+                    .filter_map(|(l, _)| match l {
+                        Element::Link { a, b } => Some(if *a == claimant { b.clone() } else { a.clone() }),
+                        Element::Node { .. } => None,
+                    })
+                    .collect();
                 d.cause.ambiguity = links.iter().map(|(l, _)| l.clone()).collect();
                 d.symptoms = links.into_iter().flat_map(|(_, s)| s).collect();
                 out.push(d);
@@ -179,6 +187,7 @@ impl Localizer {
                     let evidence = vec![format!("only {claimant} reports loss; the other end's probes are answered")];
                     let mut d = diagnosis(RootCauseKind::LinkLoss, link, 0.5, evidence);
                     d.cause.ambiguity = vec![Element::node(&claimant)];
+                    d.cause.reporters = vec![claimant.clone()];
                     d.symptoms = symptoms;
                     out.push(d);
                 }
@@ -201,9 +210,19 @@ enum LinkFinding {
 /// A hypothesis with no symptoms, alternatives or urgency yet.
 fn diagnosis(kind: RootCauseKind, element: Element, confidence: f64, evidence: Vec<String>) -> Diagnosis {
     Diagnosis {
-        cause: RootCause { kind, element, confidence, ambiguity: vec![], evidence },
+        cause: RootCause { kind, element, confidence, ambiguity: vec![], evidence, reporters: vec![] },
         hard: false,
         symptoms: vec![],
+    }
+}
+
+/// The node whose observation a signal is: a prober for its probes and RTT, a receiver
+/// for a "sent but not received" gap, an end for its carrier.
+fn reporter(signal: &Signal) -> Option<&str> {
+    match signal {
+        Signal::ProbeLoss { reporter } | Signal::Rtt { reporter } | Signal::Carrier { reporter } => Some(reporter),
+        Signal::CounterLoss { to, .. } => Some(to),
+        _ => None,
     }
 }
 
@@ -237,6 +256,7 @@ fn crashes(anomalies: &[Anomaly], explained: &mut [bool], window_start: i64) -> 
         }
         explained[i] = true;
         let n = witnesses.len();
+        let reporters: Vec<String> = witnesses.iter().cloned().collect();
         let confidence = if n == 0 { 0.5 } else { (0.6 + 0.1 * n.min(3) as f64).min(0.9) };
         let mut evidence = vec![format!("{id} stopped reporting telemetry")];
         evidence.push(if n > 0 {
@@ -247,7 +267,8 @@ fn crashes(anomalies: &[Anomaly], explained: &mut [bool], window_start: i64) -> 
         } else {
             "no neighbour corroborates: may be the agent, not the node".into()
         });
-        let d = diagnosis(RootCauseKind::NodeCrash, a.element.clone(), confidence, evidence);
+        let mut d = diagnosis(RootCauseKind::NodeCrash, a.element.clone(), confidence, evidence);
+        d.cause.reporters = reporters;
         out.push(Diagnosis { hard: n > 0, symptoms, ..d });
     }
     out
@@ -264,6 +285,7 @@ fn overloads(anomalies: &[Anomaly], explained: &mut [bool], window_start: i64) -
         // The links whose symptoms it explains are the alternatives: a fault on one
         // of them, beside a busy node, would look the same. Strongest first.
         let mut alternatives: Vec<(f64, Element)> = Vec::new();
+        let mut reporters: BTreeSet<String> = BTreeSet::from([id.clone()]);
         let standout = outlying_delays(id, anomalies);
         for (j, b) in anomalies.iter().enumerate() {
             let own_delay = matches!(b.signal, Signal::Rtt { .. }) && standout.contains(&b.element);
@@ -273,6 +295,7 @@ fn overloads(anomalies: &[Anomaly], explained: &mut [bool], window_start: i64) -
             explained[j] = true;
             corroborating += 1;
             symptoms.push(symptom(b, window_start));
+            reporters.extend(reporter(&b.signal).map(str::to_string));
             match alternatives.iter_mut().find(|(_, e)| *e == b.element) {
                 Some(alt) => alt.0 = alt.0.max(b.score),
                 None => alternatives.push((b.score, b.element.clone())),
@@ -286,6 +309,7 @@ fn overloads(anomalies: &[Anomaly], explained: &mut [bool], window_start: i64) -
             format!("{corroborating} symptom(s) on its links (delay, loss) explained by it"),
         ];
         let mut d = diagnosis(RootCauseKind::NodeOverload, a.element.clone(), confidence, evidence);
+        d.cause.reporters = reporters.into_iter().collect();
         d.cause.ambiguity = alternatives.into_iter().map(|(_, e)| e).collect();
         d.symptoms = symptoms;
         out.push(d);
@@ -315,12 +339,13 @@ fn link_down(link: &Element, signals: &[&Anomaly]) -> Option<Diagnosis> {
     }
     let seen_by = carrier.iter().copied().collect::<Vec<_>>().join(" and ");
     let confidence = if carrier.len() == 2 { 0.95 } else { 0.8 };
-    let d = diagnosis(
+    let mut d = diagnosis(
         RootCauseKind::LinkDown,
         link.clone(),
         confidence,
         vec![format!("carrier lost as seen by {seen_by}")],
     );
+    d.cause.reporters = carrier.iter().map(|r| r.to_string()).collect();
     Some(Diagnosis { hard: true, ..d })
 }
 
@@ -353,7 +378,9 @@ fn link_loss(link: &Element, signals: &[&Anomaly], claims: &BTreeSet<&str>, view
         "claimed by {who}; probe views over the last {MEMORY} windows: {na} bad {}, {nb} bad {}",
         views.0, views.1
     ));
-    diagnosis(RootCauseKind::LinkLoss, link.clone(), confidence, evidence)
+    let mut d = diagnosis(RootCauseKind::LinkLoss, link.clone(), confidence, evidence);
+    d.cause.reporters = claims.iter().map(|r| r.to_string()).collect();
+    d
 }
 
 /// Round-trip time risen on a link, as seen by one end or both.
@@ -368,7 +395,9 @@ fn link_delay(link: &Element, signals: &[&Anomaly]) -> Option<Diagnosis> {
     let confidence = if rtt.len() == 2 { 0.85 } else { 0.6 };
     let seen_by = rtt.iter().copied().collect::<Vec<_>>().join(" and ");
     let evidence = vec![format!("round-trip time rose as seen by {seen_by}")];
-    Some(diagnosis(RootCauseKind::LinkDelay, link.clone(), confidence, evidence))
+    let mut d = diagnosis(RootCauseKind::LinkDelay, link.clone(), confidence, evidence);
+    d.cause.reporters = rtt.iter().map(|r| r.to_string()).collect();
+    Some(d)
 }
 
 #[cfg(test)]
@@ -516,6 +545,8 @@ mod tests {
         assert_eq!(link_loss(&link, &[&probe, &counter], &one, (1, 0)).cause.confidence, 0.7);
         assert_eq!(link_loss(&link, &[&probe], &two, (1, 1)).cause.confidence, 0.88);
         assert_eq!(link_loss(&link, &[&probe, &counter], &two, (1, 1)).cause.confidence, 0.93);
+        assert_eq!(link_loss(&link, &[&probe], &one, (1, 0)).cause.reporters, ["n1"], "one reporter's word");
+        assert_eq!(link_loss(&link, &[&probe], &two, (1, 1)).cause.reporters, ["n1", "n2"]);
     }
 
     #[test]

@@ -100,6 +100,11 @@ pub struct RootCause {
     pub ambiguity: Vec<Element>,
     /// Human-readable evidence lines, most important first.
     pub evidence: Vec<String>,
+    /// The nodes whose own observations support it: the independent sources behind the
+    /// claim. One reporter's word is never acted on (a node's own overload excepted: it
+    /// can only move traffic away from itself). Absent in records written before it.
+    #[serde(default)]
+    pub reporters: Vec<String>,
 }
 
 /// A command sent for the incident and what became of it.

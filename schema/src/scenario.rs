@@ -194,15 +194,31 @@ fn auto() -> String {
 }
 
 impl Fault {
-    /// The target as written, parsed by the fault's kind.
+    /// The target as written, parsed by the fault's kind. A byzantine reporter's target
+    /// is the lying node, however many of its link ends it lies about.
     pub fn parsed_target(&self) -> FaultTarget {
         if self.target == "auto" {
             return FaultTarget::Auto;
+        }
+        if self.kind == FaultKind::ByzantineReporter {
+            let first = self.target.split(',').next().unwrap_or_default();
+            let liar = first.split_once('-').map_or(first, |(a, _)| a);
+            return FaultTarget::Node(liar.trim().to_string());
         }
         match (self.kind.targets_link(), self.target.split_once('-')) {
             (true, Some((a, b))) => FaultTarget::Link(a.into(), b.into()),
             _ => FaultTarget::Node(self.target.clone()),
         }
+    }
+
+    /// The peers a byzantine reporter lies about, from a target of link ends
+    /// (`a-b`, or `a-b,a-c`: `a` lies about its links to `b` and `c` only); empty: it lies
+    /// about all of its links (a target that is just the node).
+    pub fn lies_about(&self) -> Vec<String> {
+        if self.kind != FaultKind::ByzantineReporter {
+            return vec![];
+        }
+        self.target.split(',').filter_map(|end| end.split_once('-').map(|(_, b)| b.trim().to_string())).collect()
     }
 
     /// When the fault stops, if it does.
@@ -281,6 +297,16 @@ impl Scenario {
         for (i, f) in self.faults.iter().enumerate() {
             if f.at >= self.duration {
                 problems.push(format!("fault {i} starts at {:?}, after the scenario ends", f.at));
+            }
+            if f.kind == FaultKind::ByzantineReporter && f.target.contains('-') {
+                let liars: std::collections::BTreeSet<&str> =
+                    f.target.split(',').map(|end| end.split_once('-').map_or(end, |(a, _)| a).trim()).collect();
+                if liars.len() != 1 || f.target.split(',').any(|end| !end.contains('-')) {
+                    problems.push(format!(
+                        "fault {i}: a byzantine reporter's target is a node, or its link ends `a-b,a-c` (one liar), not {:?}",
+                        f.target
+                    ));
+                }
             }
             match f.kind {
                 FaultKind::LinkLoss | FaultKind::ByzantineReporter => match f.loss {

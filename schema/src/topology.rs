@@ -272,7 +272,14 @@ impl Topology {
                 Element::link(&a, &b)
             }
             FaultTarget::Node(n) => {
-                self.id(&n).ok_or_else(unknown)?;
+                let liar = self.id(&n).ok_or_else(unknown)?;
+                // A byzantine reporter's link ends must be links it has.
+                for peer in fault.lies_about() {
+                    let peer = self.id(&peer).ok_or_else(unknown)?;
+                    if !self.has_link(liar, peer) {
+                        return Err(unknown());
+                    }
+                }
                 Element::node(&n)
             }
             FaultTarget::Auto => {

@@ -60,6 +60,7 @@ mod tests {
                 confidence: 0.95,
                 ambiguity: vec![],
                 evidence: vec!["carrier lost".into()],
+                reporters: vec![],
             }),
             actions: vec![],
             outcome: Outcome::Mitigated,
