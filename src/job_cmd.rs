@@ -1,10 +1,10 @@
 //! The roles that move telemetry: `demo`, `run`, `broker`, `simulate`.
 
-use crate::args::EncodingArg;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use x0_agent::Encoding;
 use x0_harness::demo::{load_scenarios, run_demo, DemoOptions};
 use x0_harness::report;
 use x0_kafka::DevBroker;
@@ -30,8 +30,8 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
     /// Telemetry encoding on the wire.
-    #[arg(long, value_enum, default_value_t = EncodingArg::Arrow)]
-    encoding: EncodingArg,
+    #[arg(long, value_enum, default_value_t = Encoding::Arrow)]
+    encoding: Encoding,
 }
 
 pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
@@ -145,8 +145,8 @@ pub(crate) struct SimulateArgs {
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
     /// Telemetry encoding on the wire.
-    #[arg(long, value_enum, default_value_t = EncodingArg::Arrow)]
-    encoding: EncodingArg,
+    #[arg(long, value_enum, default_value_t = Encoding::Arrow)]
+    encoding: Encoding,
     /// Dataset mode: every *.toml scenario in this directory, offline, no healing.
     #[arg(long, requires = "out", conflicts_with_all = ["scenario", "verifying_key"])]
     scenarios: Option<PathBuf>,

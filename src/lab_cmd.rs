@@ -1,9 +1,9 @@
 //! `lab`: a scenario's mesh on real kernels (root).
 
-use crate::args::{LabFaultArg, RoutingArg};
+use crate::args::LabFaultArg;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-use x0_harness::lab_run::{default_run_dir, run_lab, LabOptions};
+use x0_harness::lab_run::{default_run_dir, run_lab, LabOptions, Routing};
 use x0_harness::report;
 use x0_lab::kernel::faults::{self, Injection, Injectors};
 use x0_lab::kernel::netlab::{down, NetLab};
@@ -30,8 +30,8 @@ pub(crate) enum LabAction {
         #[arg(long)]
         summary_json: Option<PathBuf>,
         /// Who routes the mesh.
-        #[arg(long, value_enum, default_value_t = RoutingArg::X0)]
-        routing: RoutingArg,
+        #[arg(long, value_enum, default_value_t = Routing::X0)]
+        routing: Routing,
         /// How many times the scenario's faults are injected.
         #[arg(long, default_value_t = 1)]
         trials: usize,
@@ -111,7 +111,7 @@ pub(crate) async fn lab(action: LabAction, config: Option<&Path>) -> Result<()> 
         LabAction::Run { scenario, summary_json, routing, trials, prefix, no_ebpf, agent_exe } => {
             let opts = LabOptions {
                 scenario: Scenario::from_file(&scenario)?,
-                routing: routing.into(),
+                routing,
                 trials: trials.max(1),
                 run_dir: default_run_dir(&prefix),
                 prefix,

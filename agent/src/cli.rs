@@ -47,8 +47,7 @@ pub struct AgentArgs {
 
 /// Runs the agent until SIGINT or SIGTERM (or, for a lab agent, its parent's exit).
 pub async fn agent_main(args: AgentArgs, config_file: Option<&Path>) -> Result<()> {
-    let mut config = AgentConfig::load(config_file, std::env::vars())
-        .map_err(|p| anyhow::anyhow!("configuration has {} problem(s):\n  - {}", p.len(), p.join("\n  - ")))?;
+    let mut config = AgentConfig::load(config_file, std::env::vars())?;
     if let Some(b) = args.brokers {
         config.kafka.brokers = b;
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 use x0_kafka::KafkaConfig;
-use x0_schema::{ConfigLayers, ContentType};
+use x0_schema::{ConfigErrors, ConfigLayers, ContentType};
 
 /// The defaults of every process, documented key by key (`config/default.toml`).
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -78,32 +78,19 @@ impl Default for AgentConfig {
 impl AgentConfig {
     /// Defaults, then `file`, then `env` (pairs like `("X0__AGENT__EBPF", "false")`);
     /// every problem at once.
-    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, Vec<String>> {
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigErrors> {
         let mut layers = ConfigLayers::load(DEFAULT_TOML, file, env);
-        let kafka = {
-            let d = layers.default_section("kafka");
-            layers.section("kafka", d)
-        };
-        let keys: Keys = {
-            let d = layers.default_section("keys");
-            layers.section("keys", d)
-        };
-        let agent: AgentSettings = {
-            let d = layers.default_section("agent");
-            layers.section("agent", d)
-        };
-        let mut problems = layers.problems;
+        let kafka = layers.section("kafka");
+        let keys: Keys = layers.section("keys");
+        let agent: AgentSettings = layers.section("agent");
+        let mut more = Vec::new();
         if agent.telemetry_interval.is_zero() || agent.probe_interval.is_zero() {
-            problems.push("agent.telemetry_interval and agent.probe_interval must be positive".into());
+            more.push("agent.telemetry_interval and agent.probe_interval must be positive".into());
         }
         if !keys.verifying_key.is_empty() && !Path::new(&keys.verifying_key).is_file() {
-            problems.push(format!("keys.verifying_key {} does not exist", keys.verifying_key));
+            more.push(format!("keys.verifying_key {} does not exist", keys.verifying_key));
         }
-        if problems.is_empty() {
-            Ok(AgentConfig { kafka, verifying_key: keys.verifying_key, agent })
-        } else {
-            Err(problems)
-        }
+        layers.finish(AgentConfig { kafka, verifying_key: keys.verifying_key, agent }, more)
     }
 }
 
@@ -132,8 +119,8 @@ mod tests {
         .unwrap();
         let env = [("X0__AGENT__EBPF".to_string(), "maybe".to_string())];
         let problems = AgentConfig::load(Some(&f), env).unwrap_err();
-        let text = problems.join("\n");
-        assert_eq!(problems.len(), 2, "{text}");
+        let text = problems.to_string();
+        assert_eq!(problems.0.len(), 2, "{text}");
         assert!(text.contains("agent.probe_timeot"), "{text}");
         assert!(text.contains("agent:"), "{text}");
 

@@ -5,9 +5,8 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use thiserror::Error;
 use x0_kafka::KafkaConfig;
-use x0_schema::ConfigLayers;
+use x0_schema::{ConfigErrors, ConfigLayers};
 use x0_training::DetectorConfig;
 
 /// The defaults, documented key by key.
@@ -142,11 +141,6 @@ pub struct KeysConfig {
     pub verifying_key: String,
 }
 
-/// Everything wrong with a configuration.
-#[derive(Debug, Error)]
-#[error("configuration has {} problem(s):\n  - {}", .0.len(), .0.join("\n  - "))]
-pub struct ConfigErrors(pub Vec<String>);
-
 impl Default for Config {
     fn default() -> Self {
         Config::load(None, std::iter::empty()).expect("the embedded defaults are valid")
@@ -163,20 +157,12 @@ impl Config {
         // section is replaced by its default to let the semantic checks still run.
         macro_rules! sections {
             ($($field:ident),*) => {
-                Config { $($field: {
-                    let default = layers.default_section(stringify!($field));
-                    layers.section(stringify!($field), default)
-                }),* }
+                Config { $($field: layers.section(stringify!($field))),* }
             };
         }
         let config = sections!(data_dir, kafka, window, features, detector, model, rca, planner, knowledge, keys);
-        let mut problems = layers.problems;
-        problems.extend(config.validate());
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors(problems))
-        }
+        let more = config.validate();
+        layers.finish(config, more)
     }
 
     /// Checks that need more than types.

@@ -283,8 +283,8 @@ impl HealingLoop {
             self.loss.push(f);
             self.verify(now, &mut out);
         }
-        let (memory, stats) = (&self.recall, &self.stats);
-        let mut recall = |i: &Incident| memory.as_ref().and_then(|m| m.recall(i, stats));
+        let (known, stats) = (&self.recall, &self.stats);
+        let mut recall = |i: &Incident| known.as_ref().and_then(|k| k.recall(i, stats));
         for t in self.book.observe_with(diagnoses, f.start, now, &mut recall) {
             match t {
                 Transition::Diagnosed(id) => {
@@ -305,7 +305,7 @@ impl HealingLoop {
         let Some(incident) = self.book.get(id) else { return };
         let rc = incident.root_cause.clone().expect("diagnosed incidents have a cause");
         let min = self.config.planner.min_confidence;
-        let failed_before = || self.recall.as_ref().and_then(|m| m.failed_before(incident, &self.stats));
+        let failed_before = || self.recall.as_ref().and_then(|k| k.failed_before(incident, &self.stats));
         if rc.kind == RootCauseKind::SuspectReporter {
             self.book.record_no_action(id, &format!("{} reports faults its neighbours do not corroborate: suspect reporter, no reroute on its word alone", rc.element));
         } else if one_reporters_word(&rc) {
@@ -404,8 +404,8 @@ impl HealingLoop {
             (vec![], "symptoms cleared".to_string())
         };
         self.book.resolve(id, now, withdrawals, &why);
-        if let (Some(memory), Some(incident)) = (&self.recall, self.book.get(id)) {
-            memory.remember(incident, &self.stats);
+        if let (Some(recall), Some(incident)) = (&self.recall, self.book.get(id)) {
+            recall.remember(incident, &self.stats);
         }
         out.extend(self.book.get(id).cloned().map(Publication::Incident));
     }

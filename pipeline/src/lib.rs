@@ -45,7 +45,7 @@ pub use crate::healing_loop::{HealingLoop, Publication, Rejection, WindowDiagnos
 pub use allocator::keep_freed_memory;
 pub use calibration::{Calibration, Step as CalibrationStep, BUILTIN_CALIBRATION};
 pub use config::{
-    Config, ConfigErrors, FeaturesConfig, KeysConfig, ModelConfig, PlannerConfig, RcaConfig, WindowConfig, DEFAULT_TOML,
+    Config, FeaturesConfig, KeysConfig, ModelConfig, PlannerConfig, RcaConfig, WindowConfig, DEFAULT_TOML,
 };
 pub use disjoint::{disjoint_paths, path_cost, CostGraph};
 pub use features::{FeatureEngine, FeatureError, WindowFeatures, BUILTIN_FEATURES_SQL};
@@ -56,3 +56,5 @@ pub use recall::open_knowledge;
 pub use stats::JobStats;
 pub use stream_job::StreamJob;
 pub use window::{ClosedWindow, WindowRows, Windows};
+/// Every problem of a configuration (the layering and its errors live in `x0_schema`).
+pub use x0_schema::ConfigErrors;

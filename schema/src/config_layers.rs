@@ -59,25 +59,37 @@ impl ConfigLayers {
         ConfigLayers { defaults, merged, problems }
     }
 
-    /// Section `name` of the merged table as a `T`, or `default` with the problem
-    /// recorded, so that one bad section does not hide the others.
-    pub fn section<T: serde::de::DeserializeOwned>(&mut self, name: &str, default: T) -> T {
-        let Some(v) = self.merged.get(name).cloned() else { return default };
-        match v.try_into() {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                self.problems.push(format!("{name}: {}", e.to_string().trim().replace('\n', " ")));
-                default
+    /// Section `name` of the merged table as a `T`; when it does not deserialise, the
+    /// problem is recorded and the section's default stands in, so that one bad section
+    /// neither hides the others nor stops the checks that follow.
+    pub fn section<T: serde::de::DeserializeOwned>(&mut self, name: &str) -> T {
+        if let Some(v) = self.merged.get(name).cloned() {
+            match v.try_into() {
+                Ok(parsed) => return parsed,
+                Err(e) => self.problems.push(format!("{name}: {}", e.to_string().trim().replace('\n', " "))),
             }
         }
-    }
-
-    /// Section `name` of the defaults alone (they always deserialise).
-    pub fn default_section<T: serde::de::DeserializeOwned>(&self, name: &str) -> T {
         let v = self.defaults.get(name).cloned().unwrap_or(toml::Value::Table(toml::Table::new()));
         v.try_into().unwrap_or_else(|e| panic!("embedded default section {name} deserialises: {e}"))
     }
+
+    /// The problems found, plus `more` (the checks that need more than types), as the
+    /// loader's result.
+    pub fn finish<T>(self, value: T, more: Vec<String>) -> Result<T, ConfigErrors> {
+        let mut problems = self.problems;
+        problems.extend(more);
+        if problems.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
 }
+
+/// Everything wrong with a configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration has {} problem(s):\n  - {}", .0.len(), .0.join("\n  - "))]
+pub struct ConfigErrors(pub Vec<String>);
 
 /// `SECTION__KEY=value` as a nested table; the value is TOML when it parses as one,
 /// else a string.

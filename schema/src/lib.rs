@@ -47,7 +47,7 @@ mod topology;
 pub use arrow_codec::{encode_arrow, link_batch, link_schema, node_batch, node_schema};
 pub use clock::wall_clock_ns;
 pub use command::{generate_signing_key, Action, CommandError, HealingCommand, SigningKey, VerifyingKey};
-pub use config_layers::ConfigLayers;
+pub use config_layers::{ConfigErrors, ConfigLayers};
 pub use decode::{decode_telemetry, ContentType, DecodeError};
 pub use element::Element;
 pub use incident::{ActionRecord, Incident, IncidentState, Outcome, RootCause, RootCauseKind, Symptom};

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use x0_pipeline::{Config, JobReport};
 use x0_schema::{Element, Percentiles, Scenario};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
 /// Who routes the lab's mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum Routing {
     /// Our agents and stream job.
     X0,
