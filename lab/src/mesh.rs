@@ -56,7 +56,6 @@ struct Flow {
 }
 
 const PACKET_BYTES: u64 = 200;
-const MAX_HOPS: usize = 64;
 
 /// A deterministic simulated mesh; see the crate docs.
 #[derive(Debug)]
@@ -194,7 +193,9 @@ impl SimMesh {
         let tick = self.tick;
         let endpoint = |n: NodeId| n == src || n == dst;
         let mut at = src;
-        for _ in 0..MAX_HOPS {
+        // A loop-free path visits each node at most once: more hops than nodes is a
+        // forwarding loop (a fixed cap would call a detour around a long ring a loop).
+        for _ in 0..=self.topo.len() {
             if effects.crashed.contains(&at) {
                 if !endpoint(at) {
                     self.truth.record(Cause::At(Element::node(self.topo.name(at))), tick);
