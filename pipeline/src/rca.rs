@@ -99,7 +99,7 @@ impl Localizer {
     ) -> Vec<Diagnosis> {
         self.remember(views);
         let mut explained = vec![false; anomalies.len()];
-        let mut out = crashes(anomalies, &mut explained, window_start);
+        let mut out = crashes(anomalies, views, &mut explained, window_start);
         out.extend(overloads(anomalies, &mut explained, window_start));
         let mut one_sided: BTreeMap<String, Vec<(Element, Vec<Symptom>)>> = BTreeMap::new();
         for (link, signals) in unexplained_links(anomalies, &explained) {
@@ -230,38 +230,56 @@ fn touching(node: &str, a: &Anomaly) -> bool {
     matches!(&a.element, Element::Link { .. }) && a.element.touches(node)
 }
 
-/// Silent nodes: a crash, witnessed by the neighbours that lost their probes (or
-/// counters, or carrier) towards it. Every symptom on its links is its.
-fn crashes(anomalies: &[Anomaly], explained: &mut [bool], window_start: i64) -> Vec<Diagnosis> {
+/// A neighbour's probe loss at or above this towards a silent node: it lost everything.
+const ALL_LOST: f64 = 0.95;
+
+/// Silent nodes: a crash only when every neighbour that speaks has lost everything
+/// towards it (all its probes, or carrier). Silence is the agent's, not the node's,
+/// as soon as one neighbour still reaches it (its probes answered, even in part): the
+/// node forwards, nothing about it is diagnosed, and the symptoms on its links are
+/// left to be judged as the links' own. Every symptom on a crashed node's links is its.
+fn crashes(
+    anomalies: &[Anomaly],
+    views: &[(String, String, View)],
+    explained: &mut [bool],
+    window_start: i64,
+) -> Vec<Diagnosis> {
     let mut out = Vec::new();
     for (i, a) in anomalies.iter().enumerate() {
         let (Signal::Silent, Element::Node { id }) = (&a.signal, &a.element) else { continue };
+        explained[i] = true;
         let mut witnesses = BTreeSet::new();
-        let mut symptoms = vec![symptom(a, window_start)];
-        for (j, b) in anomalies.iter().enumerate() {
-            if !touching(id, b) {
-                continue;
-            }
-            explained[j] = true;
-            symptoms.push(symptom(b, window_start));
+        let mut reaching: BTreeSet<&str> =
+            views.iter().filter(|(_, peer, v)| peer == id && *v == View::Good).map(|(n, _, _)| n.as_str()).collect();
+        for b in anomalies.iter().filter(|b| touching(id, b)) {
             match &b.signal {
+                Signal::ProbeLoss { reporter } if reporter != id && b.value < ALL_LOST => {
+                    reaching.insert(reporter);
+                }
                 Signal::ProbeLoss { reporter } | Signal::Carrier { reporter } if reporter != id => {
                     witnesses.insert(reporter.clone());
-                }
-                Signal::CounterLoss { from, .. } if from != id => {
-                    witnesses.insert(from.clone());
                 }
                 _ => {}
             }
         }
-        explained[i] = true;
+        if !reaching.is_empty() {
+            // Alive: traffic still crosses it. Not a crash, and not this node's symptoms.
+            continue;
+        }
+        let mut symptoms = vec![symptom(a, window_start)];
+        for (j, b) in anomalies.iter().enumerate() {
+            if touching(id, b) {
+                explained[j] = true;
+                symptoms.push(symptom(b, window_start));
+            }
+        }
         let n = witnesses.len();
         let reporters: Vec<String> = witnesses.iter().cloned().collect();
         let confidence = if n == 0 { 0.5 } else { (0.6 + 0.1 * n.min(3) as f64).min(0.9) };
         let mut evidence = vec![format!("{id} stopped reporting telemetry")];
         evidence.push(if n > 0 {
             format!(
-                "{n} neighbour(s) lost their probes to it: {}",
+                "{n} neighbour(s) lost everything towards it, none reaches it: {}",
                 witnesses.into_iter().collect::<Vec<_>>().join(", ")
             )
         } else {
@@ -482,20 +500,42 @@ mod tests {
     fn a_crash_explains_every_symptom_on_its_links_and_counts_its_witnesses() {
         let silent =
             Anomaly { element: Element::node("n2"), signal: Signal::Silent, feature: "silent", value: 1.0, score: 9.0 };
-        let window = [
-            silent.clone(),
-            anomaly("n1", "n2", Signal::ProbeLoss { reporter: "n1".into() }),
-            anomaly("n2", "n3", Signal::ProbeLoss { reporter: "n3".into() }),
-            anomaly("n3", "n4", Signal::ProbeLoss { reporter: "n3".into() }),
-        ];
+        let all_lost = |a: &str, b: &str, r: &str| Anomaly {
+            value: 1.0,
+            ..anomaly(a, b, Signal::ProbeLoss { reporter: r.into() })
+        };
+        let window =
+            [silent.clone(), all_lost("n1", "n2", "n1"), all_lost("n2", "n3", "n3"), all_lost("n3", "n4", "n3")];
         let mut explained = vec![false; window.len()];
-        let d = crashes(&window, &mut explained, 0);
+        let d = crashes(&window, &views(&[("n3", "n4")], &[]), &mut explained, 0);
         assert_eq!(explained, [true, true, true, false]);
         assert_eq!((d.len(), d[0].cause.kind, d[0].hard), (1, RootCauseKind::NodeCrash, true));
         assert!((d[0].cause.confidence - 0.8).abs() < 1e-9, "two witnesses: {:?}", d[0].cause);
         let mut alone = vec![false; 1];
-        let d = crashes(&[silent], &mut alone, 0);
+        let d = crashes(&[silent], &[], &mut alone, 0);
         assert!(!d[0].hard && d[0].cause.confidence == 0.5, "unwitnessed silence is not urgent: {d:?}");
+    }
+
+    /// Regression: an agent went silent beside a link with partial loss, and the node
+    /// was declared crashed at 0.93 on that one neighbour's partial probe loss.
+    #[test]
+    fn a_silent_node_that_neighbours_still_reach_is_not_crashed_and_its_links_stay_theirs() {
+        let silent =
+            Anomaly { element: Element::node("n2"), signal: Signal::Silent, feature: "silent", value: 1.0, score: 9.0 };
+        // n3 loses 40% of its probes to n2 (the lossy link); n1's are answered.
+        let window = [silent.clone(), anomaly("n2", "n3", Signal::ProbeLoss { reporter: "n3".into() })];
+        let mut explained = vec![false; window.len()];
+        let seen = views(&[("n1", "n2")], &[("n3", "n2")]);
+        assert!(crashes(&window, &seen, &mut explained, 0).is_empty());
+        assert_eq!(explained, [true, false], "the link's loss is left to be judged as the link's");
+        // Partial loss alone, nobody else speaking, is still a node that answers.
+        let mut explained = vec![false; window.len()];
+        assert!(crashes(&window, &views(&[], &[("n3", "n2")]), &mut explained, 0).is_empty());
+        let mut l = Localizer::new();
+        let d = l.localize(&window, &seen, 0);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].cause.kind, &d[0].cause.element), (RootCauseKind::LinkLoss, &Element::link("n2", "n3")));
+        assert_eq!(d[0].cause.reporters, ["n3"], "only n3 can speak for the link");
     }
 
     #[test]
