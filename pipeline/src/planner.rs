@@ -44,7 +44,8 @@ pub(crate) struct Planner {
     faults: BTreeMap<String, Element>,
     /// ETX-like link cost per (low, high) link, with hysteresis.
     cost: HashMap<(NodeId, NodeId), f64>,
-    changes_per_node: HashMap<NodeId, VecDeque<i64>>,
+    /// When each (node, destination) route changed in the last minute.
+    changes_per_route: HashMap<(NodeId, NodeId), VecDeque<i64>>,
     baseline: HashMap<NodeId, Vec<Option<NodeId>>>,
 }
 
@@ -56,7 +57,7 @@ impl Planner {
             installed: BTreeMap::new(),
             faults: BTreeMap::new(),
             cost: HashMap::new(),
-            changes_per_node: HashMap::new(),
+            changes_per_route: HashMap::new(),
             baseline: HashMap::new(),
         }
     }
@@ -193,12 +194,15 @@ impl Planner {
         dist
     }
 
-    fn allow_change(&mut self, node: NodeId, now_ns: i64) -> bool {
-        let q = self.changes_per_node.entry(node).or_default();
+    /// The churn guardrail, per route as route-flap damping is: a repair may move every
+    /// route that crosses a fault (hundreds at one node of a big mesh), but no one route
+    /// more often than `max_changes_per_route_per_minute`.
+    fn allow_change(&mut self, node: NodeId, destination: NodeId, now_ns: i64) -> bool {
+        let q = self.changes_per_route.entry((node, destination)).or_default();
         while q.front().is_some_and(|&t| t < now_ns - 60_000_000_000) {
             q.pop_front();
         }
-        if q.len() as u32 >= self.config.max_route_changes_per_minute {
+        if q.len() as u32 >= self.config.max_changes_per_route_per_minute {
             return false;
         }
         q.push_back(now_ns);
@@ -247,7 +251,7 @@ impl Planner {
                 if self.effective_next(s, d) == Some(primary) {
                     continue;
                 }
-                if !self.allow_change(s, now_ns) {
+                if !self.allow_change(s, d, now_ns) {
                     held += 1;
                     continue;
                 }
@@ -269,8 +273,8 @@ impl Planner {
         }
         if held > 0 {
             plan.explanation.push(format!(
-                "{held} route change(s) held back: more than {} changes per node per minute",
-                self.config.max_route_changes_per_minute
+                "{held} route change(s) held back: more than {} changes of one route per minute",
+                self.config.max_changes_per_route_per_minute
             ));
         }
     }
@@ -351,7 +355,7 @@ mod tests {
 
     fn planner() -> Planner {
         let topo = Topology::generate(&TopologySpec { shape: Shape::Grid, nodes: 16, seed: 1, links: vec![] }).unwrap();
-        let config = PlannerConfig { max_route_changes_per_minute: 1000, ..crate::Config::default().planner };
+        let config = PlannerConfig { max_changes_per_route_per_minute: 1000, ..crate::Config::default().planner };
         Planner::new(topo, config)
     }
 
@@ -459,8 +463,11 @@ mod tests {
     #[test]
     fn the_rate_guardrail_holds_changes_back() {
         let mut p = planner();
-        p.config.max_route_changes_per_minute = 1;
-        let plan = p.plan_fault("i1", &Element::node("n5"), 0);
+        p.config.max_changes_per_route_per_minute = 1;
+        let first = p.plan_fault("i1", &Element::node("n5"), 0);
+        assert!(!first.changes.is_empty() && !first.explanation.iter().any(|e| e.contains("held back")));
+        // The same routes, moved again within the minute (n5's neighbour fails too).
+        let plan = p.plan_fault("i2", &Element::node("n6"), 1_000);
         assert!(plan.explanation.iter().any(|e| e.contains("held back")), "{:?}", plan.explanation);
     }
 }
