@@ -101,6 +101,7 @@ mod tests {
             mttr_ms: None,
             model_version: String::new(),
             explanation: String::new(),
+            reopened_at: vec![],
         }
     }
 

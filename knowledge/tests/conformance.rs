@@ -46,6 +46,7 @@ fn incident(id: &str, kind: RootCauseKind, element: Element, feature: &str, valu
         mttr_ms: repaired.then_some(12),
         model_version: "test".into(),
         explanation: "why".into(),
+        reopened_at: vec![],
     }
 }
 

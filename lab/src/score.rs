@@ -75,22 +75,27 @@ pub fn score_run(
         let injected = fault.at.as_millis() as i64;
         let until = fault.end().map_or(run_end_ms, |e| e.as_millis() as i64).min(run_end_ms);
         let window_end = until + 5_000;
+        // An incident matches at its detection, or at a reopening when the fault came
+        // back on an element whose incident had resolved.
+        let detected_within = |i: &Incident| {
+            std::iter::once(i.detected_at)
+                .chain(i.reopened_at.iter().copied())
+                .map(|t| ms(t, start_ns))
+                .find(|&t| t >= injected - 1_000 && t <= window_end)
+        };
         let candidate = incidents
             .iter()
             .enumerate()
-            .filter(|(_, i)| {
-                let t = ms(i.detected_at, start_ns);
-                t >= injected - 1_000 && t <= window_end && related(i, element)
-            })
-            .min_by_key(|(_, i)| {
+            .filter_map(|(k, i)| Some((k, i, detected_within(i)?)))
+            .filter(|(_, i, _)| related(i, element))
+            .min_by_key(|(_, i, t)| {
                 let right = i.root_cause.as_ref().is_some_and(|rc| blames(rc.kind, &rc.element, fault.kind, element));
-                (!right, i.detected_at)
+                (!right, *t)
             });
         let outcome = match candidate {
-            Some((k, inc)) => {
+            Some((k, inc, detected)) => {
                 matched[k] = true;
                 let rc = inc.root_cause.as_ref();
-                let detected = ms(inc.detected_at, start_ns);
                 FaultOutcome {
                     id,
                     kind: fault.kind.as_str().into(),

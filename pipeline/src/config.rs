@@ -86,6 +86,14 @@ pub struct RcaConfig {
     pub confirm_windows: u32,
     /// Windows an element must stay healthy before its incident resolves.
     pub clear_windows: u32,
+    /// Probes each end of a link must have sent over those windows to prove it healthy.
+    pub clear_min_probes: f64,
+    /// The most probe loss (share) either end may see over them for the link to count healthy.
+    pub clear_max_probe_loss: f64,
+    /// A fault that comes back on an element within this long of its incident
+    /// resolving reopens that incident.
+    #[serde(with = "humantime_serde")]
+    pub reopen_within: Duration,
     /// "builtin", a calibration JSON file, or "" for raw evidence scores.
     pub calibration: String,
 }
@@ -104,8 +112,11 @@ pub struct PlannerConfig {
     /// A rerouted element must be healthy this long before routes return to it.
     #[serde(with = "humantime_serde")]
     pub hold_down: Duration,
-    /// At most this many route changes per node per minute.
-    pub max_route_changes_per_minute: u32,
+    /// The hold-down doubles each time the same fault returns, up to this.
+    #[serde(with = "humantime_serde")]
+    pub max_hold_down: Duration,
+    /// At most this many changes of one (node, destination) route per minute.
+    pub max_changes_per_route_per_minute: u32,
     /// Windows after a plan is applied over which it is verified; 0: never verified.
     pub verify_windows: u32,
     /// Packets per window the incident's links must have lost before acting for the
@@ -194,6 +205,15 @@ impl Config {
         }
         if let Err(e) = crate::calibration::Calibration::configured(&self.rca.calibration) {
             p.push(e);
+        }
+        if !(0.0..=1.0).contains(&self.rca.clear_max_probe_loss) {
+            p.push(format!("rca.clear_max_probe_loss {} is not in 0..1", self.rca.clear_max_probe_loss));
+        }
+        if !self.rca.clear_min_probes.is_finite() || self.rca.clear_min_probes < 0.0 {
+            p.push(format!("rca.clear_min_probes {} must be zero or more", self.rca.clear_min_probes));
+        }
+        if self.planner.max_hold_down < self.planner.hold_down {
+            p.push("planner.max_hold_down is shorter than planner.hold_down".into());
         }
         if self.rca.confirm_windows == 0 {
             p.push("rca.confirm_windows must be at least 1".into());

@@ -7,7 +7,8 @@ use crate::config::Config;
 use crate::detect::{detect, note_reporters, Signal};
 use crate::features::{FeatureEngine, FeatureError, WindowFeatures};
 use crate::graph_input::FeaturizedWindow;
-use crate::incidents::{IncidentBook, Transition};
+use crate::health::{ClearRule, HealthLedger};
+use crate::incidents::{ClearPolicy, IncidentBook, Transition};
 use crate::model_slot::ModelSlot;
 use crate::planner::{Plan, Planner};
 use crate::rca::Localizer;
@@ -75,6 +76,8 @@ pub struct HealingLoop {
     /// Recent traffic loss per link, and the plans being verified against it.
     loss: LossHistory,
     checks: BTreeMap<String, RepairCheck>,
+    /// Probe and counter evidence of the open incidents' elements (clearing on evidence).
+    health: HealthLedger,
 }
 
 /// One window's root-cause hypotheses, as localisation produced them.
@@ -113,7 +116,12 @@ impl HealingLoop {
             detector: RobustDetector::new(config.detector.clone()),
             model,
             localizer: Localizer::new(),
-            book: IncidentBook::new(config.rca.confirm_windows, clear_windows(&config), &model_version, id_prefix),
+            book: IncidentBook::new(config.rca.confirm_windows, clear_policy(&config), &model_version, id_prefix),
+            health: HealthLedger::new(ClearRule {
+                windows: clear_windows(&config) as usize,
+                min_probes: config.rca.clear_min_probes,
+                max_probe_loss: config.rca.clear_max_probe_loss,
+            }),
             planner: Planner::new(topo.clone(), config.planner.clone()),
             config,
             topo,
@@ -283,15 +291,18 @@ impl HealingLoop {
             self.loss.push(f);
             self.verify(now, &mut out);
         }
-        let (known, stats) = (&self.recall, &self.stats);
+        self.health.watch_only(&self.book.open_elements(), &self.topo);
+        self.health.push(f);
+        let (known, stats, health, topo) = (&self.recall, &self.stats, &self.health, &self.topo);
         let mut recall = |i: &Incident| known.as_ref().and_then(|k| k.recall(i, stats));
-        for t in self.book.observe_with(diagnoses, f.start, now, &mut recall) {
+        let proven = |e: &Element| health.proven_healthy(e, topo);
+        for t in self.book.observe_with(diagnoses, f.start, now, &mut recall, &proven) {
             match t {
                 Transition::Diagnosed(id) => {
                     self.stats.incident_opened();
                     self.act_on_diagnosis(&id, now, &mut out);
                 }
-                Transition::Rediagnosed(id) => self.act_on_diagnosis(&id, now, &mut out),
+                Transition::Rediagnosed(id) | Transition::Reopened(id) => self.act_on_diagnosis(&id, now, &mut out),
                 Transition::Cleared(id) => self.clear(&id, now, &mut out),
             }
         }
@@ -465,21 +476,26 @@ impl HealingLoop {
             row.reason = (!r.reason.is_empty()).then(|| r.reason.clone());
             row.acked_at = Some(r.applied_at);
         }
-        let Some(id) = self.book.on_result(r) else { return vec![] };
+        let Some((id, changed)) = self.book.on_result(r) else { return vec![] };
         let mut out = Vec::new();
         if let Some(reason) = self.book.refused_command(&id) {
             let now = self.stream_now().unwrap_or(r.applied_at);
             self.roll_back(&id, &format!("{reason}: the plan, applied in part, is rolled back whole"), now, &mut out);
             return out;
         }
-        if self.book.applied(&id) {
+        if changed && self.book.applied(&id) {
             // Windows that start after this are the repair's to answer for.
             let now = self.stream_now().unwrap_or(r.applied_at);
             if let Some(check) = self.checks.get_mut(&id) {
                 check.applied(now);
             }
         }
-        out.extend(self.book.get(&id).cloned().map(Publication::Incident));
+        // The incident is published when its state moves (its whole plan applied), not
+        // once per result: a plan of thousands of routes would publish it thousands of
+        // times. The history snapshot holds every result.
+        if changed {
+            out.extend(self.book.get(&id).cloned().map(Publication::Incident));
+        }
         out
     }
 
@@ -578,8 +594,21 @@ fn model_flags(model: &GraphDetector, graph: &GraphWindow, topo: &Topology) -> H
 /// Windows an element must stay healthy before its incident clears: the configured
 /// count, and never less than the planner's hold-down.
 fn clear_windows(config: &Config) -> u32 {
-    let hold = (config.planner.hold_down.as_nanos() / config.window.size.as_nanos().max(1)) as u32;
-    config.rca.clear_windows.max(hold).max(1)
+    config.rca.clear_windows.max(windows_in(config, config.planner.hold_down)).max(1)
+}
+
+fn windows_in(config: &Config, d: std::time::Duration) -> u32 {
+    (d.as_nanos() / config.window.size.as_nanos().max(1)).min(u128::from(u32::MAX)) as u32
+}
+
+/// When incidents clear and reopen: the hold-down doubles per recurrence up to
+/// `planner.max_hold_down`.
+fn clear_policy(config: &Config) -> ClearPolicy {
+    ClearPolicy {
+        windows: clear_windows(config),
+        max_windows: windows_in(config, config.planner.max_hold_down).max(clear_windows(config)),
+        reopen_within_ns: config.rca.reopen_within.as_nanos().min(i64::MAX as u128) as i64,
+    }
 }
 
 /// Whether a hypothesis rests on one node's observations alone. A node's own overload is

@@ -12,8 +12,10 @@ pub(crate) enum Transition {
     Diagnosed(String),
     /// Confirmed, not acted upon, and its diagnosis changed: decide again.
     Rediagnosed(String),
-    /// Its element has been healthy long enough: time to withdraw routes and resolve.
+    /// Its element has been shown healthy long enough: time to withdraw routes and resolve.
     Cleared(String),
+    /// Its fault came back after it resolved: the same incident is open again; plan.
+    Reopened(String),
 }
 
 #[derive(Debug)]
@@ -25,6 +27,13 @@ struct Tracked {
     acted: bool,
     /// Its repair was rolled back: not acted on again while it lasts.
     rolled_back: bool,
+    /// Times its fault came back (reopened, or relapsed after a long quiet spell):
+    /// each doubles the windows it must stay healthy before it clears.
+    recurrences: u32,
+    /// Windows in a row with its symptoms back since it resolved (to reopen it).
+    reopen_streak: u32,
+    /// The explanation already says why it is quiet but not cleared.
+    noted_unproven: bool,
 }
 
 /// Every incident this job knows, keyed by id, plus candidates not yet confirmed.
@@ -32,8 +41,14 @@ struct Tracked {
 pub(crate) struct IncidentBook {
     confirm_windows: u32,
     clear_windows: u32,
+    /// The most windows any incident has to stay healthy (the hold-down's cap).
+    max_clear_windows: u32,
+    /// A fault back within this long of its incident resolving reopens it.
+    reopen_within_ns: i64,
     model_version: String,
     tracked: BTreeMap<String, Tracked>,
+    /// Which incident each command belongs to (results find theirs at once).
+    by_command: std::collections::HashMap<String, String>,
     next_id: u64,
     id_prefix: String,
 }
@@ -51,6 +66,17 @@ fn refused(inc: &Incident) -> Option<String> {
         )),
         _ => None,
     })
+}
+
+/// When incidents clear and reopen.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClearPolicy {
+    /// Windows an element must be healthy before its incident clears, the first time.
+    pub windows: u32,
+    /// The cap on that as it doubles with each recurrence.
+    pub max_windows: u32,
+    /// A fault back within this long of its incident resolving reopens it.
+    pub reopen_within_ns: i64,
 }
 
 pub(crate) const DAY_NS: i64 = 86_400_000_000_000;
@@ -73,12 +99,15 @@ impl IncidentBook {
         self.model_version = version.to_string();
     }
 
-    pub(crate) fn new(confirm_windows: u32, clear_windows: u32, model_version: &str, id_prefix: &str) -> Self {
+    pub(crate) fn new(confirm_windows: u32, clear: ClearPolicy, model_version: &str, id_prefix: &str) -> Self {
         IncidentBook {
             confirm_windows,
-            clear_windows,
+            clear_windows: clear.windows.max(1),
+            max_clear_windows: clear.max_windows.max(clear.windows).max(1),
+            reopen_within_ns: clear.reopen_within_ns,
             model_version: model_version.into(),
             tracked: BTreeMap::new(),
+            by_command: std::collections::HashMap::new(),
             next_id: 0,
             id_prefix: id_prefix.into(),
         }
@@ -93,20 +122,43 @@ impl IncidentBook {
             .map(|(id, _)| id.clone())
     }
 
+    /// The newest incident about `element` that resolved within the reopening horizon.
+    fn resolved_lately(&self, element: &Element, now_ns: i64) -> Option<String> {
+        self.tracked
+            .iter()
+            .filter(|(_, t)| {
+                t.incident.state.is_final()
+                    && t.incident.root_cause.as_ref().is_some_and(|rc| &rc.element == element)
+                    && t.incident.resolved_at.is_some_and(|r| now_ns - r <= self.reopen_within_ns)
+            })
+            .max_by_key(|(_, t)| t.incident.resolved_at)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Windows this incident must be healthy before it clears: the first clearing's,
+    /// doubled for each time its fault came back, up to the cap.
+    fn required_windows(&self, t: &Tracked) -> u32 {
+        let doubled = u64::from(self.clear_windows) << t.recurrences.min(16);
+        doubled.min(u64::from(self.max_clear_windows)) as u32
+    }
+
     /// Feeds one window's diagnoses. `now_ns` is stream time at the decision.
     #[cfg(test)]
     pub(crate) fn observe(&mut self, diagnoses: Vec<Diagnosis>, window_start: i64, now_ns: i64) -> Vec<Transition> {
-        self.observe_with(diagnoses, window_start, now_ns, &mut |_| None)
+        self.observe_with(diagnoses, window_start, now_ns, &mut |_| None, &|_| Ok(()))
     }
 
     /// [`observe`](Self::observe), with `recall` asked about each candidate that is not
-    /// yet confirmed: a reason from it (a known incident) confirms the candidate now.
+    /// yet confirmed: a reason from it (a known incident) confirms the candidate now;
+    /// and `proven` asked whether a quiet incident's element is shown healthy (`Err`:
+    /// why not): an incident clears only on that evidence, never on quiet alone.
     pub(crate) fn observe_with(
         &mut self,
         diagnoses: Vec<Diagnosis>,
         window_start: i64,
         now_ns: i64,
         recall: &mut dyn FnMut(&Incident) -> Option<String>,
+        proven: &dyn Fn(&Element) -> Result<(), String>,
     ) -> Vec<Transition> {
         let mut out = Vec::new();
         let mut touched = Vec::new();
@@ -114,10 +166,28 @@ impl IncidentBook {
             self.absorb_link_candidates(&d);
             let id = match self.open_for(&d.cause.element) {
                 Some(id) => id,
-                None => self.open(&d, window_start, now_ns),
+                None => match self.resolved_lately(&d.cause.element, now_ns) {
+                    Some(id) => {
+                        out.extend(self.maybe_reopen(&id, d, now_ns));
+                        touched.push(id);
+                        continue;
+                    }
+                    None => self.open(&d, window_start, now_ns),
+                },
             };
+            let required = self.tracked.get(&id).map_or(0, |t| self.required_windows(t));
             let t = self.tracked.get_mut(&id).expect("just found or inserted");
             t.streak += 1;
+            // Symptoms back after the incident had nearly cleared: the element flaps;
+            // damp it as a recurrence.
+            if t.confirmed && t.healthy_windows >= required.div_ceil(2) {
+                t.recurrences += 1;
+                let quiet = t.healthy_windows;
+                push_line(
+                    &mut t.incident.explanation,
+                    &format!("symptoms back after {quiet} quiet windows: the element flaps; hold-down doubled"),
+                );
+            }
             t.healthy_windows = 0;
             // Keep a bounded, recent symptom list.
             t.incident.symptoms.extend(d.symptoms);
@@ -153,8 +223,14 @@ impl IncidentBook {
             touched.push(id);
         }
         let mut drop = Vec::new();
+        let required: BTreeMap<String, u32> =
+            self.tracked.iter().map(|(id, t)| (id.clone(), self.required_windows(t))).collect();
         for (id, t) in &mut self.tracked {
-            if touched.contains(id) || t.incident.state.is_final() {
+            if touched.contains(id) {
+                continue;
+            }
+            if t.incident.state.is_final() {
+                t.reopen_streak = 0;
                 continue;
             }
             if !t.confirmed {
@@ -162,8 +238,17 @@ impl IncidentBook {
                 continue;
             }
             t.healthy_windows += 1;
-            if t.healthy_windows == self.clear_windows {
-                out.push(Transition::Cleared(id.clone()));
+            if t.healthy_windows < required[id] {
+                continue;
+            }
+            let element = t.incident.root_cause.as_ref().map(|rc| rc.element.clone());
+            match element.map_or(Ok(()), |e| proven(&e)) {
+                Ok(()) => out.push(Transition::Cleared(id.clone())),
+                Err(why) if !t.noted_unproven => {
+                    t.noted_unproven = true;
+                    push_line(&mut t.incident.explanation, &format!("quiet, but not cleared: {why}"));
+                }
+                Err(_) => {}
             }
         }
         for id in drop {
@@ -187,6 +272,43 @@ impl IncidentBook {
         });
     }
 
+    /// The fault of a resolved incident is back: once confirmed as a new one would be,
+    /// the same incident opens again, with its hold-down doubled.
+    fn maybe_reopen(&mut self, id: &str, d: Diagnosis, now_ns: i64) -> Option<Transition> {
+        let confirm = self.confirm_windows;
+        let t = self.tracked.get_mut(id)?;
+        t.reopen_streak += 1;
+        if !d.hard && t.reopen_streak < confirm {
+            return None;
+        }
+        let resolved = t.incident.resolved_at.take().unwrap_or(now_ns);
+        t.recurrences += 1;
+        t.reopen_streak = 0;
+        t.streak = 1;
+        t.healthy_windows = 0;
+        t.acted = false;
+        t.noted_unproven = false;
+        let inc = &mut t.incident;
+        inc.state = IncidentState::Diagnosed;
+        inc.outcome = Outcome::Open;
+        inc.root_cause = Some(d.cause);
+        inc.symptoms.extend(d.symptoms);
+        let excess = inc.symptoms.len().saturating_sub(64);
+        inc.symptoms.drain(..excess);
+        inc.reopened_at.push(now_ns);
+        let line = format!(
+            "reopened: the fault came back {:.1} s after the incident resolved (recurrence {}); its hold-down doubles",
+            (now_ns - resolved) as f64 / 1e9,
+            t.recurrences
+        );
+        push_line(&mut inc.explanation, &line);
+        if t.rolled_back {
+            inc.outcome = Outcome::Failed;
+            push_line(&mut inc.explanation, "its repair was rolled back before (it did not help): not repeating it");
+        }
+        Some(Transition::Reopened(id.to_string()))
+    }
+
     /// Starts tracking a new candidate incident for `d`; returns its id.
     fn open(&mut self, d: &Diagnosis, window_start: i64, now_ns: i64) -> String {
         self.next_id += 1;
@@ -208,9 +330,19 @@ impl IncidentBook {
             mttr_ms: None,
             model_version: self.model_version.clone(),
             explanation: String::new(),
+            reopened_at: vec![],
         };
-        let tracked =
-            Tracked { incident, streak: 0, confirmed: false, healthy_windows: 0, acted: false, rolled_back: false };
+        let tracked = Tracked {
+            incident,
+            streak: 0,
+            confirmed: false,
+            healthy_windows: 0,
+            acted: false,
+            rolled_back: false,
+            recurrences: 0,
+            reopen_streak: 0,
+            noted_unproven: false,
+        };
         self.tracked.insert(id.clone(), tracked);
         id
     }
@@ -221,6 +353,7 @@ impl IncidentBook {
 
     /// Records the plan's commands; the incident is mitigating until they are acked.
     pub(crate) fn record_actions(&mut self, id: &str, actions: Vec<ActionRecord>, explanation: &str) {
+        self.index(id, &actions);
         let Some(t) = self.tracked.get_mut(id) else { return };
         t.acted = t.acted || !actions.is_empty();
         if !actions.is_empty() {
@@ -237,11 +370,19 @@ impl IncidentBook {
         push_line(&mut t.incident.explanation, why);
     }
 
-    /// Applies an actuator's result; returns the incident it belonged to if it changed.
-    pub(crate) fn on_result(&mut self, r: &CommandResult) -> Option<String> {
-        let (id, t) =
-            self.tracked.iter_mut().find(|(_, t)| t.incident.actions.iter().any(|a| a.command_id == r.command_id))?;
-        let a = t.incident.actions.iter_mut().find(|a| a.command_id == r.command_id).expect("found above");
+    /// Remembers which incident `actions` belong to.
+    fn index(&mut self, id: &str, actions: &[ActionRecord]) {
+        for a in actions {
+            self.by_command.insert(a.command_id.clone(), id.to_string());
+        }
+    }
+
+    /// Applies an actuator's result; returns the incident it belonged to, and whether
+    /// the incident's state changed (all of its plan applied).
+    pub(crate) fn on_result(&mut self, r: &CommandResult) -> Option<(String, bool)> {
+        let id = self.by_command.get(&r.command_id)?.clone();
+        let t = self.tracked.get_mut(&id)?;
+        let a = t.incident.actions.iter_mut().rev().find(|a| a.command_id == r.command_id)?;
         a.status = Some(r.status);
         a.reason = (!r.reason.is_empty()).then(|| r.reason.clone());
         a.acked_at = Some(r.applied_at);
@@ -254,8 +395,9 @@ impl IncidentBook {
             inc.mttr_ms = Some(ms(last - inc.opened_at));
             inc.state = IncidentState::Verifying;
             inc.outcome = Outcome::Mitigated;
+            return Some((id, true));
         }
-        Some(id.clone())
+        Some((id, false))
     }
 
     /// Why the incident's plan must be rolled back now: a command of it was refused,
@@ -274,6 +416,7 @@ impl IncidentBook {
     /// (`withdrawals`). The incident stays open while its symptoms last, is not acted on
     /// again, and ends failed.
     pub(crate) fn roll_back(&mut self, id: &str, withdrawals: Vec<ActionRecord>, why: &str) {
+        self.index(id, &withdrawals);
         let Some(t) = self.tracked.get_mut(id) else { return };
         t.rolled_back = true;
         t.acted = false;
@@ -297,6 +440,7 @@ impl IncidentBook {
 
     /// The element healed and routes were handed back.
     pub(crate) fn resolve(&mut self, id: &str, now_ns: i64, withdrawals: Vec<ActionRecord>, explanation: &str) {
+        self.index(id, &withdrawals);
         let Some(t) = self.tracked.get_mut(id) else { return };
         let inc = &mut t.incident;
         inc.resolved_at = Some(now_ns);
@@ -335,7 +479,18 @@ impl IncidentBook {
             let d = day(t.incident.opened_at);
             d >= day(day_start_ns) || open_days.contains(&d) || !t.confirmed && !t.incident.state.is_final()
         });
+        let tracked = &self.tracked;
+        self.by_command.retain(|_, id| tracked.contains_key(id));
         before - self.tracked.len()
+    }
+
+    /// The elements of the confirmed incidents still open.
+    pub(crate) fn open_elements(&self) -> Vec<Element> {
+        self.tracked
+            .values()
+            .filter(|t| t.confirmed && !t.incident.state.is_final())
+            .filter_map(|t| t.incident.root_cause.as_ref().map(|rc| rc.element.clone()))
+            .collect()
     }
 
     /// Every confirmed incident, oldest first.
@@ -349,6 +504,10 @@ mod tests {
     use super::*;
     use crate::rca::Diagnosis;
     use x0_schema::{RootCause, RootCauseKind};
+
+    fn policy(windows: u32) -> ClearPolicy {
+        ClearPolicy { windows, max_windows: 8 * windows, reopen_within_ns: 1_000 }
+    }
 
     fn down(link: (&str, &str)) -> Diagnosis {
         Diagnosis {
@@ -367,7 +526,7 @@ mod tests {
 
     #[test]
     fn hard_evidence_opens_at_once_and_clears_after_healthy_windows() {
-        let mut book = IncidentBook::new(2, 3, "m", "t");
+        let mut book = IncidentBook::new(2, policy(3), "m", "t");
         let t = book.observe(vec![down(("a", "b"))], 0, 10);
         assert!(matches!(&t[..], [Transition::Diagnosed(_)]));
         for w in 1..3 {
@@ -417,7 +576,7 @@ mod tests {
 
     #[test]
     fn a_refused_command_holds_the_incident_for_rollback_and_it_ends_failed_not_reopened() {
-        let mut book = IncidentBook::new(1, 2, "m", "t");
+        let mut book = IncidentBook::new(1, policy(2), "m", "t");
         let [Transition::Diagnosed(id)] = &book.observe(vec![loss(("a", "b"))], 0, 1)[..] else { panic!() };
         let id = id.clone();
         book.record_actions(&id, vec![action("c1"), action("c2")], "plan");
@@ -443,7 +602,7 @@ mod tests {
 
     #[test]
     fn a_recalled_incident_is_confirmed_on_its_first_window() {
-        let mut book = IncidentBook::new(2, 3, "m", "t");
+        let mut book = IncidentBook::new(2, policy(3), "m", "t");
         // Without recall a soft symptom waits for its second window.
         assert!(book.observe(vec![loss(("a", "b"))], 0, 1).is_empty());
         assert!(matches!(&book.observe(vec![loss(("a", "b"))], 1, 2)[..], [Transition::Diagnosed(_)]));
@@ -453,7 +612,7 @@ mod tests {
             asked += 1;
             (i.root_cause.as_ref()?.element == Element::link("c", "d")).then(|| "known incident".to_string())
         };
-        let t = book.observe_with(vec![loss(("c", "d")), loss(("e", "f"))], 2, 3, &mut recall);
+        let t = book.observe_with(vec![loss(("c", "d")), loss(("e", "f"))], 2, 3, &mut recall, &|_| Ok(()));
         assert_eq!(asked, 2, "both unconfirmed candidates are asked about");
         let [Transition::Diagnosed(id)] = &t[..] else { panic!("{t:?}") };
         let incident = book.get(id).expect("confirmed");
@@ -462,8 +621,50 @@ mod tests {
     }
 
     #[test]
+    fn quiet_is_not_healthy_an_unproven_element_stays_open() {
+        let mut book = IncidentBook::new(1, policy(2), "m", "t");
+        let [Transition::Diagnosed(id)] = &book.observe(vec![loss(("a", "b"))], 0, 1)[..] else { panic!() };
+        let unproven = |_: &Element| Err("a still loses 9.0% of its probes to b".to_string());
+        for w in 1..10 {
+            assert!(book.observe_with(vec![], w, w, &mut |_| None, &unproven).is_empty(), "window {w}");
+        }
+        let incident = book.get(id).unwrap();
+        assert!(!incident.state.is_final());
+        assert_eq!(incident.explanation.matches("quiet, but not cleared: a still loses 9.0%").count(), 1);
+        let t = book.observe_with(vec![], 10, 10, &mut |_| None, &|_| Ok(()));
+        assert!(matches!(&t[..], [Transition::Cleared(c)] if c == id), "{t:?}");
+    }
+
+    #[test]
+    fn a_returning_fault_reopens_its_incident_and_doubles_its_hold_down() {
+        let mut book =
+            IncidentBook::new(1, ClearPolicy { windows: 2, max_windows: 6, reopen_within_ns: 100 }, "m", "t");
+        let [Transition::Diagnosed(id)] = &book.observe(vec![loss(("a", "b"))], 0, 1)[..] else { panic!() };
+        let id = id.clone();
+        book.observe(vec![], 1, 2);
+        let [Transition::Cleared(_)] = &book.observe(vec![], 2, 3)[..] else { panic!() };
+        book.resolve(&id, 3, vec![], "cleared");
+        // Back 5 ns later: the same incident, not a new one.
+        let t = book.observe(vec![loss(("a", "b"))], 4, 8);
+        assert!(matches!(&t[..], [Transition::Reopened(r)] if *r == id), "{t:?}");
+        let incident = book.get(&id).unwrap();
+        assert_eq!((incident.state, incident.reopened_at.clone()), (IncidentState::Diagnosed, vec![8]));
+        assert!(incident.explanation.contains("reopened: the fault came back"), "{}", incident.explanation);
+        assert_eq!(book.incidents().len(), 1);
+        // Its hold-down doubled: 4 healthy windows now, not 2.
+        for w in 5..8 {
+            assert!(book.observe(vec![], w, w + 5).is_empty(), "window {w}");
+        }
+        let [Transition::Cleared(_)] = &book.observe(vec![], 8, 13)[..] else { panic!() };
+        book.resolve(&id, 13, vec![], "cleared");
+        // Long after the reopening horizon: a new incident.
+        let t = book.observe(vec![loss(("a", "b"))], 9, 1_000);
+        assert!(matches!(&t[..], [Transition::Diagnosed(n)] if *n != id), "{t:?}");
+    }
+
+    #[test]
     fn settled_past_days_leave_memory_open_days_stay() {
-        let mut book = IncidentBook::new(1, 1, "m", "t");
+        let mut book = IncidentBook::new(1, policy(1), "m", "t");
         book.observe(vec![down(("a", "b"))], 0, 1);
         book.observe(vec![down(("c", "d"))], 0, 1);
         let ids: Vec<String> = book.incidents().iter().map(|i| i.incident_id.clone()).collect();

@@ -17,7 +17,9 @@
 //! 5. **Execute**: commands are signed and sent to `x0.commands`; results from
 //!    `x0.command-results` move incidents along their lifecycle. Once applied, a
 //!    repair is verified against the traffic its links lose, and rolled back when it
-//!    did not help or an actuator refused part of it (`verify`).
+//!    did not help or an actuator refused part of it (`verify`). An incident clears
+//!    only when its element is shown healthy by both ends' probes (`health`), never on
+//!    quiet alone; a fault that returns reopens it and doubles its hold-down.
 //! 6. **Knowledge**: incidents and commands are snapshotted to Parquet (SQL with
 //!    `x0_sql`) and published on `x0.incidents`.
 
@@ -29,6 +31,7 @@ mod disjoint;
 mod features;
 mod graph_input;
 mod healing_loop;
+mod health;
 mod history;
 mod incidents;
 mod job;

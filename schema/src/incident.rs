@@ -191,6 +191,10 @@ pub struct Incident {
     pub model_version: String,
     /// Why this cause, why this plan, which alternatives.
     pub explanation: String,
+    /// When the fault came back after the incident had resolved, each time it reopened
+    /// this incident instead of opening a new one (ns since the epoch).
+    #[serde(default)]
+    pub reopened_at: Vec<i64>,
 }
 
 impl Incident {

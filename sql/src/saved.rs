@@ -68,6 +68,7 @@ mod tests {
             mttr_ms: Some(900),
             model_version: "test".into(),
             explanation: String::new(),
+            reopened_at: vec![],
         }
     }
 
