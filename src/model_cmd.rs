@@ -3,8 +3,8 @@
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Duration;
-use x0_harness::eval_rca;
 use x0_harness::retrain::run_training;
+use x0_harness::{eval_rca, stress};
 use x0_pipeline::Config;
 
 /// `train`'s flags.
@@ -85,10 +85,42 @@ pub(crate) enum EvalAction {
         #[arg(long)]
         fit_calibration: Option<PathBuf>,
     },
+    /// Whether healing ever makes things worse: a generated family of meshes (50–300
+    /// nodes, every shape) and faults (one/two-way loss, delay, flaps, silent agents,
+    /// liars, overlapping faults) through the closed loop, judged on incidents per fault,
+    /// route flaps, route changes no real fault asked for, and restoration.
+    Stress {
+        /// Runs in the family; run i is case i mod 10.
+        #[arg(long, default_value_t = 60)]
+        runs: usize,
+        /// The family's seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Only the runs whose name contains this (e.g. `liar-1-link`, `stress-007`).
+        #[arg(long)]
+        only: Option<String>,
+        /// Write the generated scenarios here as TOML files (and run them).
+        #[arg(long)]
+        write_scenarios: Option<PathBuf>,
+        /// Write each run's incidents here, as `<run>.json`.
+        #[arg(long)]
+        incidents_dir: Option<PathBuf>,
+        /// Write the report (JSON) here.
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
+    },
 }
 
 pub(crate) async fn eval(action: EvalAction, mut config: Config) -> Result<()> {
-    let EvalAction::Rca { scenarios, seeds, summary_json, fit_calibration } = action;
+    let (scenarios, seeds, summary_json, fit_calibration) = match action {
+        EvalAction::Rca { scenarios, seeds, summary_json, fit_calibration } => {
+            (scenarios, seeds, summary_json, fit_calibration)
+        }
+        EvalAction::Stress { runs, seed, only, write_scenarios, incidents_dir, summary_json } => {
+            let outputs = StressOutputs { write_scenarios, incidents_dir, summary_json };
+            return eval_stress(&config, runs, seed, only, outputs).await;
+        }
+    };
     if fit_calibration.is_some() {
         config.rca.calibration = String::new();
     }
@@ -101,6 +133,37 @@ pub(crate) async fn eval(action: EvalAction, mut config: Config) -> Result<()> {
         std::fs::write(&path, serde_json::to_string_pretty(&fitted)? + "\n")?;
         eprintln!("calibration fitted on {on} written to {}", path.display());
     }
+    if let Some(path) = summary_json {
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+        eprintln!("summary written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Where `eval stress` writes, besides its table.
+struct StressOutputs {
+    write_scenarios: Option<PathBuf>,
+    incidents_dir: Option<PathBuf>,
+    summary_json: Option<PathBuf>,
+}
+
+async fn eval_stress(config: &Config, runs: usize, seed: u64, only: Option<String>, out: StressOutputs) -> Result<()> {
+    let StressOutputs { write_scenarios, incidents_dir, summary_json } = out;
+    let mut family = stress::generate::family(seed, runs)?;
+    family.retain(|s| only.as_deref().is_none_or(|o| s.name.contains(o)));
+    if let Some(dir) = &write_scenarios {
+        std::fs::create_dir_all(dir)?;
+        for s in &family {
+            std::fs::write(dir.join(format!("{}.toml", s.name)), s.to_toml()?)?;
+        }
+    }
+    let started = std::time::Instant::now();
+    let report = stress::eval_stress(config, seed, family, incidents_dir.as_deref(), |v| {
+        let ok = if stress::holds_the_bar(v) { "ok" } else { "BROKE THE BAR" };
+        eprintln!("{:>6.0} s  {}: {ok}", started.elapsed().as_secs_f64(), v.run);
+    })
+    .await?;
+    print!("{}", stress::table(&report));
     if let Some(path) = summary_json {
         std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
         eprintln!("summary written to {}", path.display());

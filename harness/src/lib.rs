@@ -5,7 +5,8 @@
 //!   actuators, the real stream job; scored against the simulator's ground truth.
 //! - [`lab_run`]: `lab run`: a scenario on real kernels (namespaces, agents, netlink),
 //!   faults injected per trial, recovery measured from probe packets.
-//! - [`eval_rca`]: root-cause quality on held-out scenarios.
+//! - [`eval_rca`]: root-cause quality on held-out scenarios; [`stress`]: whether
+//!   healing ever makes things worse, on a generated family of meshes and faults.
 //! - [`datasets`]: labelled training windows from scenarios; [`history_labels`] and
 //!   [`retrain`]: training from the incident history and operators' verdicts, and the
 //!   comparison that decides whether a new model is promoted.
@@ -23,3 +24,4 @@ pub mod kb_view;
 pub mod lab_run;
 pub mod report;
 pub mod retrain;
+pub mod stress;

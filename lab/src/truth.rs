@@ -56,29 +56,44 @@ impl GroundTruth {
     /// `quiet_ms` of clean traffic followed before `until_ms`. `None` when the fault
     /// never touched traffic or traffic never recovered while it lasted.
     pub fn restored_at_ms(&self, element: &Element, from_ms: i64, until_ms: i64, quiet_ms: i64) -> Option<i64> {
-        let dt = self.interval_ms.max(1);
-        let in_span = |t: &&u64| {
-            let ms = **t as i64 * dt;
-            ms >= from_ms && ms < until_ms
-        };
-        let at_element = self.impaired.get(&Cause::At(element.clone()))?;
-        let last_at = at_element.iter().filter(in_span).max()?;
-        let last_routing = self.impaired.get(&Cause::Routing).and_then(|v| v.iter().filter(in_span).max());
-        let last = *last_at.max(last_routing.unwrap_or(&0));
-        let restored = (last as i64 + 1) * dt;
+        let (last_at, last_routing) = self.last_impaired_ms(element, from_ms, until_ms);
+        let last = last_at?.max(last_routing.unwrap_or(0));
+        let restored = last + self.interval_ms.max(1);
         (restored + quiet_ms <= until_ms).then_some(restored)
+    }
+
+    /// The start of the last tick in `[from_ms, until_ms)` in which a packet was lost
+    /// or impaired at `element`, and the last in which routing lost one (no route, a
+    /// loop) anywhere: why traffic was or was not restored.
+    pub fn last_impaired_ms(&self, element: &Element, from_ms: i64, until_ms: i64) -> (Option<i64>, Option<i64>) {
+        let dt = self.interval_ms.max(1);
+        let last = |cause: &Cause| {
+            let ticks = self.impaired.get(cause)?;
+            ticks.iter().map(|&t| t as i64 * dt).filter(|&ms| ms >= from_ms && ms < until_ms).max()
+        };
+        (last(&Cause::At(element.clone())), last(&Cause::Routing))
     }
 
     /// Route changes that put a (node, destination) back on the next hop it left less
     /// than `window_ms` earlier (A → B → A): the route flapped.
     pub fn route_flaps(&self, window_ms: i64) -> usize {
+        self.flap_times(window_ms).len()
+    }
+
+    /// When each flap of [`route_flaps`](Self::route_flaps) happened, ms since the start.
+    pub fn flap_times(&self, window_ms: i64) -> Vec<i64> {
+        self.flaps(window_ms).into_iter().map(|(_, back)| back.at_ms).collect()
+    }
+
+    /// Each flap as the change away and the change back.
+    pub fn flaps(&self, window_ms: i64) -> Vec<(&ObservedRouteChange, &ObservedRouteChange)> {
         let mut last: HashMap<(&str, &str), &ObservedRouteChange> = HashMap::new();
-        let mut flaps = 0;
+        let mut flaps = Vec::new();
         for c in &self.route_changes {
             let key = (c.node.as_str(), c.destination.as_str());
             if let Some(prev) = last.insert(key, c) {
                 if c.at_ms - prev.at_ms < window_ms && c.next_hop == prev.from {
-                    flaps += 1;
+                    flaps.push((prev, c));
                 }
             }
         }

@@ -255,6 +255,11 @@ impl Scenario {
         Ok(s)
     }
 
+    /// The scenario as a scenario file's TOML (what [`from_toml_str`](Self::from_toml_str) reads back).
+    pub fn to_toml(&self) -> Result<String, ScenarioError> {
+        toml::to_string(self).map_err(|e| ScenarioError::Parse(e.to_string()))
+    }
+
     /// Reads, parses and checks a scenario file.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ScenarioError> {
         let text = std::fs::read_to_string(path)

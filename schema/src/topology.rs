@@ -196,16 +196,28 @@ impl Topology {
 
     /// Whether the mesh stays connected without `element`.
     pub fn connected_without(&self, element: &Element) -> bool {
-        let (skip_node, skip_link) = match element {
-            Element::Node { id } => (self.id(id), None),
-            Element::Link { a, b } => (None, self.id(a).zip(self.id(b)).map(|(a, b)| (a.min(b), a.max(b)))),
-        };
-        let Some(start) = (0..self.len()).find(|&i| Some(i) != skip_node) else { return true };
+        self.connected_without_all(std::slice::from_ref(element))
+    }
+
+    /// Whether the mesh's remaining nodes stay connected without all of `elements`
+    /// (nodes, with their links, and links).
+    pub fn connected_without_all(&self, elements: &[Element]) -> bool {
+        let mut skip_nodes = HashSet::new();
+        let mut skip_links = HashSet::new();
+        for e in elements {
+            match e {
+                Element::Node { id } => skip_nodes.extend(self.id(id)),
+                Element::Link { a, b } => {
+                    skip_links.extend(self.id(a).zip(self.id(b)).map(|(a, b)| (a.min(b), a.max(b))))
+                }
+            }
+        }
+        let Some(start) = (0..self.len()).find(|i| !skip_nodes.contains(i)) else { return true };
         let usable = |u: NodeId, v: NodeId| {
-            Some(u) != skip_node && Some(v) != skip_node && Some((u.min(v), u.max(v))) != skip_link
+            !skip_nodes.contains(&u) && !skip_nodes.contains(&v) && !skip_links.contains(&(u.min(v), u.max(v)))
         };
         let reached = self.distances_to(start, &usable).iter().filter(|&&d| d != usize::MAX).count();
-        reached == self.len() - usize::from(skip_node.is_some())
+        reached == self.len() - skip_nodes.len()
     }
 
     /// The scenario's probe flows as (source, destination) pairs; deterministic.
