@@ -221,3 +221,18 @@ async fn a_repair_that_did_not_help_is_recalled_when_the_fault_recurs_much_later
     );
     assert_eq!(second.outcome, Outcome::NoAction);
 }
+
+/// Regression (kernel lab, one-way loss, trial 5 of 10): a reopened incident's repair
+/// was judged against the mean loss since the incident first opened, quiet windows
+/// before the reopening included, so a repair that cut the loss by three quarters
+/// looked like -48% and was rolled back; every later trial then went unrepaired.
+#[tokio::test]
+async fn a_reopened_incidents_repair_is_judged_on_its_own_episode() {
+    let run = run_scenario("examples/scenarios/grid16-repeat-loss.toml", Actuators::Honest, None).await;
+    let (on_link, summary) = on_link(&run);
+    assert_eq!(on_link.len(), 1, "{summary:#?}");
+    let incident = on_link[0];
+    assert_eq!(incident.reopened_at.len(), 1, "{}", incident.explanation);
+    assert_eq!(incident.explanation.matches("verify: the repair helped").count(), 2, "{}", incident.explanation);
+    assert!(!incident.explanation.contains("did not help"), "{}", incident.explanation);
+}

@@ -16,6 +16,11 @@ use std::path::Path;
 /// The calibration shipped in the binary.
 pub const BUILTIN_CALIBRATION: &str = include_str!("../../models/default/rca-calibration.json");
 
+/// Training hypotheses a step needs before it may lift a score: a step fitted on fewer
+/// can lower a score, never raise it (three lucky one-sided claims said 0.8 for every
+/// link-loss score up to 0.7).
+pub(crate) const MIN_STEP_SAMPLES: usize = 10;
+
 /// One step of a kind's map: scores up to `upto` map to `p`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Step {
@@ -49,13 +54,20 @@ impl Calibration {
     }
 
     /// The calibrated confidence of a `kind` hypothesis scored `raw`; kinds never seen
-    /// in training keep their score. Above the highest score seen in training there is
+    /// in training keep their score, and a step fitted on fewer than
+    /// ten hypotheses may lower it, never lift it. Above the highest score seen in training there is
     /// no evidence about how often it is right: stronger evidence keeps at least its own
     /// score (a witnessed crash must not inherit the odds of an unwitnessed one).
     pub fn apply(&self, kind: &str, raw: f64) -> f64 {
         let Some(steps) = self.kinds.get(kind).filter(|s| !s.is_empty()) else { return raw };
-        match steps.iter().find(|s| raw <= s.upto) {
-            Some(step) => step.p,
+        match steps.iter().position(|s| raw <= s.upto) {
+            // Too few samples to lift: at most the score itself, but never below the
+            // well-sampled step beneath (a higher score is at least as often right).
+            Some(i) if steps[i].n < MIN_STEP_SAMPLES => {
+                let below = if i > 0 { steps[i - 1].p } else { 0.0 };
+                steps[i].p.min(raw.max(below))
+            }
+            Some(i) => steps[i].p,
             None => steps[steps.len() - 1].p.max(raw),
         }
     }
@@ -137,6 +149,22 @@ mod tests {
         v.push((0.85, true));
         let c = Calibration::fit(&pts(&v), "test");
         assert!(c.apply("link-loss", 0.85) >= c.apply("link-loss", 0.65));
+    }
+
+    #[test]
+    fn a_step_fitted_on_few_samples_never_lifts_a_score() {
+        // Three one-sided claims at 0.5, all right: 0.8 after smoothing, on 3 samples.
+        let mut v = vec![(0.5, true), (0.5, true), (0.5, true)];
+        v.extend((0..12).map(|_| (0.9, true)));
+        let c = Calibration::fit(&pts(&v), "test");
+        assert_eq!(c.kinds["link-loss"][0].n, 3);
+        assert_eq!(c.apply("link-loss", 0.5), 0.5, "not lifted to 0.8 on three samples");
+        assert!(c.apply("link-loss", 0.9) > 0.9, "twelve samples may lift");
+        // The shipped calibration: no one-sided link-loss claim (0.5-0.7) is lifted.
+        let builtin = Calibration::configured("builtin").unwrap().unwrap();
+        for raw in [0.5, 0.55, 0.6, 0.7] {
+            assert!(builtin.apply("link-loss", raw) <= raw, "{raw}");
+        }
     }
 
     #[test]

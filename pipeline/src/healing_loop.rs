@@ -355,7 +355,10 @@ impl HealingLoop {
                 if self.config.planner.verify_windows > 0 {
                     let incident = self.book.get(id).expect("recorded above");
                     let links = lossy_links(incident);
-                    let before = self.loss.mean_lost(&links, incident.opened_at);
+                    // Since this episode began: a reopened incident's quiet spell before
+                    // it reopened is no "before" for this repair.
+                    let since = self.book.episode_start(id).unwrap_or(incident.opened_at);
+                    let before = self.loss.mean_lost(&links, since);
                     self.checks.insert(id.to_string(), RepairCheck::new(links, before));
                 }
             }

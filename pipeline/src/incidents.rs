@@ -30,10 +30,11 @@ struct Tracked {
     /// Times its fault came back (reopened, or relapsed after a long quiet spell):
     /// each doubles the windows it must stay healthy before it clears.
     recurrences: u32,
-    /// Windows in a row with its symptoms back since it resolved (to reopen it).
-    reopen_streak: u32,
     /// The explanation already says why it is quiet but not cleared.
     noted_unproven: bool,
+    /// Where its current episode began: the first anomalous window, or the window
+    /// that reopened it (what a repair's "before" is measured from).
+    episode_start: i64,
 }
 
 /// Every incident this job knows, keyed by id, plus candidates not yet confirmed.
@@ -168,7 +169,7 @@ impl IncidentBook {
                 Some(id) => id,
                 None => match self.resolved_lately(&d.cause.element, now_ns) {
                     Some(id) => {
-                        out.extend(self.maybe_reopen(&id, d, now_ns));
+                        out.extend(self.maybe_reopen(&id, d, window_start, now_ns));
                         touched.push(id);
                         continue;
                     }
@@ -230,7 +231,6 @@ impl IncidentBook {
                 continue;
             }
             if t.incident.state.is_final() {
-                t.reopen_streak = 0;
                 continue;
             }
             if !t.confirmed {
@@ -272,18 +272,14 @@ impl IncidentBook {
         });
     }
 
-    /// The fault of a resolved incident is back: once confirmed as a new one would be,
-    /// the same incident opens again, with its hold-down doubled.
-    fn maybe_reopen(&mut self, id: &str, d: Diagnosis, now_ns: i64) -> Option<Transition> {
-        let confirm = self.confirm_windows;
+    /// The fault of a resolved incident is back: the same incident opens again, with
+    /// its hold-down doubled. At once, as a recalled incident is: the element's fault
+    /// was proven a moment ago, and its symptoms are back.
+    fn maybe_reopen(&mut self, id: &str, d: Diagnosis, window_start: i64, now_ns: i64) -> Option<Transition> {
         let t = self.tracked.get_mut(id)?;
-        t.reopen_streak += 1;
-        if !d.hard && t.reopen_streak < confirm {
-            return None;
-        }
+        t.episode_start = window_start;
         let resolved = t.incident.resolved_at.take().unwrap_or(now_ns);
         t.recurrences += 1;
-        t.reopen_streak = 0;
         t.streak = 1;
         t.healthy_windows = 0;
         t.acted = false;
@@ -340,8 +336,8 @@ impl IncidentBook {
             acted: false,
             rolled_back: false,
             recurrences: 0,
-            reopen_streak: 0,
             noted_unproven: false,
+            episode_start: window_start,
         };
         self.tracked.insert(id.clone(), tracked);
         id
@@ -424,6 +420,11 @@ impl IncidentBook {
         t.incident.outcome = Outcome::Failed;
         t.incident.actions.extend(withdrawals);
         push_line(&mut t.incident.explanation, why);
+    }
+
+    /// Where the incident's current episode began (its onset, or its last reopening).
+    pub(crate) fn episode_start(&self, id: &str) -> Option<i64> {
+        self.tracked.get(id).map(|t| t.episode_start)
     }
 
     /// Whether the incident's repair was rolled back.

@@ -29,7 +29,24 @@ struct Teardown {
 }
 
 impl Teardown {
+    /// A crashed node's agent dies with it: stopped (SIGSTOP) while the node is down,
+    /// continued when it comes back. Without this the node's own agent kept reporting
+    /// carrier lost on every link, which is not what a crash looks like.
+    fn freeze_agent(&mut self, node: &str, frozen: bool) -> Result<()> {
+        let Some(i) = self.lab.networks.iter().position(|n| n.node == node) else { return Ok(()) };
+        let Some(agent) = self.agents.get(i) else { return Ok(()) };
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(agent.id()).unwrap_or(i32::MAX));
+        let signal = if frozen { nix::sys::signal::Signal::SIGSTOP } else { nix::sys::signal::Signal::SIGCONT };
+        nix::sys::signal::kill(pid, signal).with_context(|| format!("{signal} to the agent of {node}"))?;
+        Ok(())
+    }
+
     fn stop_agents(&mut self) {
+        // A frozen agent (a crashed node's) must run to hear SIGTERM.
+        for a in &self.agents {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(a.id()).unwrap_or(i32::MAX));
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+        }
         for a in &mut self.agents {
             let pid = nix::unistd::Pid::from_raw(i32::try_from(a.id()).unwrap_or(i32::MAX));
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
@@ -186,6 +203,9 @@ impl Lab {
     /// Injects or reverts one fault.
     pub(super) fn apply_fault(&mut self, element: &Element, injection: Injection) -> Result<()> {
         faults::apply(&self.teardown.lab, &self.topo, &mut self.injectors, element, injection)?;
+        if let (FaultKind::NodeCrash, Element::Node { id }) = (injection.kind, element) {
+            self.teardown.freeze_agent(id, injection.on)?;
+        }
         Ok(())
     }
 
@@ -241,9 +261,14 @@ fn start_routing(opts: &LabOptions, topo: &Topology, teardown: &mut Teardown) ->
     let signer = x0_schema::generate_signing_key();
     start_agents(opts, &kafka, &signer, teardown)?;
     let (stop, stopped) = watch::channel(false);
+    // Trials are independent experiments on the same element, a minute apart: the job
+    // must not take trial n's fault for trial n-1's coming back (it would reopen the
+    // incident and double its hold-down every trial, past the lab's 90 s wait for the
+    // baseline). Recurrence is measured by `eval stress` and the bundled scenarios.
+    let mut config = opts.config.clone();
+    config.rca.reopen_within = Duration::ZERO;
     let job = (opts.routing == Routing::X0).then(|| {
-        let stream_job =
-            StreamJob::new(opts.config.clone(), topo.clone(), signer).data_dir(opts.run_dir.join("history"));
+        let stream_job = StreamJob::new(config, topo.clone(), signer).data_dir(opts.run_dir.join("history"));
         tokio::spawn(async move { stream_job.run(&kafka, stopped).await })
     });
     Ok(RoutingRun::Ours { broker, job, stop })

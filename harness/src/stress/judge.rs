@@ -162,14 +162,24 @@ pub fn judge(scenario: &Scenario, case: &str, topo: &Topology, run: &ClosedRun) 
     let spans: Vec<(i64, i64)> = scenario.faults.iter().filter(|f| real(f.kind)).map(span).collect();
     let flaps = run.truth.flaps(FLAP_WINDOW_MS);
     let to_ms = |ns: i64| (ns - crate::datasets::START_NS) / 1_000_000;
-    // When each incident first planned, with when it was detected.
-    let first_plans: Vec<(i64, i64)> = run
-        .incidents
-        .iter()
-        .filter_map(|i| i.actions.first().map(|a| (to_ms(i.detected_at), to_ms(a.issued_at))))
-        .collect();
+    // A flap is forced by a later fault when the route went back at the first plan of
+    // an incident detected after it had moved, about another element than the
+    // incidents whose commands moved it (the same element again is the flap damping
+    // exists to stop, however many incidents it took).
+    let actions_at = |i: &Incident, t: i64| i.actions.iter().any(|a| (to_ms(a.issued_at) - t).abs() <= 500);
     let forced = |away: i64, back: i64| {
-        first_plans.iter().any(|&(detected, planned)| detected > away && planned <= back && back <= planned + 1_000)
+        run.incidents.iter().any(|later| {
+            let Some(first) = later.actions.first() else { return false };
+            let planned = to_ms(first.issued_at);
+            let element = later.root_cause.as_ref().map(|rc| &rc.element);
+            to_ms(later.detected_at) > away
+                && planned <= back
+                && back <= planned + 1_000
+                && !run
+                    .incidents
+                    .iter()
+                    .any(|i| i.root_cause.as_ref().map(|rc| &rc.element) == element && actions_at(i, away))
+        })
     };
     let during = |t: i64| spans.iter().any(|&(a, b)| t >= a && t < b);
     let hop = |h: &Option<String>| h.clone().unwrap_or_else(|| "none".into());
