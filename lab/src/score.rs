@@ -77,12 +77,8 @@ pub fn score_run(
         let window_end = until + 5_000;
         // An incident matches at its detection, or at a reopening when the fault came
         // back on an element whose incident had resolved.
-        let detected_within = |i: &Incident| {
-            std::iter::once(i.detected_at)
-                .chain(i.reopened_at.iter().copied())
-                .map(|t| ms(t, start_ns))
-                .find(|&t| t >= injected - 1_000 && t <= window_end)
-        };
+        let detected_within =
+            |i: &Incident| i.detections().map(|t| ms(t, start_ns)).find(|&t| t >= injected - 1_000 && t <= window_end);
         let candidate = incidents
             .iter()
             .enumerate()

@@ -13,7 +13,7 @@
 //! memory follows the incidents, not the mesh.
 
 use crate::features::WindowFeatures;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use x0_schema::{Element, Topology};
 
 /// One link end's measurements in one window.
@@ -70,21 +70,24 @@ impl HealthLedger {
         if self.ends.is_empty() {
             return;
         }
-        let mut seen: HashMap<(&str, &str), EndWindow> = HashMap::new();
-        for l in &f.links {
-            if !self.ends.contains_key(&(l.node.clone(), l.peer.clone())) {
-                continue;
-            }
-            seen.insert(
-                (l.node.as_str(), l.peer.as_str()),
-                EndWindow {
-                    probes_sent: l.probes_sent,
-                    probes_lost: l.probe_loss.unwrap_or(0.0) * l.probes_sent,
-                    tx_packets: l.tx_packets,
-                    lost_packets: l.lost_packets.unwrap_or(0.0),
-                },
-            );
-        }
+        // This window's rows of the watched ends, found without copying a name per row
+        // (every link end of the mesh passes here).
+        let seen: HashMap<(&str, &str), EndWindow> = {
+            let watched: HashSet<(&str, &str)> = self.ends.keys().map(|(n, p)| (n.as_str(), p.as_str())).collect();
+            f.links
+                .iter()
+                .filter(|l| watched.contains(&(l.node.as_str(), l.peer.as_str())))
+                .map(|l| {
+                    let end = EndWindow {
+                        probes_sent: l.probes_sent,
+                        probes_lost: l.probe_loss.unwrap_or(0.0) * l.probes_sent,
+                        tx_packets: l.tx_packets,
+                        lost_packets: l.lost_packets.unwrap_or(0.0),
+                    };
+                    ((l.node.as_str(), l.peer.as_str()), end)
+                })
+                .collect()
+        };
         let windows = self.rule.windows.max(1);
         for ((node, peer), history) in &mut self.ends {
             history.push_back(seen.get(&(node.as_str(), peer.as_str())).copied().unwrap_or_default());

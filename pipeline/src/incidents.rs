@@ -41,11 +41,7 @@ struct Tracked {
 #[derive(Debug)]
 pub(crate) struct IncidentBook {
     confirm_windows: u32,
-    clear_windows: u32,
-    /// The most windows any incident has to stay healthy (the hold-down's cap).
-    max_clear_windows: u32,
-    /// A fault back within this long of its incident resolving reopens it.
-    reopen_within_ns: i64,
+    clear: ClearPolicy,
     model_version: String,
     tracked: BTreeMap<String, Tracked>,
     /// Which incident each command belongs to (results find theirs at once).
@@ -80,6 +76,22 @@ pub(crate) struct ClearPolicy {
     pub reopen_within_ns: i64,
 }
 
+impl ClearPolicy {
+    /// Windows an incident must be healthy before it clears after `recurrences` returns
+    /// of its fault: the first clearing's, doubled each time, up to the cap.
+    fn required_windows(&self, recurrences: u32) -> u32 {
+        let doubled = u64::from(self.windows) << recurrences.min(16);
+        doubled.min(u64::from(self.max_windows)) as u32
+    }
+}
+
+/// Adds a window's symptoms to an incident, keeping a bounded, recent list.
+fn keep_recent_symptoms(incident: &mut Incident, symptoms: Vec<x0_schema::Symptom>) {
+    incident.symptoms.extend(symptoms);
+    let excess = incident.symptoms.len().saturating_sub(64);
+    incident.symptoms.drain(..excess);
+}
+
 pub(crate) const DAY_NS: i64 = 86_400_000_000_000;
 
 /// Appends a line to an incident's explanation.
@@ -103,9 +115,11 @@ impl IncidentBook {
     pub(crate) fn new(confirm_windows: u32, clear: ClearPolicy, model_version: &str, id_prefix: &str) -> Self {
         IncidentBook {
             confirm_windows,
-            clear_windows: clear.windows.max(1),
-            max_clear_windows: clear.max_windows.max(clear.windows).max(1),
-            reopen_within_ns: clear.reopen_within_ns,
+            clear: ClearPolicy {
+                windows: clear.windows.max(1),
+                max_windows: clear.max_windows.max(clear.windows).max(1),
+                ..clear
+            },
             model_version: model_version.into(),
             tracked: BTreeMap::new(),
             by_command: std::collections::HashMap::new(),
@@ -130,17 +144,10 @@ impl IncidentBook {
             .filter(|(_, t)| {
                 t.incident.state.is_final()
                     && t.incident.root_cause.as_ref().is_some_and(|rc| &rc.element == element)
-                    && t.incident.resolved_at.is_some_and(|r| now_ns - r <= self.reopen_within_ns)
+                    && t.incident.resolved_at.is_some_and(|r| now_ns - r <= self.clear.reopen_within_ns)
             })
             .max_by_key(|(_, t)| t.incident.resolved_at)
             .map(|(id, _)| id.clone())
-    }
-
-    /// Windows this incident must be healthy before it clears: the first clearing's,
-    /// doubled for each time its fault came back, up to the cap.
-    fn required_windows(&self, t: &Tracked) -> u32 {
-        let doubled = u64::from(self.clear_windows) << t.recurrences.min(16);
-        doubled.min(u64::from(self.max_clear_windows)) as u32
     }
 
     /// Feeds one window's diagnoses. `now_ns` is stream time at the decision.
@@ -169,15 +176,16 @@ impl IncidentBook {
                 Some(id) => id,
                 None => match self.resolved_lately(&d.cause.element, now_ns) {
                     Some(id) => {
-                        out.extend(self.maybe_reopen(&id, d, window_start, now_ns));
+                        out.extend(self.reopen(&id, d, window_start, now_ns));
                         touched.push(id);
                         continue;
                     }
                     None => self.open(&d, window_start, now_ns),
                 },
             };
-            let required = self.tracked.get(&id).map_or(0, |t| self.required_windows(t));
+            let clear = self.clear;
             let t = self.tracked.get_mut(&id).expect("just found or inserted");
+            let required = clear.required_windows(t.recurrences);
             t.streak += 1;
             // Symptoms back after the incident had nearly cleared: the element flaps;
             // damp it as a recurrence.
@@ -190,10 +198,7 @@ impl IncidentBook {
                 );
             }
             t.healthy_windows = 0;
-            // Keep a bounded, recent symptom list.
-            t.incident.symptoms.extend(d.symptoms);
-            let excess = t.incident.symptoms.len().saturating_sub(64);
-            t.incident.symptoms.drain(..excess);
+            keep_recent_symptoms(&mut t.incident, d.symptoms);
             // The latest evidence speaks until we act: a stale, stronger diagnosis from
             // an earlier window must not confirm (or justify acting on) a weaker one.
             if !t.acted {
@@ -224,13 +229,9 @@ impl IncidentBook {
             touched.push(id);
         }
         let mut drop = Vec::new();
-        let required: BTreeMap<String, u32> =
-            self.tracked.iter().map(|(id, t)| (id.clone(), self.required_windows(t))).collect();
+        let clear = self.clear;
         for (id, t) in &mut self.tracked {
-            if touched.contains(id) {
-                continue;
-            }
-            if t.incident.state.is_final() {
+            if touched.contains(id) || t.incident.state.is_final() {
                 continue;
             }
             if !t.confirmed {
@@ -238,7 +239,7 @@ impl IncidentBook {
                 continue;
             }
             t.healthy_windows += 1;
-            if t.healthy_windows < required[id] {
+            if t.healthy_windows < clear.required_windows(t.recurrences) {
                 continue;
             }
             let element = t.incident.root_cause.as_ref().map(|rc| rc.element.clone());
@@ -275,7 +276,7 @@ impl IncidentBook {
     /// The fault of a resolved incident is back: the same incident opens again, with
     /// its hold-down doubled. At once, as a recalled incident is: the element's fault
     /// was proven a moment ago, and its symptoms are back.
-    fn maybe_reopen(&mut self, id: &str, d: Diagnosis, window_start: i64, now_ns: i64) -> Option<Transition> {
+    fn reopen(&mut self, id: &str, d: Diagnosis, window_start: i64, now_ns: i64) -> Option<Transition> {
         let t = self.tracked.get_mut(id)?;
         t.episode_start = window_start;
         let resolved = t.incident.resolved_at.take().unwrap_or(now_ns);
@@ -288,9 +289,7 @@ impl IncidentBook {
         inc.state = IncidentState::Diagnosed;
         inc.outcome = Outcome::Open;
         inc.root_cause = Some(d.cause);
-        inc.symptoms.extend(d.symptoms);
-        let excess = inc.symptoms.len().saturating_sub(64);
-        inc.symptoms.drain(..excess);
+        keep_recent_symptoms(inc, d.symptoms);
         inc.reopened_at.push(now_ns);
         let line = format!(
             "reopened: the fault came back {:.1} s after the incident resolved (recurrence {}); its hold-down doubles",

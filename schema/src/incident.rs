@@ -198,6 +198,12 @@ pub struct Incident {
 }
 
 impl Incident {
+    /// When it was detected, then when it reopened, if it did: each moment a fault
+    /// announced itself through this incident (ns since the epoch).
+    pub fn detections(&self) -> impl Iterator<Item = i64> + '_ {
+        std::iter::once(self.detected_at).chain(self.reopened_at.iter().copied())
+    }
+
     /// The record as JSON (what `x0.incidents` carries).
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("incidents always serialise")

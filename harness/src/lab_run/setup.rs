@@ -3,6 +3,7 @@
 
 use super::{LabOptions, Routing};
 use anyhow::{bail, Context, Result};
+use nix::sys::signal::Signal;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +18,11 @@ use x0_lab::kernel::plan::{backup_coverage, baseline_routes, node_address};
 use x0_lab::kernel::routes::RouteWatch;
 use x0_pipeline::{JobError, JobReport, StreamJob};
 use x0_schema::{Element, FaultKind, NodeId, SigningKey, Topology};
+
+/// Sends `signal` to a child process.
+fn send(child: &Child, signal: Signal) -> nix::Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX)), signal)
+}
 
 /// The lean agent binary's file name (the `agent` package).
 const LEAN_AGENT: &str = "x0-agent";
@@ -35,21 +41,16 @@ impl Teardown {
     fn freeze_agent(&mut self, node: &str, frozen: bool) -> Result<()> {
         let Some(i) = self.lab.networks.iter().position(|n| n.node == node) else { return Ok(()) };
         let Some(agent) = self.agents.get(i) else { return Ok(()) };
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(agent.id()).unwrap_or(i32::MAX));
-        let signal = if frozen { nix::sys::signal::Signal::SIGSTOP } else { nix::sys::signal::Signal::SIGCONT };
-        nix::sys::signal::kill(pid, signal).with_context(|| format!("{signal} to the agent of {node}"))?;
+        let signal = if frozen { Signal::SIGSTOP } else { Signal::SIGCONT };
+        send(agent, signal).with_context(|| format!("{signal} to the agent of {node}"))?;
         Ok(())
     }
 
     fn stop_agents(&mut self) {
-        // A frozen agent (a crashed node's) must run to hear SIGTERM.
         for a in &self.agents {
-            let pid = nix::unistd::Pid::from_raw(i32::try_from(a.id()).unwrap_or(i32::MAX));
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
-        }
-        for a in &mut self.agents {
-            let pid = nix::unistd::Pid::from_raw(i32::try_from(a.id()).unwrap_or(i32::MAX));
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            // A frozen agent (a crashed node's) must run to hear SIGTERM.
+            let _ = send(a, Signal::SIGCONT);
+            let _ = send(a, Signal::SIGTERM);
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         for mut a in self.agents.drain(..) {

@@ -6,7 +6,7 @@ use super::{LabOptions, TrialOutcome};
 use anyhow::{bail, Result};
 use std::time::{Duration, Instant};
 use x0_lab::kernel::faults::Injection;
-use x0_lab::kernel::flows::{impact, FlowLog};
+use x0_lab::kernel::flows::impact;
 use x0_lab::kernel::routes::{count_changes, count_flaps, off_baseline, Forwarding};
 use x0_schema::{Element, FaultKind};
 
@@ -132,16 +132,16 @@ fn measure(
         .map(|(i, (start, end))| {
             // A crashed node's own flows cannot be restored by any reroute: judge a
             // node fault on the flows that only cross it (transit), as the simulator does.
-            let transit: Vec<FlowLog> = match &lab.elements[i] {
-                Element::Node { id } => logs
-                    .iter()
-                    .zip(&lab.pairs)
-                    .filter(|(_, &(s, d))| lab.topo.name(s) != id && lab.topo.name(d) != id)
-                    .map(|(log, _)| log.clone())
-                    .collect(),
-                Element::Link { .. } => logs.clone(),
+            let endpoint = match &lab.elements[i] {
+                Element::Node { id } => lab.topo.id(id),
+                Element::Link { .. } => None,
             };
-            let imp = impact(&transit, ns(*start), ns(trial_end), lab.interval, Duration::from_secs(1));
+            let transit = logs
+                .iter()
+                .zip(&lab.pairs)
+                .filter(|(_, &(s, d))| endpoint.is_none_or(|n| s != n && d != n))
+                .map(|(log, _)| log);
+            let imp = impact(transit, ns(*start), ns(trial_end), lab.interval, Duration::from_secs(1));
             TrialOutcome {
                 restored_ms: imp.restored_after.map(|d| d.as_secs_f64() * 1e3),
                 lost_packets: imp.lost,

@@ -20,6 +20,8 @@ const SLACK_MS: i64 = 5_000;
 pub struct FaultVerdict {
     /// The fault's kind (`link-loss`, …); one-way loss is `link-loss/one-way`.
     pub kind: String,
+    /// Whether it breaks something (a liar or a silent agent breaks nothing).
+    pub real: bool,
     /// Its element.
     pub target: String,
     /// Incidents about it (a reopened incident counts once).
@@ -101,14 +103,7 @@ pub fn judge(scenario: &Scenario, case: &str, topo: &Topology, run: &ClosedRun) 
     let real_elements: Vec<Element> =
         scenario.faults.iter().zip(&run.elements).filter(|(f, _)| real(f.kind)).map(|(_, e)| e.clone()).collect();
     let cut = !topo.connected_without_all(&real_elements);
-    // An incident is about a fault from its detection, or from a reopening (the same
-    // incident, counted once).
-    let detections_ms = |i: &Incident| {
-        std::iter::once(i.detected_at)
-            .chain(i.reopened_at.clone())
-            .map(|t| (t - crate::datasets::START_NS) / 1_000_000)
-            .collect::<Vec<_>>()
-    };
+    let to_ms = |ns: i64| (ns - crate::datasets::START_NS) / 1_000_000;
     let faults = scenario
         .faults
         .iter()
@@ -118,8 +113,9 @@ pub fn judge(scenario: &Scenario, case: &str, topo: &Topology, run: &ClosedRun) 
             let mine: Vec<&Incident> = run
                 .incidents
                 .iter()
+                // From its detection, or a reopening (the same incident, counted once).
                 .filter(|i| {
-                    about(i, e) && detections_ms(i).iter().any(|t| (at - SLACK_MS..=until + SLACK_MS).contains(t))
+                    about(i, e) && i.detections().any(|t| (at - SLACK_MS..=until + SLACK_MS).contains(&to_ms(t)))
                 })
                 .collect();
             let named = mine
@@ -132,6 +128,7 @@ pub fn judge(scenario: &Scenario, case: &str, topo: &Topology, run: &ClosedRun) 
             let one_way = f.kind == FaultKind::LinkLoss && f.direction != x0_schema::Direction::Both;
             FaultVerdict {
                 kind: format!("{}{}", f.kind.as_str(), if one_way { "/one-way" } else { "" }),
+                real: real(f.kind),
                 target: e.to_string(),
                 incidents: mine.len(),
                 named,
@@ -161,7 +158,6 @@ pub fn judge(scenario: &Scenario, case: &str, topo: &Topology, run: &ClosedRun) 
     }
     let spans: Vec<(i64, i64)> = scenario.faults.iter().filter(|f| real(f.kind)).map(span).collect();
     let flaps = run.truth.flaps(FLAP_WINDOW_MS);
-    let to_ms = |ns: i64| (ns - crate::datasets::START_NS) / 1_000_000;
     // A flap is forced by a later fault when the route went back at the first plan of
     // an incident detected after it had moved, about another element than the
     // incidents whose commands moved it (the same element again is the flap damping

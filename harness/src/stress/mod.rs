@@ -121,8 +121,7 @@ fn tally<'a>(runs: impl Iterator<Item = (&'a RunVerdict, Option<&'a str>)>) -> T
         t.false_incidents += r.false_incidents;
         for f in r.faults.iter().filter(|f| kind.is_none_or(|k| f.kind == k)) {
             t.faults += 1;
-            let real = !matches!(f.kind.as_str(), "byzantine-reporter" | "agent-down");
-            t.missed += usize::from(real && f.incidents == 0);
+            t.missed += usize::from(f.real && f.incidents == 0);
             t.extra_incidents += f.incidents.saturating_sub(1);
             if f.repairable {
                 t.repairable += 1;
@@ -218,9 +217,8 @@ pub fn table(r: &StressReport) -> String {
 /// move, and may land where it came from), no route moved without a real fault,
 /// every repairable fault restored.
 pub fn holds_the_bar(v: &RunVerdict) -> bool {
-    let real = |k: &str| !matches!(k, "byzantine-reporter" | "agent-down");
     v.flaps_during_faults == v.flaps_forced_by_later_fault
         && v.harmful_commands == 0
-        && v.faults.iter().all(|f| !real(&f.kind) || f.incidents == 1)
+        && v.faults.iter().all(|f| !f.real || f.incidents == 1)
         && v.faults.iter().all(|f| !f.repairable || f.restored_after_ms.is_some())
 }

@@ -184,7 +184,13 @@ pub struct Impact {
 
 /// Judges the window [from, until) (ns since the flows' epoch). Packets sent in the
 /// last `grace` before a snapshot may still be in flight and are not judged.
-pub fn impact(logs: &[FlowLog], from_ns: u64, until_ns: u64, interval: Duration, quiet: Duration) -> Impact {
+pub fn impact<'a>(
+    logs: impl IntoIterator<Item = &'a FlowLog>,
+    from_ns: u64,
+    until_ns: u64,
+    interval: Duration,
+    quiet: Duration,
+) -> Impact {
     let mut lost = 0;
     let mut sent = 0;
     let mut hit = 0;
