@@ -12,7 +12,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use x0_lab::{SimMesh, SimOptions};
-use x0_pipeline::{Config, FeatureEngine, HealingLoop, JobStats, BUILTIN_FEATURES_SQL};
+use x0_pipeline::{
+    inventory_digest, CheckpointMeta, CheckpointStore, Config, FeatureEngine, HealingLoop, JobStats,
+    BUILTIN_FEATURES_SQL, CHECKPOINT_FORMAT,
+};
 use x0_schema::{decode_telemetry, encode_arrow, encode_json_lines, ContentType, Scenario};
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -56,6 +59,7 @@ fn main() {
         let mut config = Config::default();
         // Replaying recorded telemetry: its clock is not the wall clock.
         config.window.max_event_age = std::time::Duration::from_secs(100 * 365 * 86_400);
+        let inventory = inventory_digest(&topo);
         let mut core =
             HealingLoop::new(config, topo, features, x0_schema::generate_signing_key(), stats.clone(), "bench");
         core.discard_features();
@@ -94,5 +98,28 @@ fn main() {
             let (p50, p95) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.95));
             println!("window close to decision: p50 {:.1} ms · p95 {:.1} ms", p50 as f64 / 1000.0, p95 as f64 / 1000.0);
         }
+        // What the job's checkpoint of this state costs (the state a window boundary
+        // leaves: open windows, baselines of every element and feature, incidents).
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = CheckpointStore::new(dir.path());
+        let meta = CheckpointMeta {
+            format: CHECKPOINT_FORMAT,
+            job_id: "bench".into(),
+            inventory,
+            offsets: Default::default(),
+            written_at_ns: 0,
+        };
+        let costs: Vec<_> = (0..5).map(|_| store.write(&meta, &core).expect("checkpoint")).collect();
+        let mut ms: Vec<f64> = costs.iter().map(|c| c.ms).collect();
+        ms.sort_by(f64::total_cmp);
+        let restore = Instant::now();
+        store.restore(&mut core, mesh.topology()).expect("restore");
+        println!(
+            "checkpoint: {:.1} MB · write (serialise + fsync + rename) median {:.0} ms, max {:.0} ms · restore {:.0} ms",
+            costs[0].bytes as f64 / 1e6,
+            ms[ms.len() / 2],
+            ms[ms.len() - 1],
+            restore.elapsed().as_secs_f64() * 1e3
+        );
     });
 }

@@ -102,14 +102,23 @@ pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
     }
     let signer = x0_schema::read_signing_key(std::path::Path::new(&config.keys.signing_key))?;
     let topology = Topology::generate(&Scenario::from_file(&args.topology)?.topology)?;
-    let job = StreamJob::new(config.clone(), topology, signer);
+    let mut job = StreamJob::new(config.clone(), topology, signer);
+    if config.checkpoint.enabled {
+        job = job.checkpoint(config.checkpoint_dir(&config.data_dir()), config.checkpoint.interval)?;
+    }
     let (tx, rx) = tokio::sync::watch::channel(false);
+    // SIGINT or SIGTERM (what a service manager sends) stop it cleanly: a last
+    // checkpoint hands its open incidents over to the next start.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let ctrl_c = tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
         let _ = tx.send(true);
     });
     eprintln!(
-        "stream job {} consuming {} from {}; Ctrl-C stops it",
+        "stream job {} consuming {} from {}; Ctrl-C or SIGTERM stops it",
         job.job_id(),
         config.kafka.topics.telemetry,
         config.kafka.brokers
@@ -156,6 +165,14 @@ pub(crate) struct SimulateArgs {
     /// Runs per scenario, each with another topology seed (and so fault placement).
     #[arg(long, default_value_t = 1)]
     seeds: u64,
+    /// Write what happened (commands handled and applied, route changes, flaps, routes
+    /// still overridden, probe packets) as JSON here when the scenario ends.
+    #[arg(long)]
+    stats_json: Option<PathBuf>,
+    /// Hand every command to its actuator twice (a broker redelivering): a duplicate
+    /// must be answered as the first, never applied again.
+    #[arg(long)]
+    deliver_commands_twice: bool,
 }
 
 pub(crate) async fn simulate(args: SimulateArgs, config: Config) -> Result<()> {
@@ -174,7 +191,11 @@ pub(crate) async fn simulate(args: SimulateArgs, config: Config) -> Result<()> {
     }
     let scenario = Scenario::from_file(&scenario)?;
     let vk = x0_schema::read_verifying_key(&verifying_key)?;
-    let options = x0_lab::SimOptions { start_ns: x0_schema::wall_clock_ns(), ..Default::default() };
+    let options = x0_lab::SimOptions {
+        start_ns: x0_schema::wall_clock_ns(),
+        deliver_commands_twice: args.deliver_commands_twice,
+        ..Default::default()
+    };
     let mesh = Arc::new(Mutex::new(x0_lab::SimMesh::new(&scenario, options)?));
     let stats =
         x0_lab::run_simulation(mesh.clone(), &config.kafka, vk, args.speed, args.encoding.into(), |_| {}).await?;
@@ -190,5 +211,24 @@ pub(crate) async fn simulate(args: SimulateArgs, config: Config) -> Result<()> {
         t.packets_delivered,
         t.route_changes.len()
     );
+    if let Some(path) = args.stats_json {
+        let json = serde_json::json!({
+            "ticks": stats.ticks,
+            "telemetry_messages": stats.telemetry_messages,
+            "send_failures": stats.send_failures,
+            "command_messages": stats.commands,
+            "answered_applied": stats.commands_applied,
+            "distinct_commands": stats.distinct_commands,
+            "applications": stats.applications,
+            "max_applications_per_command": stats.max_applications_per_command,
+            "route_changes": t.route_changes.len(),
+            "route_flaps": t.route_flaps(x0_lab::FLAP_WINDOW_MS),
+            "overrides_in_force": m.overrides_in_force(),
+            "packets_sent": t.packets_sent,
+            "packets_delivered": t.packets_delivered,
+        });
+        std::fs::write(&path, serde_json::to_vec_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }

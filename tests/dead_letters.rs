@@ -74,7 +74,7 @@ async fn bad_telemetry_is_dead_lettered_with_a_reason_and_the_job_keeps_running(
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let job = {
         let (kafka, root) = (kafka.clone(), dir.path().to_path_buf());
-        tokio::spawn(async move { run_job(core, &kafka, &root, "dlq-test", stop_rx).await })
+        tokio::spawn(async move { run_job(core, &kafka, &root, "dlq-test", None, stop_rx).await })
     };
 
     let t = now_ns();

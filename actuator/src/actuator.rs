@@ -1,23 +1,51 @@
-//! Command verification and the at-most-once application of commands.
+//! Command verification and the exactly-once application of commands.
 
+use crate::journal::{Answer, Journal};
 use crate::RouteTarget;
-use std::collections::HashMap;
+use std::path::Path;
 use x0_schema::{CommandError, CommandResult, HealingCommand, ResultStatus, VerifyingKey};
 
 /// One node's actuator.
 pub struct Actuator<T> {
     node: String,
     key: VerifyingKey,
-    /// Ids of commands already handled, with their expiry: a replay is rejected while
-    /// the command could still be valid; afterwards its TTL rejects it anyway.
-    seen: HashMap<String, i64>,
+    /// Commands already handled, with their answers, until they expire (a second
+    /// delivery gets the first answer; afterwards the command's TTL rejects it), and
+    /// the actions in force.
+    journal: Journal,
     target: T,
+    /// Commands handed to the target (a duplicate is not).
+    applications: u64,
 }
 
 impl<T: RouteTarget> Actuator<T> {
-    /// An actuator for `node` that accepts commands signed by `key` and applies them to `target`.
+    /// An actuator for `node` that accepts commands signed by `key` and applies them to
+    /// `target`, remembering what it handled in memory only (simulated meshes).
     pub fn new(node: impl Into<String>, key: VerifyingKey, target: T) -> Self {
-        Actuator { node: node.into(), key, seen: HashMap::new(), target }
+        Actuator { node: node.into(), key, journal: Journal::default(), target, applications: 0 }
+    }
+
+    /// The same, remembering in the journal file at `path` (a node agent's): the
+    /// actions in force when the last process stopped are applied to `target` again
+    /// (the job's repairs survive an agent restart) and the commands it answered get
+    /// the same answer if delivered again. An action that no longer applies (its
+    /// neighbour is gone) is dropped with a warning.
+    pub fn with_journal(
+        node: impl Into<String>,
+        key: VerifyingKey,
+        mut target: T,
+        path: &Path,
+    ) -> std::io::Result<Self> {
+        let mut journal = Journal::open(path)?;
+        let node = node.into();
+        for action in journal.in_force() {
+            if let Err(e) = target.apply(&action) {
+                tracing::warn!(%node, ?action, error = %e, "an action in force no longer applies; dropped");
+                journal.drop_in_force(&action);
+            }
+        }
+        journal.save()?;
+        Ok(Actuator { node, key, journal, target, applications: 0 })
     }
 
     /// The node it acts for.
@@ -28,6 +56,12 @@ impl<T: RouteTarget> Actuator<T> {
     /// Where its commands land.
     pub fn target(&self) -> &T {
         &self.target
+    }
+
+    /// Commands it handed to its target since it started (duplicates and refusals
+    /// are not).
+    pub fn applications(&self) -> u64 {
+        self.applications
     }
 
     /// The target, for maintenance the target does on its own (no command involved).
@@ -56,25 +90,32 @@ impl<T: RouteTarget> Actuator<T> {
         if let Err(reason) = self.check(&cmd, now_ns) {
             return answer(ResultStatus::Rejected, reason, cmd.id, self.target.routes());
         }
-        // Remember the id before applying: a command that failed is not retried under
-        // the same id either (the planner issues a new one).
-        self.seen.retain(|_, exp| *exp >= now_ns);
-        self.seen.insert(cmd.id.clone(), cmd.expires_at);
-        match self.target.apply(&cmd.action) {
-            Ok(()) => answer(ResultStatus::Applied, String::new(), cmd.id, self.target.routes()),
-            Err(e) => answer(ResultStatus::Failed, e.to_string(), cmd.id, self.target.routes()),
+        // A second delivery (the job replaying after a restart, the broker redelivering)
+        // gets the first answer: a duplicate is never a refusal. A command that failed
+        // is not retried under the same id either (the planner issues a new one).
+        if let Some(first) = self.journal.answer(&cmd.id) {
+            let mut r = answer(first.status, first.reason.clone(), cmd.id, self.target.routes());
+            r.applied_at = first.applied_at;
+            return r;
         }
+        self.applications += 1;
+        let (status, reason) = match self.target.apply(&cmd.action) {
+            Ok(()) => (ResultStatus::Applied, String::new()),
+            Err(e) => (ResultStatus::Failed, e.to_string()),
+        };
+        let first = Answer { expires_at: cmd.expires_at, status, reason: reason.clone(), applied_at: now_ns };
+        if let Err(e) = self.journal.record(&cmd.id, &cmd.action, first, now_ns) {
+            // The route is changed; only its memory across a restart is at risk.
+            tracing::error!(node = %self.node, error = %e, "actuator journal not written");
+        }
+        answer(status, reason, cmd.id, self.target.routes())
     }
 
     fn check(&self, cmd: &HealingCommand, now_ns: i64) -> Result<(), String> {
         if cmd.target != self.node {
             return Err(format!("command is for {}, this is {}", cmd.target, self.node));
         }
-        cmd.verify(&self.key, now_ns).map_err(|e: CommandError| e.to_string())?;
-        if self.seen.contains_key(&cmd.id) {
-            return Err(format!("command {} was already applied (replay)", cmd.id));
-        }
-        Ok(())
+        cmd.verify(&self.key, now_ns).map_err(|e: CommandError| e.to_string())
     }
 }
 
@@ -124,15 +165,32 @@ mod tests {
     }
 
     #[test]
-    fn applies_a_good_command_once_and_rejects_its_replay() {
+    fn applies_a_good_command_once_and_answers_its_second_delivery_the_same() {
         let key = generate_signing_key();
         let mut a = actuator(&key);
         let bytes = signed(&key, "c1", "n1", 1_000);
-        assert_eq!(a.handle(&bytes, 10).status, ResultStatus::Applied);
-        let replay = a.handle(&bytes, 20);
-        assert_eq!(replay.status, ResultStatus::Rejected);
-        assert!(replay.reason.contains("replay"), "{}", replay.reason);
+        let first = a.handle(&bytes, 10);
+        assert_eq!(first.status, ResultStatus::Applied);
+        assert_eq!(a.handle(&bytes, 20), first);
         assert_eq!(a.target().applied.len(), 1);
+        // Once expired, its TTL rejects it.
+        assert_eq!(a.handle(&bytes, 2_000).status, ResultStatus::Rejected);
+    }
+
+    #[test]
+    fn a_restarted_actuator_reapplies_what_was_in_force_and_remembers_its_answers() {
+        let key = generate_signing_key();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n1.journal.json");
+        let bytes = signed(&key, "c1", "n1", 1_000);
+        let first = {
+            let mut a = Actuator::with_journal("n1", key.verifying_key(), Table::default(), &path).unwrap();
+            a.handle(&bytes, 10)
+        };
+        let mut again = Actuator::with_journal("n1", key.verifying_key(), Table::default(), &path).unwrap();
+        assert_eq!(again.target().applied.len(), 1, "the route in force is applied to the fresh target");
+        assert_eq!(again.handle(&bytes, 20), first, "a redelivery gets the first answer");
+        assert_eq!(again.target().applied.len(), 1, "and is not applied again");
     }
 
     #[test]
@@ -172,7 +230,9 @@ mod tests {
         c.sign(&key);
         let r = a.handle(&c.to_json(), 10);
         assert_eq!((r.status, r.reason.contains("not a neighbour")), (ResultStatus::Failed, true));
-        assert_eq!(a.handle(&c.to_json(), 11).status, ResultStatus::Rejected);
+        let again = a.handle(&c.to_json(), 11);
+        assert_eq!((again.status, again.reason), (ResultStatus::Failed, r.reason));
+        assert_eq!(a.target().applied.len(), 0);
     }
 
     fn serde_json_strip_signature(json: &str) -> String {

@@ -44,7 +44,8 @@ fn failed(what: &str) -> impl Fn(std::io::Error) -> TargetError + '_ {
 
 impl KernelRouteTarget {
     /// Opens the route socket in the calling thread's namespace, removes stale routes
-    /// of ours and installs the baseline.
+    /// of ours and installs the baseline (replacing our routes in place: an agent's
+    /// actuator then puts back the overrides its journal holds).
     pub fn start(net: NodeNetwork) -> Result<Self, TargetError> {
         let socket = RouteSocket::open().map_err(failed("netlink socket"))?;
         let mut ifindex = BTreeMap::new();
@@ -59,8 +60,13 @@ impl KernelRouteTarget {
             .map(|(d, b)| (d.clone(), Hops { primary: b.primary.clone(), backup: b.backup.clone() }))
             .collect();
         let mut t = KernelRouteTarget { net, socket, ifindex, desired, drained: BTreeSet::new() };
+        // Routes of ours to destinations this node still routes are replaced in place
+        // below (a restarted agent must not leave a gap); only the others go.
+        let managed: BTreeSet<_> = t.net.destinations.values().copied().collect();
         for stale in t.socket.ours().map_err(failed("reading routes"))? {
-            t.socket.delete(stale.destination, stale.metric).map_err(failed("removing a stale route"))?;
+            if !managed.contains(&stale.destination) || ![PRIMARY_METRIC, BACKUP_METRIC].contains(&stale.metric) {
+                t.socket.delete(stale.destination, stale.metric).map_err(failed("removing a stale route"))?;
+            }
         }
         t.socket.clear_uturns().map_err(failed("removing stale U-turn routes"))?;
         let all: Vec<String> = t.desired.keys().cloned().collect();

@@ -3,8 +3,9 @@
 //!
 //! The actuator trusts nothing: a command that is malformed, names an action outside
 //! the closed set, is meant for another node, is unsigned or badly signed, has
-//! expired, or was already applied is rejected with a reason and never reaches the
-//! target. Targets are the simulated mesh (in `lab`) and the kernel's routing table
+//! expired is rejected with a reason and never reaches the target. A command delivered
+//! twice is applied once and answered the same both times; a node agent's actuator keeps
+//! that memory, and the actions in force, in a journal file across restarts. Targets are the simulated mesh (in `lab`) and the kernel's routing table
 //! through rtnetlink ([`KernelRouteTarget`]); both sit behind the same trait.
 //!
 //! ```
@@ -22,6 +23,7 @@
 //! ```
 
 mod actuator;
+mod journal;
 mod kernel;
 mod netlink;
 mod node_network;

@@ -81,3 +81,83 @@ fn routes_are_installed_read_back_and_removed_in_a_namespace() {
     .join()
     .unwrap();
 }
+
+/// A node agent killed and restarted: the actuator it starts with reads its journal
+/// and puts the job's override back into the kernel's table (not the baseline it
+/// installs first), and answers the command again as it did the first time.
+#[test]
+fn a_restarted_actuator_puts_the_override_back_in_the_kernel() {
+    if skip_unless_root("a_restarted_actuator_puts_the_override_back_in_the_kernel") {
+        return;
+    }
+    use x0_actuator::{Actuator, BaselineRoute, KernelRouteTarget, Neighbour, NodeNetwork, PRIMARY_METRIC};
+    use x0_schema::{Action, HealingCommand, ResultStatus};
+    let state = tempfile::tempdir().unwrap();
+    let journal = state.path().join("n1.journal.json");
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        for (a, b, net) in [("x0a", "x0b", 1), ("x0c", "x0d", 2)] {
+            ip(&format!("link add {a} type veth peer name {b}"));
+            ip(&format!("addr add 10.78.{net}.1/24 dev {a}"));
+            ip(&format!("link set {a} up"));
+            ip(&format!("link set {b} up"));
+        }
+        let n = |node: &str, iface: &str, net: u8| Neighbour {
+            node: node.into(),
+            iface: iface.into(),
+            local: Ipv4Addr::new(10, 78, net, 1),
+            peer: Ipv4Addr::new(10, 78, net, 2),
+        };
+        let net = NodeNetwork {
+            node: "n1".into(),
+            address: Ipv4Addr::new(10, 79, 0, 1),
+            neighbours: vec![n("n2", "x0a", 1), n("n3", "x0c", 2)],
+            destinations: [("n1", 1), ("n2", 2), ("n3", 3), ("n4", 4)]
+                .into_iter()
+                .map(|(d, i)| (d.to_string(), Ipv4Addr::new(10, 79, 0, i)))
+                .collect(),
+            baseline: [("n2", "n2"), ("n3", "n3"), ("n4", "n2")]
+                .into_iter()
+                .map(|(d, p)| (d.to_string(), BaselineRoute { primary: p.into(), backup: None }))
+                .collect(),
+            uturn: Default::default(),
+        };
+        let key = x0_schema::generate_signing_key();
+        let mut cmd = HealingCommand {
+            schema_version: x0_schema::SCHEMA_VERSION,
+            id: "inc-1.c1.0000".into(),
+            incident_id: "inc-1".into(),
+            issued_at: 0,
+            expires_at: i64::MAX,
+            target: "n1".into(),
+            action: Action::RouteReplace { destination: "n4".into(), primary: "n3".into(), backup: None },
+            signature: String::new(),
+        };
+        cmd.sign(&key);
+        let n4 = Ipv4Addr::new(10, 79, 0, 4);
+        let gateway_to_n4 = || {
+            let mut s = RouteSocket::open().unwrap();
+            s.ours().unwrap().into_iter().find(|r| r.destination == n4 && r.metric == PRIMARY_METRIC).map(|r| r.gateway)
+        };
+        let first = {
+            let target = KernelRouteTarget::start(net.clone()).unwrap();
+            let mut a = Actuator::with_journal("n1", key.verifying_key(), target, &journal).unwrap();
+            let r = a.handle(&cmd.to_json(), 1);
+            assert_eq!(r.status, ResultStatus::Applied, "{r:?}");
+            r
+        }; // the agent dies: nothing of it is left but its journal and the kernel's table
+        assert_eq!(gateway_to_n4(), Some(Ipv4Addr::new(10, 78, 2, 2)));
+
+        let restarted = std::time::Instant::now();
+        let target = KernelRouteTarget::start(net).unwrap();
+        let mut a = Actuator::with_journal("n1", key.verifying_key(), target, &journal).unwrap();
+        let took = restarted.elapsed();
+        assert_eq!(gateway_to_n4(), Some(Ipv4Addr::new(10, 78, 2, 2)), "the override is back (via n3)");
+        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+        assert_eq!(a.handle(&cmd.to_json(), 2), first, "the redelivered command gets its first answer");
+        assert_eq!(a.applications(), 0, "and is not applied again");
+        println!("override back in the kernel {took:?} after the actuator restarted");
+    })
+    .join()
+    .unwrap();
+}

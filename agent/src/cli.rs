@@ -40,6 +40,9 @@ pub struct AgentArgs {
     /// Use the kernel's interface counters, not eBPF (agent.ebpf = false).
     #[arg(long)]
     pub no_ebpf: bool,
+    /// Where the actuator journal lives (overrides agent.state_dir).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// Marks a process the lab started (so `lab down` finds it); exits with its parent.
     #[arg(long, hide = true)]
     pub lab_tag: Option<String>,
@@ -57,6 +60,9 @@ pub async fn agent_main(args: AgentArgs, config_file: Option<&Path>) -> Result<(
     s.probe_timeout = args.probe_timeout.unwrap_or(s.probe_timeout);
     s.encoding = args.encoding.unwrap_or(s.encoding);
     s.ebpf &= !args.no_ebpf;
+    if let Some(d) = args.state_dir {
+        s.state_dir = d;
+    }
     let file = &args.network;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let network = x0_actuator::NodeNetwork::from_json(&bytes).with_context(|| format!("parsing {}", file.display()))?;

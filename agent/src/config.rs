@@ -40,6 +40,15 @@ pub struct AgentSettings {
     pub encoding: Encoding,
     /// Load the eBPF probes (false: the kernel's interface counters).
     pub ebpf: bool,
+    /// Where the actuator journal lives (`<node>.journal.json`).
+    pub state_dir: std::path::PathBuf,
+}
+
+impl AgentSettings {
+    /// The actuator journal of `node`.
+    pub fn journal(&self, node: &str) -> std::path::PathBuf {
+        self.state_dir.join(format!("{node}.journal.json"))
+    }
 }
 
 /// A telemetry encoding on the wire.
@@ -105,6 +114,7 @@ mod tests {
         assert_eq!(c.agent.probe_timeout, Duration::from_millis(200));
         assert_eq!(c.agent.encoding, Encoding::Json);
         assert!(c.agent.ebpf);
+        assert_eq!(c.agent.journal("n1"), Path::new("/var/lib/x0tta6bl4/agent/n1.journal.json"));
         assert_eq!(c.kafka.topics.commands, "x0.commands");
     }
 

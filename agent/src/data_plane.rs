@@ -64,7 +64,9 @@ fn set_up(opts: &AgentOptions) -> Result<Plane> {
         .collect::<Result<_>>()?;
     let probes = if opts.settings.ebpf { load_probes(opts) } else { None };
     let target = KernelRouteTarget::start(net.clone()).map_err(|e| anyhow::anyhow!("routes: {e}"))?;
-    let actuator = Actuator::new(net.node.clone(), opts.verify_key, target);
+    let journal = opts.settings.journal(&net.node);
+    let actuator = Actuator::with_journal(net.node.clone(), opts.verify_key, target, &journal)
+        .with_context(|| format!("actuator journal {}", journal.display()))?;
     let s = &opts.settings;
     let prober = LinkProber::bind(net.neighbours.iter().map(|n| n.peer).collect(), s.probe_interval, s.probe_timeout)
         .context("binding the link-probe port")?;

@@ -86,7 +86,7 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
         let job_id = job.job_id().to_string();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            x0_pipeline::run_job(core, &kafka, &data_dir, &job_id, stop_rx).await
+            x0_pipeline::run_job(core, &kafka, &data_dir, &job_id, None, stop_rx).await
         })
     };
 

@@ -17,6 +17,14 @@ pub enum KafkaError {
     /// librdkafka refused the configuration or the operation.
     #[error("kafka: {0}")]
     Client(#[from] rdkafka::error::KafkaError),
+    /// A topic could not be created.
+    #[error("creating topic {topic}: {code}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// What the broker said.
+        code: rdkafka::types::RDKafkaErrorCode,
+    },
     /// A message could not be delivered.
     #[error("kafka delivery to {topic} failed: {source}")]
     Delivery {
@@ -91,7 +99,21 @@ impl KafkaConfig {
     /// A consumer in `group`, subscribed to `topics`, reading from the earliest
     /// uncommitted offset and waiting at most a few ms for data.
     pub fn consumer(&self, group: &str, topics: &[&str]) -> Result<StreamConsumer, KafkaError> {
+        self.consumer_with(group, topics, false)
+    }
+
+    /// The same; with `manual_commit`, offsets are committed only when the caller
+    /// commits them (the stream job, behind its checkpoint), never as messages are polled.
+    pub fn consumer_with(
+        &self,
+        group: &str,
+        topics: &[&str],
+        manual_commit: bool,
+    ) -> Result<StreamConsumer, KafkaError> {
         let mut c = self.base();
+        if manual_commit {
+            c.set("enable.auto.commit", "false");
+        }
         c.set("group.id", group);
         set_default(&mut c, "auto.offset.reset", "earliest");
         set_default(&mut c, "fetch.wait.max.ms", "5");
@@ -103,6 +125,27 @@ impl KafkaConfig {
         let consumer: StreamConsumer = c.create()?;
         consumer.subscribe(topics)?;
         Ok(consumer)
+    }
+}
+
+impl KafkaConfig {
+    /// Creates `topics` with `partitions` partitions each (replication 1) through the
+    /// admin API; a topic that already exists is left as it is. For brokers that do not
+    /// create topics on first use (tansu, locked-down clusters).
+    pub async fn create_topics(&self, topics: &[&str], partitions: i32) -> Result<(), KafkaError> {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use rdkafka::types::RDKafkaErrorCode;
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> = self.base().create()?;
+        let new: Vec<NewTopic> =
+            topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in admin.create_topics(&new, &options).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => return Err(KafkaError::CreateTopic { topic, code }),
+            }
+        }
+        Ok(())
     }
 }
 

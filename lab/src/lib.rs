@@ -22,6 +22,6 @@ mod truth;
 
 pub use mesh::{SimMesh, SimOptions};
 pub use runner::{run_simulation, SimRunError, SimRunStats};
-pub use score::{blames, cause_family, fault_family, near, score_run};
+pub use score::{blames, cause_family, fault_family, near, score_run, FLAP_WINDOW_MS};
 pub use target::SimRouteTarget;
 pub use truth::{GroundTruth, ObservedRouteChange};

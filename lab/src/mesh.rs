@@ -22,11 +22,20 @@ pub struct SimOptions {
     pub overload_loss: f64,
     /// Event time of the scenario's start, ns since epoch.
     pub start_ns: i64,
+    /// The actuators handle every command message twice (a broker redelivering), to
+    /// prove a duplicate is answered, never applied again.
+    pub deliver_commands_twice: bool,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { background_loss: 0.0005, link_probes_per_interval: 1, overload_loss: 0.08, start_ns: 0 }
+        SimOptions {
+            background_loss: 0.0005,
+            link_probes_per_interval: 1,
+            overload_loss: 0.08,
+            start_ns: 0,
+            deliver_commands_twice: false,
+        }
     }
 }
 
@@ -111,6 +120,17 @@ impl SimMesh {
     /// The mesh's topology.
     pub fn topology(&self) -> &Topology {
         &self.topo
+    }
+
+    /// Routes in force that differ from the baseline (a controller's overrides), over
+    /// every node.
+    pub fn overrides_in_force(&self) -> usize {
+        self.overrides.iter().map(BTreeMap::len).sum()
+    }
+
+    /// How it was set up.
+    pub fn options(&self) -> &SimOptions {
+        &self.options
     }
 
     /// The scenario it runs.

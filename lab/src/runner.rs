@@ -38,8 +38,14 @@ pub struct SimRunStats {
     pub send_failures: u64,
     /// Commands received.
     pub commands: u64,
-    /// Of those, applied.
+    /// Of those, answered applied (a duplicate's answer included).
     pub commands_applied: u64,
+    /// Distinct command ids handled.
+    pub distinct_commands: u64,
+    /// Commands the actuators handed to their route tables (a duplicate is not).
+    pub applications: u64,
+    /// The most times one command id reached a route table (at most once: 1).
+    pub max_applications_per_command: u64,
 }
 
 /// Runs the mesh until its scenario ends: telemetry out every interval (divided by
@@ -92,9 +98,12 @@ pub async fn run_simulation(
         }
     }
     let _ = stop_tx.send(true);
-    let (commands, applied) = actuators.await.unwrap_or_default();
-    stats.commands = commands;
-    stats.commands_applied = applied;
+    let handled = actuators.await.unwrap_or_default();
+    stats.commands = handled.messages;
+    stats.commands_applied = handled.applied;
+    stats.distinct_commands = handled.per_command.len() as u64;
+    stats.applications = handled.per_command.values().sum();
+    stats.max_applications_per_command = handled.per_command.values().copied().max().unwrap_or(0);
     Ok(stats)
 }
 
@@ -108,14 +117,15 @@ async fn actuator_host(
     key: VerifyingKey,
     clock: impl Fn() -> i64,
     mut stop: watch::Receiver<bool>,
-) -> (u64, u64) {
+) -> Handled {
     let names: Vec<String> = lock(&mesh).topology().names().to_vec();
     let mut actuators: HashMap<String, Actuator<SimRouteTarget>> = names
         .iter()
         .enumerate()
         .map(|(i, n)| (n.clone(), Actuator::new(n.clone(), key, SimRouteTarget::new(mesh.clone(), i))))
         .collect();
-    let (mut handled, mut applied) = (0, 0);
+    let twice = lock(&mesh).options().deliver_commands_twice;
+    let mut handled = Handled::default();
     loop {
         let msg = tokio::select! {
             _ = stop.changed() => break,
@@ -130,26 +140,42 @@ async fn actuator_host(
         };
         let payload = msg.payload().unwrap_or_default();
         let target = msg.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or_default().to_string();
-        let now = clock();
-        let result = match actuators.get_mut(&target) {
-            Some(a) => a.handle(payload, now),
-            None => CommandResult {
-                schema_version: x0_schema::SCHEMA_VERSION,
-                command_id: x0_schema::HealingCommand::id_of_malformed(payload).unwrap_or_default(),
-                node: target.clone(),
-                status: ResultStatus::Rejected,
-                reason: format!("no node {target:?} in this mesh"),
-                applied_at: now,
-                routes: vec![],
-            },
-        };
-        handled += 1;
-        applied += u64::from(result.status == ResultStatus::Applied);
-        let bytes = result.to_json();
-        let record = FutureRecord::to(&results_topic).key(result.node.as_str()).payload(&bytes);
-        if let Err((e, _)) = producer.send(record, Duration::from_secs(5)).await {
-            tracing::warn!(error = %e, "could not publish command result");
+        for _ in 0..if twice { 2 } else { 1 } {
+            let now = clock();
+            let before = actuators.get(&target).map_or(0, |a| a.applications());
+            let result = match actuators.get_mut(&target) {
+                Some(a) => a.handle(payload, now),
+                None => CommandResult {
+                    schema_version: x0_schema::SCHEMA_VERSION,
+                    command_id: x0_schema::HealingCommand::id_of_malformed(payload).unwrap_or_default(),
+                    node: target.clone(),
+                    status: ResultStatus::Rejected,
+                    reason: format!("no node {target:?} in this mesh"),
+                    applied_at: now,
+                    routes: vec![],
+                },
+            };
+            let after = actuators.get(&target).map_or(0, |a| a.applications());
+            handled.messages += 1;
+            handled.applied += u64::from(result.status == ResultStatus::Applied);
+            *handled.per_command.entry(result.command_id.clone()).or_default() += after - before;
+            let bytes = result.to_json();
+            let record = FutureRecord::to(&results_topic).key(result.node.as_str()).payload(&bytes);
+            if let Err((e, _)) = producer.send(record, Duration::from_secs(5)).await {
+                tracing::warn!(error = %e, "could not publish command result");
+            }
         }
     }
-    (handled, applied)
+    handled
+}
+
+/// What the actuators handled.
+#[derive(Debug, Default)]
+struct Handled {
+    /// Command messages (each delivery counts).
+    messages: u64,
+    /// Answers that said applied.
+    applied: u64,
+    /// Times each command id reached a route table.
+    per_command: HashMap<String, u64>,
 }

@@ -9,7 +9,8 @@ use x0_schema::{
 /// restored (so a lucky quiet tick during gray loss is not called recovery).
 const QUIET_MS: i64 = 1000;
 /// Two route changes of one (node, destination) closer than this are a flap.
-const FLAP_WINDOW_MS: i64 = 10_000;
+/// A route that changes and changes back within this long flapped.
+pub const FLAP_WINDOW_MS: i64 = 10_000;
 
 fn ms(ns: i64, start_ns: i64) -> i64 {
     (ns - start_ns) / 1_000_000

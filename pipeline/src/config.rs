@@ -36,6 +36,8 @@ pub struct Config {
     pub knowledge: KnowledgeConfig,
     /// The key files.
     pub keys: KeysConfig,
+    /// The job's checkpoint (`run`).
+    pub checkpoint: CheckpointConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +154,19 @@ pub struct KeysConfig {
     pub verifying_key: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// The `[checkpoint]` section.
+pub struct CheckpointConfig {
+    /// `run` keeps a checkpoint and takes it up on restart.
+    pub enabled: bool,
+    /// Its directory; empty: `checkpoint/` in the job's history directory.
+    pub dir: String,
+    /// At most one checkpoint per this long, at a window boundary.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config::load(None, std::iter::empty()).expect("the embedded defaults are valid")
@@ -171,7 +186,8 @@ impl Config {
                 Config { $($field: layers.section(stringify!($field))),* }
             };
         }
-        let config = sections!(data_dir, kafka, window, features, detector, model, rca, planner, knowledge, keys);
+        let config =
+            sections!(data_dir, kafka, window, features, detector, model, rca, planner, knowledge, keys, checkpoint);
         let more = config.validate();
         layers.finish(config, more)
     }
@@ -244,6 +260,15 @@ impl Config {
         PathBuf::from(self.data_dir.strip_prefix("file://").unwrap_or(&self.data_dir))
     }
 
+    /// The checkpoint's directory: `checkpoint.dir`, or `checkpoint/` in the job's
+    /// history directory.
+    pub fn checkpoint_dir(&self, data_dir: &Path) -> PathBuf {
+        match self.checkpoint.dir.as_str() {
+            "" => data_dir.join("checkpoint"),
+            p => PathBuf::from(p),
+        }
+    }
+
     /// The embedded knowledge base's directory: `knowledge.path`, or `knowledge/` in
     /// the job's history directory.
     pub fn knowledge_dir(&self, data_dir: &Path) -> PathBuf {
@@ -268,8 +293,19 @@ mod tests {
         assert_eq!(c.detector, DetectorConfig::default(), "DetectorConfig::default vs [detector]");
         let layers = ConfigLayers::load(DEFAULT_TOML, None, std::iter::empty());
         let sections: std::collections::BTreeSet<&str> = layers.defaults.keys().map(String::as_str).collect();
-        let read =
-            ["data_dir", "kafka", "window", "features", "detector", "model", "rca", "planner", "knowledge", "keys"];
+        let read = [
+            "data_dir",
+            "kafka",
+            "window",
+            "features",
+            "detector",
+            "model",
+            "rca",
+            "planner",
+            "knowledge",
+            "keys",
+            "checkpoint",
+        ];
         // [agent] is the node agent's (x0_agent::AgentConfig), read there.
         let known: std::collections::BTreeSet<&str> = read.into_iter().chain(["agent"]).collect();
         assert_eq!(sections, known, "a section nobody reads, or one missing");

@@ -33,7 +33,7 @@ pub struct Anomaly {
 }
 
 /// A link end's own view of its link in one window (for corroboration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum View {
     /// Its probes were lost or its carrier dropped.
     Bad,

@@ -2,6 +2,10 @@
 //! features, detect, localise, manage incidents, plan and sign commands, take results.
 //! The Kafka loop (`job.rs`) and the benchmark both drive this.
 
+mod state;
+
+pub use state::StateError;
+
 use crate::calibration::Calibration;
 use crate::config::Config;
 use crate::detect::{detect, note_reporters, Signal};
@@ -67,6 +71,8 @@ pub struct HealingLoop {
     keep_features: bool,
     /// Bumped whenever an incident or command changes, so history is written only then.
     generation: u64,
+    /// Commands issued so far: the sequence number in the next command's id.
+    issued: u64,
     /// Past incidents (the knowledge base), when one is configured.
     recall: Option<KnowledgeRecall>,
     /// Every window's root-cause hypotheses, when kept for evaluation (`eval rca`).
@@ -134,6 +140,7 @@ impl HealingLoop {
             model_inputs: Vec::new(),
             keep_features: true,
             generation: 0,
+            issued: 0,
             recall: None,
             diagnosis_log: None,
             calibration,
@@ -429,9 +436,10 @@ impl HealingLoop {
         plan.changes
             .iter()
             .map(|c| {
+                self.issued += 1;
                 let mut cmd = HealingCommand {
                     schema_version: x0_schema::SCHEMA_VERSION,
-                    id: uuid::Uuid::new_v4().to_string(),
+                    id: command_id(incident, self.issued, &c.target, &c.action, now),
                     incident_id: incident.to_string(),
                     issued_at: now,
                     expires_at: now + ttl,
@@ -472,9 +480,16 @@ impl HealingLoop {
 
     /// Takes an actuator's result.
     pub fn on_result(&mut self, r: &CommandResult) -> Vec<Publication> {
+        let row = self.commands.get_mut(&r.command_id);
+        if row.as_ref().is_some_and(|row| row.status == Some(r.status)) {
+            // A second delivery of a result already taken (the broker redelivering, a
+            // replay after a restart): nothing new.
+            JobStats::bump(&self.stats.duplicate_results);
+            return vec![];
+        }
         self.stats.result_received(r.status);
         self.generation += 1;
-        if let Some(row) = self.commands.get_mut(&r.command_id) {
+        if let Some(row) = row {
             row.status = Some(r.status);
             row.reason = (!r.reason.is_empty()).then(|| r.reason.clone());
             row.acked_at = Some(r.applied_at);
@@ -500,6 +515,12 @@ impl HealingLoop {
             out.extend(self.book.get(&id).cloned().map(Publication::Incident));
         }
         out
+    }
+
+    /// Closes every unfinished incident with `why`: the job stops and nothing will take
+    /// them over. Its routes stay where they are on the nodes (fail static).
+    pub fn close_all(&mut self, why: &str) {
+        self.generation += self.book.close_all(why) as u64;
     }
 
     /// Changes to incidents or commands so far (compare to skip unchanged snapshots).
@@ -592,6 +613,17 @@ fn model_flags(model: &GraphDetector, graph: &GraphWindow, topo: &Topology) -> H
         .filter(|(_, &s)| s >= th)
         .map(|(&(a, b), _)| Element::link(topo.name(a), topo.name(b)));
     nodes.chain(links).collect()
+}
+
+/// A command's id: its incident, the job's command sequence number, and a digest of
+/// what it asks of whom and when. The same decision replayed from a checkpoint yields
+/// the same id (an actuator answers it as a duplicate, never applies it twice); a
+/// different decision that reuses a sequence number (a job that lost its checkpoint)
+/// does not collide with the old command.
+fn command_id(incident: &str, seq: u64, target: &str, action: &x0_schema::Action, issued_at: i64) -> String {
+    let action = serde_json::to_vec(action).expect("actions always serialise");
+    let h = crate::digest::fnv1a(target.bytes().chain([0]).chain(action).chain(issued_at.to_le_bytes()));
+    format!("{incident}.c{seq}.{:08x}", h as u32)
 }
 
 /// Windows an element must stay healthy before its incident clears: the configured

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use x0_schema::{Element, Topology};
 
 /// One link end's measurements in one window.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 struct EndWindow {
     probes_sent: f64,
     probes_lost: f64,
@@ -26,7 +26,7 @@ struct EndWindow {
 }
 
 /// Thresholds (from `rca.clear_*`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ClearRule {
     /// Windows of evidence pooled.
     pub windows: usize,
@@ -37,7 +37,7 @@ pub(crate) struct ClearRule {
 }
 
 /// Recent probe and counter evidence of the links under watch.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct HealthLedger {
     rule: ClearRule,
     /// Per directed link end (node, peer), newest window last.
@@ -47,6 +47,16 @@ pub(crate) struct HealthLedger {
 impl HealthLedger {
     pub(crate) fn new(rule: ClearRule) -> Self {
         HealthLedger { rule, ends: HashMap::new() }
+    }
+
+    /// Its thresholds.
+    pub(crate) fn rule(&self) -> ClearRule {
+        self.rule
+    }
+
+    /// Judges by `rule` from now on.
+    pub(crate) fn set_rule(&mut self, rule: ClearRule) {
+        self.rule = rule;
     }
 
     /// Keeps evidence for exactly the links of `elements` (a node: all of its links).

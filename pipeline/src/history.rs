@@ -25,6 +25,9 @@ pub(crate) struct History {
     incidents: SnapshotWriter,
     commands: SnapshotWriter,
     feature_files: u64,
+    /// This process's tag in appended file names: a job restarted under the same id
+    /// must not overwrite the files its previous process appended.
+    session: String,
 }
 
 impl History {
@@ -35,6 +38,7 @@ impl History {
             incidents: SnapshotWriter::new(root, "incidents", job_id),
             commands: SnapshotWriter::new(root, "commands", job_id),
             feature_files: 0,
+            session: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
         }
     }
 
@@ -71,7 +75,7 @@ impl History {
         for (d, windows) in by_day {
             self.feature_files += 1;
             let part = partition_dir(&self.root, MODEL_INPUTS, d * 86_400_000_000_000);
-            let name = format!("part-{}-{:06}", self.job_id, self.feature_files);
+            let name = format!("part-{}-{}-{:06}", self.job_id, self.session, self.feature_files);
             let tmp = part.join(format!("{name}.tmp"));
             let mut writer = DatasetWriter::create(&tmp).map_err(std::io::Error::other)?;
             for w in &windows {
@@ -98,7 +102,7 @@ impl History {
             let schema = batches[0].schema();
             let all = arrow::compute::concat_batches(&schema, &batches).map_err(std::io::Error::other)?;
             self.feature_files += 1;
-            let name = format!("part-{}-{:06}", self.job_id, self.feature_files);
+            let name = format!("part-{}-{}-{:06}", self.job_id, self.session, self.feature_files);
             write_partitioned(&self.root, "features", d * 86_400_000_000_000, &name, &all)?;
         }
         Ok(())

@@ -18,7 +18,7 @@ pub(crate) enum Transition {
     Reopened(String),
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Tracked {
     incident: Incident,
     streak: u32,
@@ -38,7 +38,7 @@ struct Tracked {
 }
 
 /// Every incident this job knows, keyed by id, plus candidates not yet confirmed.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct IncidentBook {
     confirm_windows: u32,
     clear: ClearPolicy,
@@ -66,7 +66,7 @@ fn refused(inc: &Incident) -> Option<String> {
 }
 
 /// When incidents clear and reopen.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ClearPolicy {
     /// Windows an element must be healthy before its incident clears, the first time.
     pub windows: u32,
@@ -108,6 +108,21 @@ fn ms(ns: i64) -> i64 {
 
 impl IncidentBook {
     /// Incidents opened from now on record this detector version.
+    /// When its incidents clear and reopen.
+    pub(crate) fn policy(&self) -> ClearPolicy {
+        self.clear
+    }
+
+    /// Clears and reopens by `policy` from now on.
+    pub(crate) fn set_policy(&mut self, policy: ClearPolicy) {
+        self.clear = policy;
+    }
+
+    /// The detector version new incidents record.
+    pub(crate) fn model_version(&self) -> &str {
+        &self.model_version
+    }
+
     pub(crate) fn set_model_version(&mut self, version: &str) {
         self.model_version = version.to_string();
     }
@@ -456,6 +471,19 @@ impl IncidentBook {
         inc.actions.extend(withdrawals);
         inc.explanation.push('\n');
         inc.explanation.push_str(explanation);
+    }
+
+    /// Closes every unfinished incident with `why` (its job stops without handing it
+    /// over); returns how many.
+    pub(crate) fn close_all(&mut self, why: &str) -> usize {
+        let mut closed = 0;
+        for t in self.tracked.values_mut().filter(|t| t.confirmed && !t.incident.state.is_final()) {
+            t.incident.state = IncidentState::Closed;
+            t.incident.explanation.push('\n');
+            t.incident.explanation.push_str(why);
+            closed += 1;
+        }
+        closed
     }
 
     /// Whether the incident's fault was acted upon (has routes to withdraw).

@@ -2,12 +2,15 @@
 //! history to Parquet. Bad input goes to the dead-letter topic with a reason; the job
 //! keeps running.
 
+use crate::checkpoint::{CheckpointError, CheckpointMeta, CheckpointStore, Offsets, CHECKPOINT_FORMAT};
 use crate::healing_loop::{HealingLoop, Publication};
 use crate::history::History;
+use crate::stats::JobStats;
 use futures::future::join_all;
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
@@ -25,6 +28,9 @@ pub enum JobError {
     #[error("writing history: {0}")]
     /// The history could not be written.
     History(#[from] std::io::Error),
+    /// The checkpoint could not be written or taken up.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     /// The feature SQL could not be read or planned (the operator's to fix).
     #[error("feature SQL {file:?}: {reason}")]
     FeatureSql {
@@ -49,36 +55,149 @@ struct Io {
     kafka: KafkaConfig,
 }
 
+/// Attempts per publication before the job gives up (backing off 100 ms, doubling).
+const PUBLISH_ATTEMPTS: u32 = 6;
+
 impl Io {
-    async fn send(&self, outputs: Vec<Publication>) {
+    /// Publishes every output and waits for the broker to acknowledge each, retrying
+    /// with bounded backoff. An output that cannot be published stops the job: its
+    /// offsets are not committed, so a restarted job replays the decision (with the
+    /// same command ids) instead of losing it.
+    async fn send(&self, outputs: Vec<Publication>) -> Result<(), JobError> {
         let sends = outputs.into_iter().map(|o| async move {
             let (topic, key, payload) = match &o {
                 Publication::Command(c) => (&self.kafka.topics.commands, c.target.clone(), c.to_json()),
                 Publication::Incident(i) => (&self.kafka.topics.incidents, i.incident_id.clone(), i.to_json()),
             };
-            let record = FutureRecord::to(topic).key(key.as_str()).payload(&payload);
-            if let Err((e, _)) = self.producer.send(record, Duration::from_secs(5)).await {
-                tracing::error!(error = %e, topic = %topic, "could not publish");
+            let mut backoff = Duration::from_millis(100);
+            for attempt in 1..=PUBLISH_ATTEMPTS {
+                let record = FutureRecord::to(topic).key(key.as_str()).payload(&payload);
+                match self.producer.send(record, Duration::from_secs(5)).await {
+                    Ok(_) => return Ok(()),
+                    Err((e, _)) if attempt == PUBLISH_ATTEMPTS => {
+                        return Err(JobError::Kafka(KafkaError::Delivery { topic: topic.clone(), source: e }))
+                    }
+                    Err((e, _)) => {
+                        tracing::warn!(error = %e, topic = %topic, attempt, "publish failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
+                }
             }
+            Ok(())
         });
-        join_all(sends).await;
+        join_all(sends).await.into_iter().collect()
     }
 }
 
+/// Checkpointing for a job that must survive a restart (see [`CheckpointStore`]).
+#[derive(Debug, Clone)]
+pub struct Durability {
+    /// Where the checkpoint lives.
+    pub store: CheckpointStore,
+    /// At most one checkpoint per this long, at a window boundary.
+    pub interval: Duration,
+    /// Digest of the inventory (written into each checkpoint).
+    pub inventory: String,
+    /// Offsets the restored state covers: earlier messages are skipped.
+    pub resume: Offsets,
+}
+
+/// Where the job is in its inputs: the next offset per topic and partition.
+#[derive(Debug, Default)]
+struct Positions {
+    next: Offsets,
+    /// Covered by the restored checkpoint: messages before these are already in the state.
+    resume: Offsets,
+}
+
+impl Positions {
+    /// Whether a message is new to the state; notes it as taken in.
+    fn take<M: Message>(&mut self, m: &M) -> bool {
+        let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
+        let covered = self.resume.get(topic).and_then(|p| p.get(&partition)).is_some_and(|&next| offset < next);
+        if !covered {
+            self.next.entry(topic.to_string()).or_default().insert(partition, offset + 1);
+        }
+        !covered
+    }
+
+    /// Everything taken in, including what the restored state covered.
+    fn covered(&self) -> Offsets {
+        let mut all = self.resume.clone();
+        for (topic, parts) in &self.next {
+            all.entry(topic.clone()).or_default().extend(parts);
+        }
+        all
+    }
+}
+
+/// Writes a checkpoint covering `positions`, then commits those offsets.
+fn checkpoint(
+    core: &HealingLoop,
+    durable: &Durability,
+    job_id: &str,
+    positions: &Positions,
+    consumers: [&StreamConsumer; 2],
+) -> Result<(), JobError> {
+    let offsets = positions.covered();
+    let meta = CheckpointMeta {
+        format: CHECKPOINT_FORMAT,
+        job_id: job_id.to_string(),
+        inventory: durable.inventory.clone(),
+        offsets: offsets.clone(),
+        written_at_ns: wall_clock_ns(),
+    };
+    let cost = durable.store.write(&meta, core)?;
+    core.stats().checkpointed(cost.bytes, cost.ms);
+    for consumer in consumers {
+        let mut tpl = TopicPartitionList::new();
+        let subscribed = consumer.subscription().map_err(KafkaError::from)?;
+        for topic in
+            subscribed.elements().iter().map(|e| e.topic().to_string()).collect::<std::collections::BTreeSet<_>>()
+        {
+            for (&p, &next) in offsets.get(&topic).into_iter().flatten() {
+                tpl.add_partition_offset(&topic, p, Offset::Offset(next)).map_err(KafkaError::from)?;
+            }
+        }
+        if tpl.count() > 0 {
+            // Asynchronous: the checkpoint is what a restart trusts; a commit lost to a
+            // crash only means more input is skipped as already covered.
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                tracing::warn!(error = %e, "offset commit failed; the next checkpoint commits again");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs until `shutdown` turns true; then writes the final history and returns.
+/// Without `durable`, nothing survives the process (the demo, the lab, tests); with
+/// it, the state is checkpointed at window boundaries and offsets are committed only
+/// behind a checkpoint.
 pub async fn run_job(
     mut core: HealingLoop,
     kafka: &KafkaConfig,
     data_dir: &std::path::Path,
     job_id: &str,
+    durable: Option<Durability>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<JobReport, JobError> {
-    let telemetry: StreamConsumer = kafka.consumer(&kafka.group_id, &[&kafka.topics.telemetry])?;
-    // Each instance must see the results of its own commands: a group of its own.
-    let results: StreamConsumer =
-        kafka.consumer(&format!("{}-results-{job_id}", kafka.group_id), &[&kafka.topics.command_results])?;
+    let manual = durable.is_some();
+    let telemetry: StreamConsumer = kafka.consumer_with(&kafka.group_id, &[&kafka.topics.telemetry], manual)?;
+    // Each instance must see the results of its own commands: a group of its own,
+    // stable across restarts (the job id is, when durable).
+    let results: StreamConsumer = kafka.consumer_with(
+        &format!("{}-results-{job_id}", kafka.group_id),
+        &[&kafka.topics.command_results],
+        manual,
+    )?;
     let io = Io { producer: kafka.producer()?, kafka: kafka.clone() };
     let mut history = History::new(data_dir, job_id);
+    let mut positions =
+        Positions { resume: durable.as_ref().map(|d| d.resume.clone()).unwrap_or_default(), ..Default::default() };
+    let mut last_checkpoint = std::time::Instant::now();
+    let mut windows_at_checkpoint = JobStats::get(&core.stats().windows_closed);
     // Incidents and commands are snapshotted often (a crash loses at most this much);
     // feature rows are batched into fewer, larger files.
     let mut flush = tokio::time::interval(SNAPSHOT_EVERY);
@@ -90,8 +209,9 @@ pub async fn run_job(
             biased;
             _ = shutdown.changed() => break,
             m = results.recv() => match m {
+                Ok(m) if !positions.take(&m) => {}
                 Ok(m) => match CommandResult::from_json(m.payload().unwrap_or_default()) {
-                    Ok(r) => io.send(core.on_result(&r)).await,
+                    Ok(r) => io.send(core.on_result(&r)).await?,
                     Err(e) => {
                         core.stats().dead_lettered("bad_result");
                         let reason = format!("not a command result: {e}");
@@ -103,6 +223,7 @@ pub async fn run_job(
                 Err(e) => tracing::warn!(error = %e, "result consumer"),
             },
             m = telemetry.recv() => match m {
+                Ok(m) if !positions.take(&m) => {}
                 Ok(m) => {
                     let payload = m.payload().unwrap_or_default();
                     let admitted = ContentType::from_header(header(&m, CONTENT_TYPE_HEADER))
@@ -118,8 +239,16 @@ pub async fn run_job(
                         continue;
                     }
                     match core.close_ready().await {
-                        Ok(outputs) => io.send(outputs).await,
+                        Ok(outputs) => io.send(outputs).await?,
                         Err(e) => tracing::error!(error = %e, "feature computation failed; window skipped"),
+                    }
+                    // At a window boundary, once its outputs are acknowledged.
+                    let closed = JobStats::get(&core.stats().windows_closed);
+                    if let Some(d) = &durable {
+                        if closed > windows_at_checkpoint && last_checkpoint.elapsed() >= d.interval {
+                            checkpoint(&core, d, job_id, &positions, [&telemetry, &results])?;
+                            (last_checkpoint, windows_at_checkpoint) = (std::time::Instant::now(), closed);
+                        }
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "telemetry consumer"),
@@ -131,6 +260,12 @@ pub async fn run_job(
                 }
             }
         }
+    }
+    // A clean stop hands the open incidents over in a last checkpoint; without one,
+    // they are closed with the reason (no incident stays open after its job).
+    match &durable {
+        Some(d) => checkpoint(&core, d, job_id, &positions, [&telemetry, &results])?,
+        None => core.close_all("the stream job stopped (it keeps no checkpoint): closed unfinished"),
     }
     write_history(&mut core, &mut history, &mut written, true)?;
     Ok(JobReport { incidents: core.incidents(), commands: core.command_rows() })

@@ -25,8 +25,10 @@
 
 mod allocator;
 mod calibration;
+mod checkpoint;
 mod config;
 mod detect;
+mod digest;
 mod disjoint;
 mod features;
 mod graph_input;
@@ -44,17 +46,21 @@ mod stream_job;
 mod verify;
 mod window;
 
-pub use crate::healing_loop::{HealingLoop, Publication, Rejection, WindowDiagnoses};
+pub use crate::healing_loop::{HealingLoop, Publication, Rejection, StateError, WindowDiagnoses};
 pub use allocator::keep_freed_memory;
 pub use calibration::{Calibration, Step as CalibrationStep, BUILTIN_CALIBRATION};
+pub use checkpoint::{
+    inventory_digest, CheckpointCost, CheckpointError, CheckpointMeta, CheckpointStore, Offsets, CHECKPOINT_FORMAT,
+};
 pub use config::{
-    Config, FeaturesConfig, KeysConfig, ModelConfig, PlannerConfig, RcaConfig, WindowConfig, DEFAULT_TOML,
+    CheckpointConfig, Config, FeaturesConfig, KeysConfig, ModelConfig, PlannerConfig, RcaConfig, WindowConfig,
+    DEFAULT_TOML,
 };
 pub use disjoint::{disjoint_paths, path_cost, CostGraph};
 pub use features::{FeatureEngine, FeatureError, WindowFeatures, BUILTIN_FEATURES_SQL};
 pub use graph_input::{graph_window, FeaturizedWindow, OfflineFeaturizer};
 pub use history::MODEL_INPUTS;
-pub use job::{run_job, JobError, JobReport};
+pub use job::{run_job, Durability, JobError, JobReport};
 pub use recall::open_knowledge;
 pub use stats::JobStats;
 pub use stream_job::StreamJob;

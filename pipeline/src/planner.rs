@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use x0_schema::{Action, Element, NodeId, Topology};
 
 /// A route we installed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Installed {
     primary: NodeId,
     backup: Option<NodeId>,
@@ -34,6 +34,16 @@ pub(crate) struct Plan {
     pub changes: Vec<PlannedChange>,
     /// Why this plan, which alternatives, which guardrails held what back.
     pub explanation: Vec<String>,
+}
+
+/// The planner's state beyond its inventory and configuration: the routes it installed,
+/// the faults it routes around, link costs, the per-route guardrail's history.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct PlannerMemory {
+    installed: BTreeMap<(NodeId, NodeId), Installed>,
+    faults: BTreeMap<String, Element>,
+    cost: HashMap<(NodeId, NodeId), f64>,
+    changes_per_route: HashMap<(NodeId, NodeId), VecDeque<i64>>,
 }
 
 #[derive(Debug)]
@@ -60,6 +70,24 @@ impl Planner {
             changes_per_route: HashMap::new(),
             baseline: HashMap::new(),
         }
+    }
+
+    /// What it must not forget across a restart.
+    pub(crate) fn memory(&self) -> PlannerMemory {
+        PlannerMemory {
+            installed: self.installed.clone(),
+            faults: self.faults.clone(),
+            cost: self.cost.clone(),
+            changes_per_route: self.changes_per_route.clone(),
+        }
+    }
+
+    /// Takes up where a checkpointed planner left off.
+    pub(crate) fn restore(&mut self, m: PlannerMemory) {
+        self.installed = m.installed;
+        self.faults = m.faults;
+        self.cost = m.cost;
+        self.changes_per_route = m.changes_per_route;
     }
 
     /// Updates link costs from a window's loss: ETX = 1 / (delivery a→b · delivery b→a).

@@ -20,7 +20,7 @@ pub(crate) struct Diagnosis {
 }
 
 /// Recent views of each link end, for corroboration across windows.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Localizer {
     views: HashMap<(String, String), VecDeque<View>>,
     /// Reporters found uncorroborated, with the windows left before we trust them again.

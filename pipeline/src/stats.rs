@@ -25,6 +25,14 @@ pub struct JobStats {
     pub results_applied: AtomicU64,
     /// Results that said anything else.
     pub results_other: AtomicU64,
+    /// Results delivered again after they were taken (ignored).
+    pub duplicate_results: AtomicU64,
+    /// Checkpoints written.
+    pub checkpoints: AtomicU64,
+    /// The last checkpoint's size, bytes.
+    pub checkpoint_bytes: AtomicU64,
+    /// The last checkpoint's cost, µs.
+    pub checkpoint_us: AtomicU64,
     /// Times a newly promoted model came into service.
     pub model_swaps: AtomicU64,
     /// Finished incidents stored in the knowledge base.
@@ -46,6 +54,13 @@ impl JobStats {
         self.messages.fetch_add(1, Relaxed);
         self.samples.fetch_add(rows, Relaxed);
         self.late_rows.fetch_add(late, Relaxed);
+    }
+
+    /// Records a checkpoint and what it cost.
+    pub fn checkpointed(&self, bytes: u64, ms: f64) {
+        self.checkpoints.fetch_add(1, Relaxed);
+        self.checkpoint_bytes.store(bytes, Relaxed);
+        self.checkpoint_us.store((ms * 1e3) as u64, Relaxed);
     }
 
     /// Counts one dead-lettered message under `label`.

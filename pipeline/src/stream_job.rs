@@ -1,10 +1,11 @@
 //! One stream job, set up the same way wherever it runs: `x0tta6bl4 run` against a
 //! cluster, the demo and the kernel lab against an embedded broker, the tests.
 
+use crate::checkpoint::{inventory_digest, CheckpointError, CheckpointStore};
 use crate::config::Config;
 use crate::features::FeatureEngine;
 use crate::healing_loop::HealingLoop;
-use crate::job::{run_job, JobError, JobReport};
+use crate::job::{run_job, Durability, JobError, JobReport};
 use crate::recall::open_knowledge;
 use crate::stats::JobStats;
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ pub struct StreamJob {
     stats: Arc<JobStats>,
     job_id: String,
     data_dir: PathBuf,
+    checkpoint: Option<(CheckpointStore, std::time::Duration)>,
 }
 
 impl StreamJob {
@@ -44,7 +46,24 @@ impl StreamJob {
             stats: Arc::new(JobStats::default()),
             job_id: uuid::Uuid::new_v4().simple().to_string(),
             data_dir,
+            checkpoint: None,
         }
+    }
+
+    /// Keeps a checkpoint in `dir`, written at most every `interval` at a window
+    /// boundary: the job survives a crash or a restart. A checkpoint already there is
+    /// taken up: the job keeps its id (history files, incident ids, results group).
+    pub fn checkpoint(
+        mut self,
+        dir: impl Into<PathBuf>,
+        interval: std::time::Duration,
+    ) -> Result<Self, CheckpointError> {
+        let store = CheckpointStore::new(dir);
+        if let Some(meta) = store.meta()? {
+            self.job_id = meta.job_id;
+        }
+        self.checkpoint = Some((store, interval));
+        Ok(self)
     }
 
     /// Writes the history (and the embedded knowledge base) under `dir` instead.
@@ -94,8 +113,30 @@ impl StreamJob {
     }
 
     /// Runs on `kafka` until `shutdown` turns true; then writes the final history.
+    /// With a checkpoint, the state is restored first and input it covers is skipped.
     pub async fn run(self, kafka: &KafkaConfig, shutdown: watch::Receiver<bool>) -> Result<JobReport, JobError> {
-        let core = self.healing_loop().await?;
-        run_job(core, kafka, &self.data_dir, &self.job_id, shutdown).await
+        let mut core = self.healing_loop().await?;
+        let durable = match &self.checkpoint {
+            None => None,
+            Some((store, interval)) => {
+                let meta = store.restore(&mut core, &self.topology)?;
+                if let Some(m) = &meta {
+                    let open = core.incidents().iter().filter(|i| !i.state.is_final()).count();
+                    eprintln!(
+                        "stream job {}: resumed from {} ({open} open incidents, {} partitions' offsets)",
+                        self.job_id,
+                        store.path().display(),
+                        m.offsets.values().map(|p| p.len()).sum::<usize>()
+                    );
+                }
+                Some(Durability {
+                    store: store.clone(),
+                    interval: *interval,
+                    inventory: inventory_digest(&self.topology),
+                    resume: meta.map(|m| m.offsets).unwrap_or_default(),
+                })
+            }
+        };
+        run_job(core, kafka, &self.data_dir, &self.job_id, durable, shutdown).await
     }
 }

@@ -20,7 +20,7 @@ const HISTORY_WINDOWS: usize = 8;
 
 /// Traffic lost per measured link end (as its link) over the last few windows, each
 /// window's computed once for every check that reads it.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct LossHistory {
     windows: VecDeque<(i64, Vec<(Element, f64)>)>,
 }
@@ -77,7 +77,7 @@ pub(crate) struct VerifyRule {
 }
 
 /// One plan under verification.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RepairCheck {
     links: Vec<Element>,
     before: Option<f64>,

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use x0_schema::{LinkSample, NodeSample};
 
 /// The rows of one window.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WindowRows {
     /// Link samples of the window.
     pub links: Vec<LinkSample>,
@@ -33,7 +33,7 @@ pub struct ClosedWindow {
 }
 
 /// Open windows and the watermark.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Windows {
     size: i64,
     lateness: i64,

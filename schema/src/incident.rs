@@ -19,6 +19,9 @@ pub enum IncidentState {
     Resolved,
     /// The repair was rolled back or refused.
     Failed,
+    /// Its job stopped without handing it over (it keeps no checkpoint); the outcome
+    /// says how far it got.
+    Closed,
 }
 
 impl IncidentState {
@@ -31,12 +34,13 @@ impl IncidentState {
             IncidentState::Verifying => "verifying",
             IncidentState::Resolved => "resolved",
             IncidentState::Failed => "failed",
+            IncidentState::Closed => "closed",
         }
     }
 
-    /// Whether the incident is over (resolved or failed).
+    /// Whether the incident is over (resolved, failed, or closed with its job).
     pub fn is_final(self) -> bool {
-        matches!(self, IncidentState::Resolved | IncidentState::Failed)
+        matches!(self, IncidentState::Resolved | IncidentState::Failed | IncidentState::Closed)
     }
 }
 

@@ -1,9 +1,10 @@
 //! A rolling median/MAD baseline.
 
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 /// The last `capacity` healthy values of one feature of one element.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RobustBaseline {
     values: VecDeque<f64>,
     capacity: usize,

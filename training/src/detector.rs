@@ -8,7 +8,7 @@ use std::collections::HashMap;
 pub const MODEL_VERSION: &str = "robust-mad-v1";
 
 /// A feature the detector scores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Feature {
     /// Packets the sender transmitted that the receiver did not count (both ends' counters).
     LossRatio,
@@ -70,7 +70,7 @@ impl Default for DetectorConfig {
 }
 
 /// Per element and feature baselines plus the scoring rule.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RobustDetector {
     config: DetectorConfig,
     baselines: HashMap<(String, Feature), RobustBaseline>,
@@ -80,6 +80,12 @@ impl RobustDetector {
     /// A detector with empty baselines.
     pub fn new(config: DetectorConfig) -> Self {
         RobustDetector { config, baselines: HashMap::new() }
+    }
+
+    /// Scores by `config` from now on, keeping the baselines learned so far (a job
+    /// restored from its checkpoint with new thresholds).
+    pub fn reconfigure(&mut self, config: DetectorConfig) {
+        self.config = config;
     }
 
     /// Its thresholds.

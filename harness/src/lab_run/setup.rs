@@ -133,6 +133,11 @@ impl Lab {
         let net = NetLab::up(&topo, &opts.prefix).context("building the namespace mesh (needs root)")?;
         let mut teardown = Teardown { lab: net, agents: Vec::new() };
         std::fs::create_dir_all(&opts.run_dir)?;
+        // A fresh mesh: no agent journal of an earlier lab may put its routes back.
+        match std::fs::remove_dir_all(opts.run_dir.join("agents")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
         let backup_coverage = backup_coverage(&routes);
         eprintln!(
             "lab {}: {} namespaces, {} veth links, loop-free backup next hops for {:.0}% of routes",
@@ -306,6 +311,8 @@ fn start_agents(opts: &LabOptions, kafka: &KafkaConfig, signer: &SigningKey, tea
             .arg("--verify-key")
             .arg(&vk_path)
             .args(["--telemetry-interval", &interval])
+            .arg("--state-dir")
+            .arg(opts.run_dir.join("agents"))
             .args(["--lab-tag", &process_tag(&opts.prefix)])
             .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null());
