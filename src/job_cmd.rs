@@ -91,6 +91,10 @@ pub(crate) struct RunArgs {
     /// A scenario file whose `[topology]` is the mesh inventory (nodes and links).
     #[arg(long)]
     topology: PathBuf,
+    /// Write the job's counters (messages taken in, windows, incidents, commands,
+    /// results, checkpoints) as JSON here when it stops.
+    #[arg(long)]
+    stats_json: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
@@ -123,8 +127,13 @@ pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
         config.kafka.topics.telemetry,
         config.kafka.brokers
     );
+    let stats = job.stats();
     let report = job.run(&config.kafka, rx).await;
     ctrl_c.abort();
+    if let Some(path) = &args.stats_json {
+        std::fs::write(path, serde_json::to_vec_pretty(&stats.to_json())?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let report = report?;
     eprintln!("stopped: {} incidents, {} commands", report.incidents.len(), report.commands.len());
     Ok(())

@@ -43,6 +43,11 @@ struct Setup {
 
 impl Setup {
     fn new(broker: &TestBroker) -> Setup {
+        Setup::with(broker, SCENARIO, "")
+    }
+
+    /// With another scenario and more configuration (TOML appended).
+    fn with(broker: &TestBroker, scenario: &str, more_config: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         x0_schema::generate_key_files(dir.path()).unwrap();
         let config = format!(
@@ -52,8 +57,8 @@ impl Setup {
             dir.path().join("signing.key").display(),
             dir.path().join("verifying.key").display(),
         );
-        std::fs::write(dir.path().join("x0.toml"), config).unwrap();
-        std::fs::write(dir.path().join("scenario.toml"), SCENARIO).unwrap();
+        std::fs::write(dir.path().join("x0.toml"), format!("{config}{more_config}")).unwrap();
+        std::fs::write(dir.path().join("scenario.toml"), scenario).unwrap();
         Setup { dir }
     }
 
@@ -69,7 +74,14 @@ impl Setup {
     }
 
     fn job(&self, log: &str) -> Child {
-        self.x0(log).arg("run").arg("--topology").arg(self.path("scenario.toml")).spawn().unwrap()
+        let mut c = self.x0(log);
+        c.arg("run").arg("--topology").arg(self.path("scenario.toml"));
+        c.arg("--stats-json").arg(self.path("job.json"));
+        c.spawn().unwrap()
+    }
+
+    fn job_stats(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path("job.json")).unwrap()).unwrap()
     }
 
     fn simulate(&self, twice: bool) -> Child {
@@ -187,7 +199,19 @@ async fn a_job_killed_mid_repair_continues_its_incident_and_duplicates_are_never
     signal(&first, nix::sys::signal::Signal::SIGKILL);
     let _ = first.wait();
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // Restart to first decision, seen from outside: the restarted job checkpoints at
+    // its first window boundary, once that window's outputs are acknowledged.
+    let checkpoint = s.path("history").join("checkpoint").join("job.ckpt");
+    let mtime = || std::fs::metadata(&checkpoint).and_then(|m| m.modified()).ok();
+    let before = mtime();
+    let restarted = Instant::now();
     let second = s.job("job-2.log");
+    while mtime() == before && restarted.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first_decision = restarted.elapsed();
+    assert!(first_decision < Duration::from_secs(30), "no decision within 30 s of the restart");
+    eprintln!("restart to first decision (first checkpoint after a window closed): {first_decision:?}");
     let status = wait(&mut sim, "simulate", Duration::from_secs(120));
     assert!(status.success(), "simulate: {}", s.log("simulate.log"));
     stop(second, &s, "job-2.log");
@@ -215,4 +239,87 @@ async fn a_job_killed_mid_repair_continues_its_incident_and_duplicates_are_never
     assert_eq!(n(&twice.mesh, "applications"), n(&twice.mesh, "distinct_commands"), "{twice:?}");
     assert_eq!(n(&twice.mesh, "overrides_in_force"), 0, "{twice:?}");
     assert_eq!(plain.refused_or_rolled_back, 0, "{plain:?}");
+}
+
+const QUIET: &str = r#"
+name = "service-quiet"
+duration = "40s"
+telemetry_interval = "100ms"
+[topology]
+shape = "grid"
+nodes = 16
+seed = 7
+[traffic]
+pairs = 24
+rate_pps = 50
+"#;
+
+/// The broker paused (SIGSTOP) for 10 s in a quiet mesh: the job takes it as its own
+/// outage, not as 16 silent nodes; nothing is opened or rerouted, telemetry after the
+/// pause is processed, and what the producers count as lost is what the job lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_broker_is_an_outage_not_a_fault() {
+    let Some(broker) = TestBroker::start("service-outage", 4).await else { return };
+    let Some(pid) = broker.pid() else {
+        eprintln!("SKIPPED: an external cluster cannot be paused");
+        return;
+    };
+    let s = Setup::with(&broker, QUIET, "");
+    let job = s.job("job.log");
+    let mut sim = s.simulate(false);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let broker_pid = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(broker_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    nix::sys::signal::kill(broker_pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let status = wait(&mut sim, "simulate", Duration::from_secs(120));
+    assert!(status.success(), "simulate: {}", s.log("simulate.log"));
+    // The job's consumers catch up before it is stopped.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop(job, &s, "job.log");
+    let o = outcome(&s).await;
+    let job = s.job_stats();
+    let context = format!("{o:?}\njob: {job}\n{}", s.log("job.log"));
+    assert_eq!(o.incidents, 0, "an outage is not a fault: {context}");
+    assert_eq!(n(&o.mesh, "route_changes"), 0, "{context}");
+    let (sent, lost) = (n(&o.mesh, "telemetry_messages"), n(&o.mesh, "send_failures"));
+    assert_eq!(n(&job, "messages"), sent - lost, "every delivered message was taken in, and only those: {context}");
+    assert_eq!(n(&job, "late_rows"), 0, "the partitions' backlogs are windowed, not dropped as late: {context}");
+    // 40 s of 500 ms windows, minus at most the paused 10 s.
+    assert!(n(&job, "windows_closed") >= 55, "telemetry after the pause was processed: {context}");
+    eprintln!("outage: {sent} telemetry messages sent, {lost} lost to the pause (counted by the producers), {} taken in by the job", n(&job, "messages"));
+}
+
+/// A job whose broker is not there, or dies, stops with the reason in bounded time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_without_a_broker_exits_with_the_reason_instead_of_waiting() {
+    let Some(broker) = TestBroker::start("service-no-broker", 1).await else { return };
+    if broker.pid().is_none() {
+        eprintln!("SKIPPED: an external cluster cannot be killed");
+        return;
+    }
+    // Nothing listens on the port: refused at start, within 15 s.
+    let s = Setup::with(&broker, QUIET, "");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = Instant::now();
+    let mut job = s.x0("job.log");
+    job.env("X0__KAFKA__BROKERS", format!("127.0.0.1:{dead}"));
+    let mut job = job.arg("run").arg("--topology").arg(s.path("scenario.toml")).spawn().unwrap();
+    let status = wait(&mut job, "a job with no broker", Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(s.log("job.log").contains("no Kafka broker"), "{}", s.log("job.log"));
+    eprintln!("no broker at start: exited after {:?}", started.elapsed());
+
+    // The broker dies under a running job: it stops after kafka.outage_limit.
+    let mut job = s.x0("job-2.log");
+    job.env("X0__KAFKA__OUTAGE_LIMIT", "5s");
+    let mut job = job.arg("run").arg("--topology").arg(s.path("scenario.toml")).spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(job.try_wait().unwrap().is_none(), "running while the broker is up: {}", s.log("job-2.log"));
+    drop(broker);
+    let killed = Instant::now();
+    let status = wait(&mut job, "a job whose broker died", Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(s.log("job-2.log").contains("no Kafka broker"), "{}", s.log("job-2.log"));
+    eprintln!("broker killed under the job: exited after {:?}", killed.elapsed());
 }

@@ -95,8 +95,8 @@ pub async fn agent_main(args: AgentArgs, config_file: Option<&Path>) -> Result<(
     signals.abort();
     let report = report?;
     eprintln!(
-        "agent stopped: {} telemetry batches, {} commands ({} applied)",
-        report.batches, report.commands, report.applied
+        "agent stopped: {} telemetry batches ({} dropped), {} commands ({} applied)",
+        report.batches, report.telemetry_dropped, report.commands, report.applied
     );
     Ok(())
 }

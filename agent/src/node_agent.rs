@@ -49,6 +49,9 @@ pub struct AgentReport {
     pub commands: u64,
     /// Commands applied.
     pub applied: u64,
+    /// Telemetry batches lost: the producer's buffer was full, or the broker did not
+    /// take them within `message.timeout.ms` (a broker outage; the oldest go first).
+    pub telemetry_dropped: u64,
     /// Where its counters came from.
     pub provenance: Option<Provenance>,
 }
@@ -56,9 +59,18 @@ pub struct AgentReport {
 /// Runs one node's agent until `shutdown` turns true (or its data plane fails).
 pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) -> Result<AgentReport> {
     let node = opts.network.node.clone();
-    let producer = opts.kafka.base_producer(DeliveryLog).context("producer")?;
+    // While the broker is away, telemetry waits in librdkafka's bounded queue; what
+    // outlives `message.timeout.ms` (10 s), oldest first, or finds the queue full, is
+    // dropped and counted. Routes are untouched: the agent fails open.
+    let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let producer = opts
+        .kafka
+        .base_producer(DeliveryLog { telemetry: opts.kafka.topics.telemetry.clone(), dropped: dropped.clone() })
+        .context("producer")?;
+    // A static member: a restarted agent takes its commands' partitions back at once.
+    let group = format!("x0-agent-{node}");
     let consumer: StreamConsumer = agent_kafka(&opts.kafka)
-        .consumer(&format!("x0-agent-{node}"), &[&opts.kafka.topics.commands])
+        .consumer_with(&group, &[&opts.kafka.topics.commands], false, Some(&group))
         .context("command consumer")?;
     let encoding = ContentType::from(opts.settings.encoding);
 
@@ -111,6 +123,7 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
                     let (payload, headers) = telemetry_message(encoding, &batch);
                     let record = BaseRecord::to(&opts.kafka.topics.telemetry).key(&node).payload(&payload).headers(headers);
                     if let Err((e, _)) = producer.send(record) {
+                        dropped.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(error = %e, "telemetry not queued");
                     }
                     producer.poll(Duration::ZERO);
@@ -137,13 +150,18 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
     if let Err(e) = producer.flush(Duration::from_secs(5)) {
         tracing::warn!(error = %e, "results and telemetry still queued at exit");
     }
+    report.telemetry_dropped = dropped.load(Ordering::Relaxed);
     Ok(report)
 }
 
 /// Hears the broker's verdict on every message the agent sent; a failure is logged
 /// (telemetry is a stream: the next batch supersedes a lost one; a lost command
 /// result leaves that command unacknowledged in the job's history).
-struct DeliveryLog;
+struct DeliveryLog {
+    /// The telemetry topic, and the batches sent there the broker never took.
+    telemetry: String,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
 
 impl ClientContext for DeliveryLog {}
 
@@ -152,6 +170,9 @@ impl ProducerContext for DeliveryLog {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, m)) = result {
+            if m.topic() == self.telemetry {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
             tracing::warn!(topic = m.topic(), error = %e, "not delivered");
         }
     }

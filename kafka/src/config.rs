@@ -48,6 +48,10 @@ pub struct KafkaConfig {
     pub options: BTreeMap<String, String>,
     /// Topic names.
     pub topics: Topics,
+    /// The stream job stops with an error when no broker has answered for this long
+    /// (agents never give up: they keep forwarding and keep their routes).
+    #[serde(with = "humantime_serde")]
+    pub outage_limit: Duration,
 }
 
 impl Default for KafkaConfig {
@@ -57,6 +61,7 @@ impl Default for KafkaConfig {
             group_id: "x0tta6bl4".into(),
             options: BTreeMap::new(),
             topics: Topics::default(),
+            outage_limit: Duration::from_secs(60),
         }
     }
 }
@@ -99,26 +104,36 @@ impl KafkaConfig {
     /// A consumer in `group`, subscribed to `topics`, reading from the earliest
     /// uncommitted offset and waiting at most a few ms for data.
     pub fn consumer(&self, group: &str, topics: &[&str]) -> Result<StreamConsumer, KafkaError> {
-        self.consumer_with(group, topics, false)
+        self.consumer_with(group, topics, false, None)
     }
 
     /// The same; with `manual_commit`, offsets are committed only when the caller
-    /// commits them (the stream job, behind its checkpoint), never as messages are polled.
+    /// commits them (the stream job, behind its checkpoint), never as messages are
+    /// polled. With `instance`, a static member of its group (`group.instance.id`): a
+    /// process restarted under the same instance takes its partitions back at once,
+    /// without waiting out its predecessor's session.
     pub fn consumer_with(
         &self,
         group: &str,
         topics: &[&str],
         manual_commit: bool,
+        instance: Option<&str>,
     ) -> Result<StreamConsumer, KafkaError> {
         let mut c = self.base();
         if manual_commit {
             c.set("enable.auto.commit", "false");
         }
+        if let Some(id) = instance {
+            set_default(&mut c, "group.instance.id", id);
+        }
         c.set("group.id", group);
         set_default(&mut c, "auto.offset.reset", "earliest");
         set_default(&mut c, "fetch.wait.max.ms", "5");
         set_default(&mut c, "fetch.error.backoff.ms", "20");
-        set_default(&mut c, "session.timeout.ms", "6000");
+        // Long enough that a broker paused or failing over for a few seconds is waited
+        // out, not taken for a dead consumer (a rebalance then; tansu 0.6 never settles
+        // one); a restarted process comes back as the same static member instead.
+        set_default(&mut c, "session.timeout.ms", "30000");
         set_default(&mut c, "enable.auto.commit", "true");
         set_default(&mut c, "auto.commit.interval.ms", "500");
         set_default(&mut c, "topic.metadata.refresh.interval.ms", "1000");

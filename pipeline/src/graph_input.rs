@@ -116,7 +116,7 @@ impl OfflineFeaturizer {
     /// Adds one batch's samples.
     pub fn insert(&mut self, batch: TelemetryBatch) {
         note_reporters(&mut self.seen, &batch);
-        self.windows.insert(0, batch.links, batch.nodes);
+        self.windows.insert(0, batch.links, batch.nodes, 0);
     }
 
     /// Every window the watermark passed (`all`: every open window, at the end).

@@ -219,9 +219,15 @@ impl HealingLoop {
         }
         note_reporters(&mut self.seen, &batch);
         let rows = batch.len() as u64;
-        let late = self.windows.insert(source, batch.links, batch.nodes);
+        let late = self.windows.insert(source, batch.links, batch.nodes, wall_now_ns);
         self.stats.add_samples(rows - late, late);
         Ok(late)
+    }
+
+    /// Expects telemetry from `sources` (the partitions this job reads) from `wall_now_ns`:
+    /// no window closes before each has delivered or gone idle.
+    pub fn expect_sources(&mut self, sources: &[i32], wall_now_ns: i64) {
+        self.windows.expect(sources, wall_now_ns);
     }
 
     /// Closes every window the watermark passed and decides on each.

@@ -9,9 +9,9 @@ use crate::stats::JobStats;
 use futures::future::join_all;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::watch;
 use x0_kafka::rdkafka;
@@ -28,6 +28,16 @@ pub enum JobError {
     #[error("writing history: {0}")]
     /// The history could not be written.
     History(#[from] std::io::Error),
+    /// No broker answered for too long (at start, or `kafka.outage_limit` later).
+    #[error("no Kafka broker of {brokers:?} answered for {waited:?} ({reason}); check kafka.brokers and the cluster")]
+    Unreachable {
+        /// `kafka.brokers`.
+        brokers: String,
+        /// How long it waited.
+        waited: Duration,
+        /// What the client said last.
+        reason: String,
+    },
     /// The checkpoint could not be written or taken up.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -184,19 +194,35 @@ pub async fn run_job(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<JobReport, JobError> {
     let manual = durable.is_some();
-    let telemetry: StreamConsumer = kafka.consumer_with(&kafka.group_id, &[&kafka.topics.telemetry], manual)?;
+    // A durable job is a static member of its groups: restarted, it takes its
+    // partitions back at once.
+    let instance = |role: &str| manual.then(|| format!("{job_id}-{role}"));
+    let telemetry: StreamConsumer =
+        kafka.consumer_with(&kafka.group_id, &[&kafka.topics.telemetry], manual, instance("telemetry").as_deref())?;
     // Each instance must see the results of its own commands: a group of its own,
     // stable across restarts (the job id is, when durable).
     let results: StreamConsumer = kafka.consumer_with(
         &format!("{}-results-{job_id}", kafka.group_id),
         &[&kafka.topics.command_results],
         manual,
+        instance("results").as_deref(),
     )?;
     let io = Io { producer: kafka.producer()?, kafka: kafka.clone() };
+    // A broker that cannot be reached at start is an error now, not a silent wait.
+    let startup = STARTUP_CONTACT.min(kafka.outage_limit.max(Duration::from_secs(1)));
+    let partitions = broker_contact(&io.producer, &kafka.topics.telemetry, startup).await.map_err(|e| {
+        JobError::Unreachable { brokers: kafka.brokers.clone(), waited: startup, reason: e.to_string() }
+    })?;
+    core.expect_sources(&partitions, wall_clock_ns());
+    let mut last_contact = Instant::now();
+    let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut history = History::new(data_dir, job_id);
     let mut positions =
         Positions { resume: durable.as_ref().map(|d| d.resume.clone()).unwrap_or_default(), ..Default::default() };
-    let mut last_checkpoint = std::time::Instant::now();
+    // The first checkpoint at the first window boundary (a restarted job re-secures
+    // its progress at once), then at most one per interval.
+    let mut last_checkpoint: Option<Instant> = None;
     let mut windows_at_checkpoint = JobStats::get(&core.stats().windows_closed);
     // Incidents and commands are snapshotted often (a crash loses at most this much);
     // feature rows are batched into fewer, larger files.
@@ -245,14 +271,30 @@ pub async fn run_job(
                     // At a window boundary, once its outputs are acknowledged.
                     let closed = JobStats::get(&core.stats().windows_closed);
                     if let Some(d) = &durable {
-                        if closed > windows_at_checkpoint && last_checkpoint.elapsed() >= d.interval {
+                        if closed > windows_at_checkpoint && last_checkpoint.is_none_or(|t| t.elapsed() >= d.interval) {
                             checkpoint(&core, d, job_id, &positions, [&telemetry, &results])?;
-                            (last_checkpoint, windows_at_checkpoint) = (std::time::Instant::now(), closed);
+                            (last_checkpoint, windows_at_checkpoint) = (Some(Instant::now()), closed);
                         }
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "telemetry consumer"),
             },
+            _ = watchdog.tick() => {
+                match broker_contact(&io.producer, &kafka.topics.telemetry, WATCHDOG_EVERY).await {
+                    Ok(_) => last_contact = Instant::now(),
+                    // Every agent buffers meanwhile, and windows wait for the
+                    // watermark: an outage is the job's, not the mesh's. Past the limit
+                    // the job stops with the reason (its checkpoint carries it over).
+                    Err(e) if last_contact.elapsed() >= kafka.outage_limit => {
+                        return Err(JobError::Unreachable {
+                            brokers: kafka.brokers.clone(),
+                            waited: last_contact.elapsed(),
+                            reason: e.to_string(),
+                        })
+                    }
+                    Err(e) => tracing::warn!(error = %e, "no broker answers; waiting"),
+                }
+            }
             _ = flush.tick() => {
                 flushes += 1;
                 if let Err(e) = write_history(&mut core, &mut history, &mut written, flushes.is_multiple_of(FEATURES_EVERY)) {
@@ -272,6 +314,23 @@ pub async fn run_job(
 }
 
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
+/// How often the job checks that a broker answers.
+const WATCHDOG_EVERY: Duration = Duration::from_secs(5);
+/// How long the job waits for a broker to answer at start.
+const STARTUP_CONTACT: Duration = Duration::from_secs(15);
+
+/// Asks the cluster for `topic`'s metadata (any broker answering will do), without
+/// blocking the runtime; returns its partitions.
+async fn broker_contact(producer: &FutureProducer, topic: &str, within: Duration) -> Result<Vec<i32>, KafkaError> {
+    let (producer, topic) = (producer.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let m = producer.client().fetch_metadata(Some(&topic), within)?;
+        Ok(m.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect())
+    })
+    .await
+    .unwrap_or(Err(rdkafka::error::KafkaError::Canceled))
+    .map_err(KafkaError::from)
+}
 /// Feature files are written every this many snapshots (30 s).
 const FEATURES_EVERY: u32 = 15;
 

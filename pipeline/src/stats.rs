@@ -118,4 +118,25 @@ impl JobStats {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Relaxed)
     }
+
+    /// Every counter, as JSON (`run --stats-json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let g = Self::get;
+        serde_json::json!({
+            "messages": g(&self.messages),
+            "samples": g(&self.samples),
+            "late_rows": g(&self.late_rows),
+            "dead_lettered": self.dlq(),
+            "windows_closed": g(&self.windows_closed),
+            "incidents": g(&self.incidents),
+            "commands_sent": g(&self.commands_sent),
+            "results_applied": g(&self.results_applied),
+            "results_other": g(&self.results_other),
+            "duplicate_results": g(&self.duplicate_results),
+            "repairs_rolled_back": g(&self.repairs_rolled_back),
+            "checkpoints": g(&self.checkpoints),
+            "checkpoint_bytes": g(&self.checkpoint_bytes),
+            "checkpoint_us": g(&self.checkpoint_us),
+        })
+    }
 }
