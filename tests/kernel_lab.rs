@@ -87,3 +87,41 @@ async fn hard_link_failure_is_survived_by_kernel_failover_and_seen_by_the_job() 
         .unwrap_or_default();
     assert!(left.is_empty(), "lab torn down, found {left:?}");
 }
+
+/// No hangs: a lab whose agents die (here: a binary that exits at once) stops with the
+/// reason in bounded time and leaves no namespace behind, instead of waiting for
+/// routes that will never settle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_whose_agents_die_stops_with_the_reason() {
+    if !root_or_skip("a_lab_whose_agents_die_stops_with_the_reason") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead-agent");
+    std::fs::write(&dead, "#!/bin/sh\nexit 3\n").unwrap();
+    std::fs::set_permissions(&dead, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let prefix = "x0dead-";
+    let opts = LabOptions {
+        scenario: toml::from_str(GRID9).unwrap(),
+        routing: Routing::X0,
+        trials: 1,
+        prefix: prefix.into(),
+        config: x0_pipeline::Config::default(),
+        run_dir: dir.path().join("run"),
+        no_ebpf: true,
+        agent_exe: Some(dead),
+    };
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(120), run_lab(opts)).await.expect("no hang");
+    let took = started.elapsed();
+    let err = result.expect_err("a lab without agents cannot run");
+    assert!(format!("{err:#}").contains("agent of"), "{err:#}");
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    println!("dead agents: the lab stopped after {took:?}: {err:#}");
+    let left: Vec<_> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.starts_with(prefix)).collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "lab torn down, found {left:?}");
+}

@@ -46,6 +46,21 @@ impl Teardown {
         Ok(())
     }
 
+    /// An error naming the first agent that is no longer running (a crash, a bad
+    /// binary): the lab stops instead of waiting for routes that will never settle.
+    /// Read from `/proc` so that a shared borrow will do (the lab is Linux-only).
+    fn agents_alive(&self) -> Result<()> {
+        for (agent, net) in self.agents.iter().zip(&self.lab.networks) {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", agent.id())).unwrap_or_default();
+            // The state is the field after the parenthesised command name.
+            let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+            if matches!(state, None | Some('Z' | 'X')) {
+                bail!("the agent of {} (pid {}) exited; its output is above", net.node, agent.id());
+            }
+        }
+        Ok(())
+    }
+
     fn stop_agents(&mut self) {
         for a in &self.agents {
             // A frozen agent (a crashed node's) must run to hear SIGTERM.
@@ -162,7 +177,8 @@ impl Lab {
         let interval = Duration::from_secs_f64(1.0 / f64::from(scenario.traffic.rate_pps.max(1)));
         let flows = Flows::start(&specs, interval, epoch).context("starting probe flows")?;
         let watch = RouteWatch::start(&net.namespaces, epoch, Duration::from_millis(20));
-        let converged = wait_converged(&flows, interval, Duration::from_secs(90)).await?;
+        let alive = || teardown.agents_alive();
+        let converged = wait_converged(&flows, interval, Duration::from_secs(90), &alive).await?;
         eprintln!("routes converged: every flow delivers ({:.1} s after start)", converged.as_secs_f64());
         Ok(Lab {
             topo,
@@ -186,6 +202,11 @@ impl Lab {
     /// The namespace mesh.
     pub(super) fn net(&self) -> &NetLab {
         &self.teardown.lab
+    }
+
+    /// An error if an agent is no longer running.
+    pub(super) fn agents_alive(&self) -> Result<()> {
+        self.teardown.agents_alive()
     }
 
     /// The agent processes (none under babeld).
@@ -326,10 +347,17 @@ fn start_agents(opts: &LabOptions, kafka: &KafkaConfig, signer: &SigningKey, tea
 }
 
 /// Waits until every flow delivered everything sent in the last second.
-pub(super) async fn wait_converged(flows: &Flows, interval: Duration, limit: Duration) -> Result<Duration> {
+/// `alive` is asked every round: an error (an agent died) ends the wait at once.
+pub(super) async fn wait_converged(
+    flows: &Flows,
+    interval: Duration,
+    limit: Duration,
+    alive: &dyn Fn() -> Result<()>,
+) -> Result<Duration> {
     let started = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
+        alive()?;
         let now = flows.epoch().elapsed().as_nanos() as u64;
         let from = now.saturating_sub(1_300_000_000);
         let until = now.saturating_sub(300_000_000);

@@ -32,7 +32,7 @@ pub(super) async fn run(lab: &mut Lab, opts: &LabOptions, n: usize) -> Result<Ve
 async fn settle(lab: &Lab, n: usize) -> Result<()> {
     let started = Instant::now();
     loop {
-        wait_converged(&lab.flows, lab.interval, Duration::from_secs(60)).await?;
+        wait_converged(&lab.flows, lab.interval, Duration::from_secs(60), &|| lab.agents_alive()).await?;
         let recent = ns(lab.epoch.elapsed().saturating_sub(Duration::from_secs(3)));
         let quiet = count_changes(&lab.watch.changes(), recent, u64::MAX) == 0;
         let off = if lab.under_babel() { vec![] } else { off_baseline(lab.net()) };
