@@ -33,7 +33,10 @@ fn main() {
         }
     };
     rt.block_on(async {
-        kafka.create_topics(&[&kafka.topics.telemetry], 1).await.expect("topic");
+        if arg("--brokers").is_some() {
+            // The mock cluster has its topics already (and no admin API).
+            kafka.create_topics(&[&kafka.topics.telemetry], 1).await.expect("topic");
+        }
         let topic = kafka.topics.telemetry.clone();
         let consumer: StreamConsumer =
             kafka.consumer(&format!("hop-bench-{}", std::process::id()), &[&topic]).expect("consumer");

@@ -67,11 +67,13 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
         .kafka
         .base_producer(DeliveryLog { telemetry: opts.kafka.topics.telemetry.clone(), dropped: dropped.clone() })
         .context("producer")?;
-    // A static member: a restarted agent takes its commands' partitions back at once.
-    let group = format!("x0-agent-{node}");
-    let consumer: StreamConsumer = agent_kafka(&opts.kafka)
-        .consumer_with(&group, &[&opts.kafka.topics.commands], false, Some(&group))
-        .context("command consumer")?;
+    // Every partition of the command topic, outside any group membership: a restarted
+    // agent reads on from its committed offsets at once (a redelivered command gets
+    // its journal's answer).
+    let consumer: StreamConsumer =
+        agent_kafka(&opts.kafka).unmanaged_consumer(&format!("x0-agent-{node}")).context("command consumer")?;
+    let mut assigned = false;
+    let mut assign_retry = tokio::time::interval(Duration::from_secs(1));
     let encoding = ContentType::from(opts.settings.encoding);
 
     let (cmd_tx, cmd_rx) = std_mpsc::channel::<Vec<u8>>();
@@ -101,6 +103,14 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = deliveries.tick() => producer.poll(Duration::ZERO),
+            // Until the broker has told us the command topic's partitions (it may be
+            // away at start): a short wait on this thread, a second apart.
+            _ = assign_retry.tick(), if !assigned => {
+                match x0_kafka::assign_all(&consumer, &opts.kafka.topics.commands, Duration::from_millis(300)) {
+                    Ok(_) => assigned = true,
+                    Err(e) => tracing::warn!(error = %e, "command topic not available yet"),
+                }
+            }
             _ = parent_check.tick() => {
                 if opts.exit_with_parent && std::os::unix::process::parent_id() != parent {
                     eprintln!("agent {node}: parent went away, exiting");

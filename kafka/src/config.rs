@@ -119,6 +119,22 @@ impl KafkaConfig {
         manual_commit: bool,
         instance: Option<&str>,
     ) -> Result<StreamConsumer, KafkaError> {
+        let consumer: StreamConsumer = self.consumer_config(group, manual_commit, instance).create()?;
+        consumer.subscribe(topics)?;
+        Ok(consumer)
+    }
+
+    /// A consumer under `group` that joins no group membership: [`assign_all`] gives it
+    /// every partition of a topic, and it resumes from the offsets committed under
+    /// `group` (auto-committed as it reads). No rebalance, no session to expire: for a
+    /// node agent, which reads every partition of the command topic anyway and, when
+    /// restarted, must not wait out its predecessor's session (librdkafka's mock cluster
+    /// does not hand a static member's partitions over).
+    pub fn unmanaged_consumer(&self, group: &str) -> Result<StreamConsumer, KafkaError> {
+        Ok(self.consumer_config(group, false, None).create()?)
+    }
+
+    fn consumer_config(&self, group: &str, manual_commit: bool, instance: Option<&str>) -> ClientConfig {
         let mut c = self.base();
         if manual_commit {
             c.set("enable.auto.commit", "false");
@@ -137,9 +153,7 @@ impl KafkaConfig {
         set_default(&mut c, "enable.auto.commit", "true");
         set_default(&mut c, "auto.commit.interval.ms", "500");
         set_default(&mut c, "topic.metadata.refresh.interval.ms", "1000");
-        let consumer: StreamConsumer = c.create()?;
-        consumer.subscribe(topics)?;
-        Ok(consumer)
+        c
     }
 }
 
@@ -168,6 +182,26 @@ fn set_default(c: &mut ClientConfig, key: &str, value: &str) {
     if c.get(key).is_none() {
         c.set(key, value);
     }
+}
+
+/// Assigns every partition of `topic` to `consumer`, each from its committed offset (or
+/// `auto.offset.reset` without one); waits at most `within` for the topic's metadata.
+/// Returns how many partitions.
+pub fn assign_all<C: Consumer>(consumer: &C, topic: &str, within: Duration) -> Result<usize, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), within)?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Stored)?;
+        }
+    }
+    if tpl.count() == 0 {
+        return Err(KafkaError::Client(rdkafka::error::KafkaError::MetadataFetch(
+            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+        )));
+    }
+    consumer.assign(&tpl)?;
+    Ok(tpl.count())
 }
 
 /// The value of header `name` on a message, if present and UTF-8.

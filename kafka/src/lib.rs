@@ -16,6 +16,6 @@ mod config;
 mod telemetry;
 
 pub use broker::DevBroker;
-pub use config::{dead_letter, header, KafkaConfig, KafkaError};
+pub use config::{assign_all, dead_letter, header, KafkaConfig, KafkaError};
 pub use rdkafka;
 pub use telemetry::{telemetry_message, TelemetryPublisher};
