@@ -161,13 +161,13 @@ fn checkpoint(
     let cost = durable.store.write(&meta, core)?;
     core.stats().checkpointed(cost.bytes, cost.ms);
     for consumer in consumers {
+        // Only the partitions this instance holds now: another instance of the group
+        // commits its own (a partition that moved away is no longer ours to commit).
         let mut tpl = TopicPartitionList::new();
-        let subscribed = consumer.subscription().map_err(KafkaError::from)?;
-        for topic in
-            subscribed.elements().iter().map(|e| e.topic().to_string()).collect::<std::collections::BTreeSet<_>>()
-        {
-            for (&p, &next) in offsets.get(&topic).into_iter().flatten() {
-                tpl.add_partition_offset(&topic, p, Offset::Offset(next)).map_err(KafkaError::from)?;
+        let assigned = consumer.assignment().map_err(KafkaError::from)?;
+        for e in assigned.elements() {
+            if let Some(&next) = offsets.get(e.topic()).and_then(|p| p.get(&e.partition())) {
+                tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(next)).map_err(KafkaError::from)?;
             }
         }
         if tpl.count() > 0 {
