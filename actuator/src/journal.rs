@@ -96,16 +96,8 @@ impl Journal {
     /// Writes the journal, atomically, if it lives on disk.
     pub(crate) fn save(&self) -> std::io::Result<()> {
         let Some(path) = &self.path else { return Ok(()) };
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = path.with_extension("tmp");
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec(&self.contents).map_err(std::io::Error::other)?)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        let json = serde_json::to_vec(&self.contents).map_err(std::io::Error::other)?;
+        x0_schema::replace_file_durably(path, |w| w.write_all(&json)).map(|_| ())
     }
 }
 

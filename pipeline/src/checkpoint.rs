@@ -12,8 +12,8 @@
 use crate::healing_loop::{HealingLoop, StateError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::BufReader;
+use std::path::PathBuf;
 use std::time::Instant;
 use x0_schema::Topology;
 
@@ -97,12 +97,17 @@ impl CheckpointStore {
 
     /// The checkpoint's header, if there is one.
     pub fn meta(&self) -> Result<Option<CheckpointMeta>, CheckpointError> {
-        let file = match std::fs::File::open(self.path()) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.io(e)),
-        };
-        self.read_meta(&mut BufReader::new(file)).map(Some)
+        let Some(mut r) = self.open()? else { return Ok(None) };
+        self.read_meta(&mut r).map(Some)
+    }
+
+    /// The checkpoint file for reading, or None when there is none.
+    fn open(&self) -> Result<Option<BufReader<std::fs::File>>, CheckpointError> {
+        match std::fs::File::open(self.path()) {
+            Ok(f) => Ok(Some(BufReader::new(f))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io(e)),
+        }
     }
 
     fn read_meta(&self, r: &mut impl std::io::Read) -> Result<CheckpointMeta, CheckpointError> {
@@ -120,12 +125,7 @@ impl CheckpointStore {
         core: &mut HealingLoop,
         topology: &Topology,
     ) -> Result<Option<CheckpointMeta>, CheckpointError> {
-        let file = match std::fs::File::open(self.path()) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.io(e)),
-        };
-        let mut r = BufReader::new(file);
+        let Some(mut r) = self.open()? else { return Ok(None) };
         let meta = self.read_meta(&mut r)?;
         let inventory = inventory_digest(topology);
         if meta.inventory != inventory {
@@ -140,24 +140,13 @@ impl CheckpointStore {
     /// checkpoint or this one, never a torn file.
     pub fn write(&self, meta: &CheckpointMeta, core: &HealingLoop) -> Result<CheckpointCost, CheckpointError> {
         let started = Instant::now();
-        std::fs::create_dir_all(&self.dir).map_err(|e| self.io(e))?;
-        let tmp = self.dir.join(format!("{FILE}.tmp"));
-        let file = std::fs::File::create(&tmp).map_err(|e| self.io(e))?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        ciborium::into_writer(meta, &mut w).map_err(|e| self.io(std::io::Error::other(e.to_string())))?;
-        core.save_state(&mut w).map_err(|e| self.io(std::io::Error::other(e)))?;
-        w.flush().map_err(|e| self.io(e))?;
-        let file = w.into_inner().map_err(|e| self.io(e.into_error()))?;
-        file.sync_all().map_err(|e| self.io(e))?;
-        let bytes = file.metadata().map_err(|e| self.io(e))?.len();
-        std::fs::rename(&tmp, self.path()).map_err(|e| self.io(e))?;
-        sync_dir(&self.dir).map_err(|e| self.io(e))?;
+        let bytes = x0_schema::replace_file_durably(&self.path(), |w| {
+            ciborium::into_writer(meta, &mut *w).map_err(|e| std::io::Error::other(e.to_string()))?;
+            core.save_state(w).map_err(std::io::Error::other)
+        })
+        .map_err(|e| self.io(e))?;
         Ok(CheckpointCost { bytes, ms: started.elapsed().as_secs_f64() * 1e3 })
     }
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 /// A digest of the inventory's node names and links, in order (the state indexes
