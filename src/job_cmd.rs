@@ -32,6 +32,10 @@ pub(crate) struct DemoArgs {
     /// Telemetry encoding on the wire.
     #[arg(long, value_enum, default_value_t = Encoding::Arrow)]
     encoding: Encoding,
+    /// Serve the job's /metrics, /healthz and /readyz on this address (e.g.
+    /// 127.0.0.1:9464; port 0 picks one and prints it). Overrides ops.listen.
+    #[arg(long)]
+    listen: Option<String>,
 }
 
 pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
@@ -55,8 +59,9 @@ pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
             data_dir,
             speed: args.speed,
             encoding: args.encoding.into(),
-            progress: true,
+            progress: !x0_ops::json_logs(),
             job_start_delay: Duration::ZERO,
+            listen: args.listen.clone().or_else(|| Some(config.ops.listen.clone()).filter(|l| !l.is_empty())),
         })
         .await?;
         println!("{}", report::fault_table(&outcome.summary, outcome.report.incidents.len()));
@@ -95,6 +100,9 @@ pub(crate) struct RunArgs {
     /// results, checkpoints) as JSON here when it stops.
     #[arg(long)]
     stats_json: Option<PathBuf>,
+    /// Serve /metrics, /healthz and /readyz on this address (overrides ops.listen).
+    #[arg(long)]
+    listen: Option<String>,
 }
 
 pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
@@ -121,13 +129,22 @@ pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
         }
         let _ = tx.send(true);
     });
-    eprintln!(
-        "stream job {} consuming {} from {}; Ctrl-C or SIGTERM stops it",
-        job.job_id(),
-        config.kafka.topics.telemetry,
-        config.kafka.brokers
-    );
     let stats = job.stats();
+    let listen = args.listen.unwrap_or_else(|| config.ops.listen.clone());
+    let _endpoint = match listen.as_str() {
+        "" => None,
+        addr => Some(x0_harness::demo::serve_job(addr, &stats, &config).await?),
+    };
+    if x0_ops::json_logs() {
+        tracing::info!(job_id = job.job_id(), topic = %config.kafka.topics.telemetry, brokers = %config.kafka.brokers, "stream job consuming");
+    } else {
+        eprintln!(
+            "stream job {} consuming {} from {}; Ctrl-C or SIGTERM stops it",
+            job.job_id(),
+            config.kafka.topics.telemetry,
+            config.kafka.brokers
+        );
+    }
     let report = job.run(&config.kafka, rx).await;
     ctrl_c.abort();
     if let Some(path) = &args.stats_json {
@@ -135,7 +152,11 @@ pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let report = report?;
-    eprintln!("stopped: {} incidents, {} commands", report.incidents.len(), report.commands.len());
+    if x0_ops::json_logs() {
+        tracing::info!(incidents = report.incidents.len(), commands = report.commands.len(), "stream job stopped");
+    } else {
+        eprintln!("stopped: {} incidents, {} commands", report.incidents.len(), report.commands.len());
+    }
     Ok(())
 }
 

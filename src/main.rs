@@ -10,7 +10,8 @@ mod model_cmd;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
-use x0_agent::{agent_main, agent_runtime, init_logging, AgentArgs};
+use x0_agent::{agent_main, agent_runtime, AgentArgs};
+use x0_ops::{init_logging, LogFormat};
 use x0_pipeline::Config;
 
 #[derive(Parser)]
@@ -23,6 +24,9 @@ struct Cli {
     /// Configuration file (TOML); defaults are built in, see `x0tta6bl4 config show`.
     #[arg(long, global = true, env = "X0_CONFIG")]
     config: Option<PathBuf>,
+    /// Log lines on stderr: text, or JSON objects with stable field names.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "X0_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -123,7 +127,7 @@ fn main() -> Result<()> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    init_logging();
+    init_logging(cli.log_format);
     let config = cli.config.as_deref();
     match cli.command {
         Command::Demo(args) => job_cmd::demo(args, load_config(config)?).await,

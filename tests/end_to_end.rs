@@ -46,6 +46,7 @@ async fn run_delayed(scenario: Scenario, encoding: ContentType, dir: &std::path:
         encoding,
         progress: false,
         job_start_delay: delay,
+        listen: None,
     };
     run_demo(options).await.expect("demo runs")
 }

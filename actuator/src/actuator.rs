@@ -119,11 +119,56 @@ impl<T: RouteTarget> Actuator<T> {
     }
 }
 
+/// A result's reason as one of a few fixed classes, for a metric label (the reason
+/// itself is free text): `none` (applied), `malformed`, `unsigned`, `bad_signature`,
+/// `version`, `expired`, `wrong_target`, `invalid` (impossible here), `target`
+/// (the kernel failed), `other`. Read from the words this actuator writes.
+pub fn reason_class(r: &CommandResult) -> &'static str {
+    const CLASSES: [(&str, &str); 8] = [
+        ("malformed command", "malformed"),
+        ("unsigned command", "unsigned"),
+        ("bad signature", "bad_signature"),
+        ("schema version", "version"),
+        ("expired", "expired"),
+        ("command is for", "wrong_target"),
+        ("cannot apply", "invalid"),
+        ("target failed", "target"),
+    ];
+    if r.status == ResultStatus::Applied {
+        return "none";
+    }
+    CLASSES.iter().find(|(prefix, _)| r.reason.starts_with(prefix)).map_or("other", |(_, class)| class)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::TargetError;
     use x0_schema::{generate_signing_key, Action, RouteEntry, SigningKey};
+
+    #[test]
+    fn every_refusal_has_its_reason_class() {
+        let key = generate_signing_key();
+        let mut a = Actuator::new("n1", key.verifying_key(), Table::default());
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"{".to_vec(), "malformed"),
+            (signed(&key, "a", "n2", 10_000), "wrong_target"),
+            (signed(&key, "b", "n1", 1), "expired"),
+            (signed(&generate_signing_key(), "c", "n1", 10_000), "bad_signature"),
+        ];
+        for (bytes, class) in cases {
+            assert_eq!(reason_class(&a.handle(&bytes, 2_000)), class);
+        }
+        for e in [CommandError::Unsigned, CommandError::Version(9), CommandError::Malformed("x".into())] {
+            let r = CommandResult { reason: e.to_string(), ..a.handle(b"{", 0) };
+            assert_ne!(reason_class(&r), "other", "{e}");
+        }
+        for (e, class) in [(TargetError::Invalid("x".into()), "invalid"), (TargetError::Failed("x".into()), "target")] {
+            let r = CommandResult { status: ResultStatus::Failed, reason: e.to_string(), ..a.handle(b"{", 0) };
+            assert_eq!(reason_class(&r), class);
+        }
+        assert_eq!(reason_class(&a.handle(&signed(&key, "d", "n1", 10_000), 2_000)), "none");
+    }
 
     #[derive(Default)]
     struct Table {

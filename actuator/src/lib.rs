@@ -29,7 +29,7 @@ mod netlink;
 mod node_network;
 mod target;
 
-pub use actuator::Actuator;
+pub use actuator::{reason_class, Actuator};
 pub use kernel::{KernelRouteTarget, BACKUP_METRIC, PRIMARY_METRIC};
 pub use netlink::{KernelRoute, RouteSocket, ROUTE_PROTOCOL};
 pub use node_network::{BaselineRoute, Neighbour, NodeNetwork};

@@ -43,6 +43,9 @@ pub struct AgentArgs {
     /// Where the actuator journal lives (overrides agent.state_dir).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Serve /metrics, /healthz and /readyz on this address (overrides agent.listen).
+    #[arg(long)]
+    pub listen: Option<String>,
     /// Marks a process the lab started (so `lab down` finds it); exits with its parent.
     #[arg(long, hide = true)]
     pub lab_tag: Option<String>,
@@ -63,6 +66,9 @@ pub async fn agent_main(args: AgentArgs, config_file: Option<&Path>) -> Result<(
     if let Some(d) = args.state_dir {
         s.state_dir = d;
     }
+    if let Some(l) = args.listen {
+        s.listen = l;
+    }
     let file = &args.network;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let network = x0_actuator::NodeNetwork::from_json(&bytes).with_context(|| format!("parsing {}", file.display()))?;
@@ -74,6 +80,7 @@ pub async fn agent_main(args: AgentArgs, config_file: Option<&Path>) -> Result<(
         bail!("no verifying key: pass --verify-key or set keys.verifying_key");
     }
     let verify_key = x0_schema::read_verifying_key(&vk_path)?;
+    let node = network.node.clone();
     let opts = AgentOptions {
         network,
         netns: args.netns,
@@ -94,10 +101,21 @@ pub async fn agent_main(args: AgentArgs, config_file: Option<&Path>) -> Result<(
     let report = run_agent(opts, rx).await;
     signals.abort();
     let report = report?;
-    eprintln!(
-        "agent stopped: {} telemetry batches ({} dropped), {} commands ({} applied)",
-        report.batches, report.telemetry_dropped, report.commands, report.applied
-    );
+    if x0_ops::json_logs() {
+        tracing::info!(
+            node = %node,
+            batches = report.batches,
+            dropped = report.telemetry_dropped,
+            commands = report.commands,
+            applied = report.applied,
+            "agent stopped"
+        );
+    } else {
+        eprintln!(
+            "agent stopped: {} telemetry batches ({} dropped), {} commands ({} applied)",
+            report.batches, report.telemetry_dropped, report.commands, report.applied
+        );
+    }
     Ok(())
 }
 
@@ -106,16 +124,4 @@ pub async fn agent_main(args: AgentArgs, config_file: Option<&Path>) -> Result<(
 /// is paid on every node).
 pub fn agent_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()
-}
-
-/// The default log filter of every binary (qdrant-edge warns about process-wide flags
-/// its public API cannot set).
-const LOG_FILTER: &str = "warn,netlink_packet_route=error,qdrant_edge=error";
-
-/// Logs to stderr, filtered by `RUST_LOG`, else by the default filter.
-pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| LOG_FILTER.into()))
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -42,6 +42,8 @@ pub struct AgentSettings {
     pub ebpf: bool,
     /// Where the actuator journal lives (`<node>.journal.json`).
     pub state_dir: std::path::PathBuf,
+    /// Address of the agent's `/metrics`, `/healthz`, `/readyz`; empty: none.
+    pub listen: String,
 }
 
 impl AgentSettings {

@@ -19,8 +19,9 @@ mod allocator;
 mod cli;
 mod config;
 mod data_plane;
+mod metrics;
 mod node_agent;
 
-pub use cli::{agent_main, agent_runtime, init_logging, AgentArgs};
+pub use cli::{agent_main, agent_runtime, AgentArgs};
 pub use config::{AgentConfig, AgentSettings, Encoding, DEFAULT_TOML};
 pub use node_agent::{run_agent, AgentOptions, AgentReport};

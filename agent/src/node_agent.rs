@@ -8,6 +8,7 @@
 
 use crate::config::AgentSettings;
 use crate::data_plane::{data_plane, Outbound, PlaneLinks};
+use crate::metrics::AgentMetrics;
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -62,10 +63,10 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
     // While the broker is away, telemetry waits in librdkafka's bounded queue; what
     // outlives `message.timeout.ms` (10 s), oldest first, or finds the queue full, is
     // dropped and counted. Routes are untouched: the agent fails open.
-    let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let metrics = AgentMetrics::default();
     let producer = opts
         .kafka
-        .base_producer(DeliveryLog { telemetry: opts.kafka.topics.telemetry.clone(), dropped: dropped.clone() })
+        .base_producer(DeliveryLog { telemetry: opts.kafka.topics.telemetry.clone(), metrics: metrics.clone() })
         .context("producer")?;
     // Every partition of the command topic, outside any group membership: a restarted
     // agent reads on from its committed offsets at once (a redelivered command gets
@@ -91,7 +92,20 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
         std::thread::Builder::new().name(format!("x0-agent-{node}")).spawn(move || data_plane(opts, links))?
     };
     let provenance = ready_rx.await.context("data plane did not start")??;
-    eprintln!("agent {node}: telemetry from {}; routes proto {}", provenance.as_str(), x0_actuator::ROUTE_PROTOCOL);
+    metrics.set_mode(provenance);
+    say(&node, &format!("telemetry from {}; routes proto {}", provenance.as_str(), x0_actuator::ROUTE_PROTOCOL));
+    let _endpoint = match opts.settings.listen.as_str() {
+        "" => None,
+        addr => {
+            let m = metrics.clone();
+            let ready: x0_ops::ReadyCheck = Arc::new(move || m.readiness(DELIVERY_FRESH));
+            let ep = x0_ops::Endpoint::serve(addr, metrics.registry(), ready)
+                .await
+                .with_context(|| format!("listening on {addr}"))?;
+            say(&node, &format!("endpoint http://{}/metrics", ep.addr()));
+            Some(ep)
+        }
+    };
 
     let mut report = AgentReport { provenance: Some(provenance), ..Default::default() };
     let parent = std::os::unix::process::parent_id();
@@ -102,18 +116,24 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = deliveries.tick() => producer.poll(Duration::ZERO),
+            _ = deliveries.tick() => {
+                producer.poll(Duration::ZERO);
+                metrics.set_buffered(producer.in_flight_count().max(0) as usize);
+            }
             // Until the broker has told us the command topic's partitions (it may be
             // away at start): a short wait on this thread, a second apart.
             _ = assign_retry.tick(), if !assigned => {
                 match x0_kafka::assign_all(&consumer, &opts.kafka.topics.commands, Duration::from_millis(300)) {
-                    Ok(_) => assigned = true,
+                    Ok(_) => {
+                        assigned = true;
+                        metrics.assigned.store(true, Ordering::Relaxed);
+                    }
                     Err(e) => tracing::warn!(error = %e, "command topic not available yet"),
                 }
             }
             _ = parent_check.tick() => {
                 if opts.exit_with_parent && std::os::unix::process::parent_id() != parent {
-                    eprintln!("agent {node}: parent went away, exiting");
+                    say(&node, "parent went away, exiting");
                     break;
                 }
             }
@@ -130,10 +150,11 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
             out = out_rx.recv() => match out {
                 Some(Outbound::Telemetry(batch)) => {
                     report.batches += 1;
+                    metrics.telemetry(&batch);
                     let (payload, headers) = telemetry_message(encoding, &batch);
                     let record = BaseRecord::to(&opts.kafka.topics.telemetry).key(&node).payload(&payload).headers(headers);
                     if let Err((e, _)) = producer.send(record) {
-                        dropped.fetch_add(1, Ordering::Relaxed);
+                        metrics.dropped.inc();
                         tracing::warn!(error = %e, "telemetry not queued");
                     }
                     producer.poll(Duration::ZERO);
@@ -141,6 +162,8 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
                 Some(Outbound::Result(result)) => {
                     report.commands += 1;
                     report.applied += u64::from(result.status == x0_schema::ResultStatus::Applied);
+                    metrics.command(&result);
+                    tracing::info!(node = %node, command_id = %result.command_id, status = result.status.as_str(), reason = %result.reason, "command answered");
                     let bytes = result.to_json();
                     let record = BaseRecord::to(&opts.kafka.topics.command_results).key(&node).payload(&bytes);
                     if let Err((e, _)) = producer.send(record) {
@@ -160,7 +183,7 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
     if let Err(e) = producer.flush(Duration::from_secs(5)) {
         tracing::warn!(error = %e, "results and telemetry still queued at exit");
     }
-    report.telemetry_dropped = dropped.load(Ordering::Relaxed);
+    report.telemetry_dropped = metrics.dropped.get();
     Ok(report)
 }
 
@@ -170,7 +193,7 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
 struct DeliveryLog {
     /// The telemetry topic, and the batches sent there the broker never took.
     telemetry: String,
-    dropped: Arc<std::sync::atomic::AtomicU64>,
+    metrics: AgentMetrics,
 }
 
 impl ClientContext for DeliveryLog {}
@@ -179,12 +202,29 @@ impl ProducerContext for DeliveryLog {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_ok() {
+            self.metrics.delivered_ns.store(x0_schema::wall_clock_ns(), Ordering::Relaxed);
+        }
         if let Err((e, m)) = result {
             if m.topic() == self.telemetry {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.metrics.dropped.inc();
             }
             tracing::warn!(topic = m.topic(), error = %e, "not delivered");
         }
+    }
+}
+
+/// `/readyz` wants a message of ours delivered within this long (longer than a
+/// broker hiccup; a broker gone this long means telemetry is being lost).
+const DELIVERY_FRESH: Duration = Duration::from_secs(15);
+
+/// Says something about the agent to its operator: a log event when logs are JSON,
+/// else a line on stderr.
+fn say(node: &str, what: &str) {
+    if x0_ops::json_logs() {
+        tracing::info!(node = %node, "{what}");
+    } else {
+        eprintln!("agent {node}: {what}");
     }
 }
 

@@ -32,6 +32,8 @@ pub struct DemoOptions {
     /// Start the stream job this long after the mesh, so it must catch up on a
     /// backlog (as after a restart). Zero in normal use.
     pub job_start_delay: Duration,
+    /// Serve the job's `/metrics`, `/healthz` and `/readyz` here while it runs.
+    pub listen: Option<String>,
 }
 
 #[derive(Debug)]
@@ -77,6 +79,10 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
 
     let job = StreamJob::new(opts.config.clone(), topology, signer.clone()).data_dir(&opts.data_dir);
     let stats = job.stats();
+    let _endpoint = match &opts.listen {
+        Some(addr) => Some(serve_job(addr, &stats, &opts.config).await?),
+        None => None,
+    };
     let core = job.healing_loop().await.context("setting up the stream job")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let job = {
@@ -118,6 +124,24 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
     let bootstrap = broker.bootstrap_servers();
     drop(broker);
     Ok(DemoOutcome { summary, report, sim, job: stats, bootstrap })
+}
+
+/// Serves a job's `/metrics`, `/healthz` and `/readyz` on `addr` (`run` and `demo`),
+/// and says where.
+pub async fn serve_job(addr: &str, stats: &Arc<JobStats>, config: &Config) -> Result<x0_ops::Endpoint> {
+    let (s, topic, ops) = (stats.clone(), config.kafka.topics.telemetry.clone(), config.ops.clone());
+    let interval = config.checkpoint.interval;
+    let ready: x0_ops::ReadyCheck = Arc::new(move || x0_pipeline::job_readiness(&s, &topic, &ops, interval));
+    let endpoint = x0_ops::Endpoint::serve(addr, x0_pipeline::job_registry(stats.clone()), ready)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let url = format!("http://{}", endpoint.addr());
+    if x0_ops::json_logs() {
+        tracing::info!(url = %url, "serving /metrics, /healthz, /readyz");
+    } else {
+        eprintln!("stream job endpoint: {url}/metrics · {url}/healthz · {url}/readyz");
+    }
+    Ok(endpoint)
 }
 
 fn progress_bar(enabled: bool, duration: Duration) -> Option<indicatif::ProgressBar> {

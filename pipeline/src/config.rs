@@ -38,6 +38,21 @@ pub struct Config {
     pub keys: KeysConfig,
     /// The job's checkpoint (`run`).
     pub checkpoint: CheckpointConfig,
+    /// The job's HTTP endpoint and readiness bounds.
+    pub ops: OpsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// The `[ops]` section: how an operator watches the job.
+pub struct OpsConfig {
+    /// Address of `/metrics`, `/healthz` and `/readyz`; empty: none.
+    pub listen: String,
+    /// Ready only at most this many telemetry messages behind the broker.
+    pub ready_max_lag: u64,
+    /// Ready only while the newest closed window ended at most this long ago.
+    #[serde(with = "humantime_serde")]
+    pub ready_max_delay: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,7 +202,7 @@ impl Config {
             };
         }
         let config =
-            sections!(data_dir, kafka, window, features, detector, model, rca, planner, knowledge, keys, checkpoint);
+            sections!(data_dir, kafka, window, features, detector, model, rca, planner, knowledge, keys, checkpoint, ops);
         let more = config.validate();
         layers.finish(config, more)
     }

@@ -117,6 +117,7 @@ impl HealingLoop {
         let calibration = Calibration::configured(&config.rca.calibration).ok().flatten();
         let model = ModelSlot::new(&config.model.registry);
         let model_version = served_version(&model);
+        stats.set_model_version(&model_version);
         HealingLoop {
             windows: Windows::configured(&config.window),
             detector: RobustDetector::new(config.detector.clone()),
@@ -245,7 +246,7 @@ impl HealingLoop {
                     self.feature_rows.push((w.start, w.end, b.clone()));
                 }
             }
-            self.stats.window_closed(started.elapsed());
+            self.stats.window_closed(w.end, started.elapsed());
         }
         Ok(out)
     }
@@ -253,7 +254,9 @@ impl HealingLoop {
     fn decide(&mut self, f: &WindowFeatures) -> Vec<Publication> {
         let now = self.stream_now().unwrap_or(f.end);
         if self.model.refresh().is_some() {
-            self.book.set_model_version(&served_version(&self.model));
+            let version = served_version(&self.model);
+            self.book.set_model_version(&version);
+            self.stats.set_model_version(&version);
             self.stats.model_swapped();
         }
         let (mut anomalies, views) = detect(&mut self.detector, f, self.topo.names(), &self.seen);

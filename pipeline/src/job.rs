@@ -76,8 +76,22 @@ impl Io {
     async fn send(&self, outputs: Vec<Publication>) -> Result<(), JobError> {
         let sends = outputs.into_iter().map(|o| async move {
             let (topic, key, payload) = match &o {
-                Publication::Command(c) => (&self.kafka.topics.commands, c.target.clone(), c.to_json()),
-                Publication::Incident(i) => (&self.kafka.topics.incidents, i.incident_id.clone(), i.to_json()),
+                Publication::Command(c) => {
+                    tracing::info!(command_id = %c.id, incident_id = %c.incident_id, node = %c.target, action = c.action.kind(), "command issued");
+                    (&self.kafka.topics.commands, c.target.clone(), c.to_json())
+                }
+                Publication::Incident(i) => {
+                    tracing::info!(
+                        incident_id = %i.incident_id,
+                        state = i.state.as_str(),
+                        root_cause = i.root_cause.as_ref().map_or("", |rc| rc.kind.as_str()),
+                        element = %i.root_cause.as_ref().map(|rc| rc.element.to_string()).unwrap_or_default(),
+                        confidence = i.root_cause.as_ref().map_or(0.0, |rc| rc.confidence),
+                        outcome = i.outcome.as_str(),
+                        "incident"
+                    );
+                    (&self.kafka.topics.incidents, i.incident_id.clone(), i.to_json())
+                }
             };
             let mut backoff = Duration::from_millis(100);
             for attempt in 1..=PUBLISH_ATTEMPTS {
@@ -88,7 +102,7 @@ impl Io {
                         return Err(JobError::Kafka(KafkaError::Delivery { topic: topic.clone(), source: e }))
                     }
                     Err((e, _)) => {
-                        tracing::warn!(error = %e, topic = %topic, attempt, "publish failed; retrying");
+                        tracing::warn!(error = %e, topic = %topic, key = %key, attempt, "publish failed; retrying");
                         tokio::time::sleep(backoff).await;
                         backoff *= 2;
                     }
@@ -214,6 +228,9 @@ pub async fn run_job(
         JobError::Unreachable { brokers: kafka.brokers.clone(), waited: startup, reason: e.to_string() }
     })?;
     core.expect_sources(&partitions, wall_clock_ns());
+    core.stats().durable.store(manual, std::sync::atomic::Ordering::Relaxed);
+    let mut lag_tick = tokio::time::interval(LAG_EVERY);
+    let mut lag_task = None;
     let mut last_contact = Instant::now();
     let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -237,7 +254,10 @@ pub async fn run_job(
             m = results.recv() => match m {
                 Ok(m) if !positions.take(&m) => {}
                 Ok(m) => match CommandResult::from_json(m.payload().unwrap_or_default()) {
-                    Ok(r) => io.send(core.on_result(&r)).await?,
+                    Ok(r) => {
+                        tracing::info!(command_id = %r.command_id, node = %r.node, status = r.status.as_str(), reason = %r.reason, "command result");
+                        io.send(core.on_result(&r)).await?
+                    }
                     Err(e) => {
                         core.stats().dead_lettered("bad_result");
                         let reason = format!("not a command result: {e}");
@@ -279,6 +299,9 @@ pub async fn run_job(
                 }
                 Err(e) => tracing::warn!(error = %e, "telemetry consumer"),
             },
+            _ = lag_tick.tick() => {
+                refresh_lag(&io.producer, consumer_positions([&telemetry, &results]), core.stats().clone(), &mut lag_task);
+            }
             _ = watchdog.tick() => {
                 match broker_contact(&io.producer, &kafka.topics.telemetry, WATCHDOG_EVERY).await {
                     Ok(_) => last_contact = Instant::now(),
@@ -314,6 +337,50 @@ pub async fn run_job(
 }
 
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
+/// How often the consumer lag `/metrics` and `/readyz` report is refreshed.
+const LAG_EVERY: Duration = Duration::from_secs(2);
+
+/// Where the consumers are: the next offset per (topic, partition) they hold (the
+/// first offset when they have taken nothing yet).
+fn consumer_positions(consumers: [&StreamConsumer; 2]) -> Vec<(String, i32, Option<i64>)> {
+    let mut at = Vec::new();
+    for c in consumers {
+        let Ok(positions) = c.position() else { continue };
+        for e in positions.elements() {
+            let next = match e.offset() {
+                Offset::Offset(n) => Some(n),
+                _ => None,
+            };
+            at.push((e.topic().to_string(), e.partition(), next));
+        }
+    }
+    at
+}
+
+/// Refreshes the consumer lag in `stats` off the job's thread: the broker's high
+/// watermark of each partition (a metadata request per partition, on a blocking
+/// thread) minus the consumer's position. A partition the broker does not answer for
+/// is left out. Returns at once; `busy` skips a refresh while one is under way.
+fn refresh_lag(
+    producer: &FutureProducer,
+    positions: Vec<(String, i32, Option<i64>)>,
+    stats: std::sync::Arc<JobStats>,
+    busy: &mut Option<tokio::task::JoinHandle<()>>,
+) {
+    if busy.as_ref().is_some_and(|t| !t.is_finished()) {
+        return;
+    }
+    let producer = producer.clone();
+    *busy = Some(tokio::task::spawn_blocking(move || {
+        let mut lag = std::collections::BTreeMap::new();
+        for (topic, partition, next) in positions {
+            if let Ok((low, high)) = producer.client().fetch_watermarks(&topic, partition, Duration::from_secs(1)) {
+                lag.insert((topic, partition), (high - next.unwrap_or(low).max(low)).max(0));
+            }
+        }
+        stats.set_lag(lag);
+    }));
+}
 /// How often the job checks that a broker answers.
 const WATCHDOG_EVERY: Duration = Duration::from_secs(5);
 /// How long the job waits for a broker to answer at start.
@@ -343,7 +410,9 @@ fn write_history(
     features: bool,
 ) -> std::io::Result<()> {
     if *written != Some(core.generation()) {
-        history.snapshot(&core.incidents(), &core.command_rows())?;
+        let incidents = core.incidents();
+        core.stats().set_incidents(&incidents);
+        history.snapshot(&incidents, &core.command_rows())?;
         *written = Some(core.generation());
         core.evict_settled();
     }

@@ -37,6 +37,7 @@ mod health;
 mod history;
 mod incidents;
 mod job;
+mod metrics;
 mod model_slot;
 mod planner;
 mod rca;
@@ -53,7 +54,7 @@ pub use checkpoint::{
     inventory_digest, CheckpointCost, CheckpointError, CheckpointMeta, CheckpointStore, Offsets, CHECKPOINT_FORMAT,
 };
 pub use config::{
-    CheckpointConfig, Config, FeaturesConfig, KeysConfig, ModelConfig, PlannerConfig, RcaConfig, WindowConfig,
+    CheckpointConfig, Config, FeaturesConfig, KeysConfig, ModelConfig, OpsConfig, PlannerConfig, RcaConfig, WindowConfig,
     DEFAULT_TOML,
 };
 pub use disjoint::{disjoint_paths, path_cost, CostGraph};
@@ -61,6 +62,7 @@ pub use features::{FeatureEngine, FeatureError, WindowFeatures, BUILTIN_FEATURES
 pub use graph_input::{graph_window, FeaturizedWindow, OfflineFeaturizer};
 pub use history::MODEL_INPUTS;
 pub use job::{run_job, Durability, JobError, JobReport};
+pub use metrics::{job_readiness, job_registry};
 pub use recall::open_knowledge;
 pub use stats::JobStats;
 pub use stream_job::StreamJob;

@@ -1,12 +1,13 @@
 //! The job's own counters, shared with whoever displays or exports them.
 
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
-use x0_schema::ResultStatus;
+use x0_schema::{Incident, ResultStatus};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 /// The job's counters, shared with whoever watches it.
 pub struct JobStats {
     /// Telemetry messages consumed.
@@ -46,6 +47,63 @@ pub struct JobStats {
     dlq: Mutex<BTreeMap<&'static str, u64>>,
     /// Per closed window: time from close to decision, µs.
     decision_us: Mutex<Vec<u64>>,
+    /// The same, as the histogram `/metrics` serves (seconds).
+    pub(crate) decision_seconds: Histogram,
+    /// Results by status.
+    results_by_status: Mutex<BTreeMap<&'static str, u64>>,
+    /// Consumer lag (messages) per (topic, partition) this instance holds, as last seen.
+    lag: Mutex<BTreeMap<(String, i32), i64>>,
+    /// The incidents the job holds, by (state, root-cause kind), as last snapshotted.
+    incidents_held: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// The end (event time, ns) of the newest window closed.
+    pub(crate) last_window_end_ns: AtomicI64,
+    /// When the last checkpoint was written (wall clock, ns; 0: none yet).
+    pub(crate) last_checkpoint_ns: AtomicI64,
+    /// Whether this job checkpoints (then `/readyz` wants a fresh checkpoint).
+    pub(crate) durable: AtomicBool,
+    /// The model version in service ("" for the statistical detector alone).
+    model_version: Mutex<String>,
+}
+
+impl Default for JobStats {
+    fn default() -> Self {
+        JobStats {
+            messages: AtomicU64::default(),
+            samples: AtomicU64::default(),
+            late_rows: AtomicU64::default(),
+            windows_closed: AtomicU64::default(),
+            incidents: AtomicU64::default(),
+            commands_sent: AtomicU64::default(),
+            results_applied: AtomicU64::default(),
+            results_other: AtomicU64::default(),
+            duplicate_results: AtomicU64::default(),
+            checkpoints: AtomicU64::default(),
+            checkpoint_bytes: AtomicU64::default(),
+            checkpoint_us: AtomicU64::default(),
+            model_swaps: AtomicU64::default(),
+            kb_remembered: AtomicU64::default(),
+            kb_recalls: AtomicU64::default(),
+            kb_errors: AtomicU64::default(),
+            repairs_rolled_back: AtomicU64::default(),
+            dlq: Mutex::default(),
+            decision_us: Mutex::default(),
+            // 0.25 ms to about 4 s: a 16-node window decides in a few ms, a 10,000-node one
+            // in hundreds.
+            decision_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 15)),
+            results_by_status: Mutex::default(),
+            lag: Mutex::default(),
+            incidents_held: Mutex::default(),
+            last_window_end_ns: AtomicI64::default(),
+            last_checkpoint_ns: AtomicI64::default(),
+            durable: AtomicBool::default(),
+            model_version: Mutex::default(),
+        }
+    }
+}
+
+/// Locks a mutex of plain counters (a panic elsewhere leaves them usable).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl JobStats {
@@ -59,18 +117,19 @@ impl JobStats {
     /// Records a checkpoint and what it cost.
     pub fn checkpointed(&self, bytes: u64, ms: f64) {
         self.checkpoints.fetch_add(1, Relaxed);
+        self.last_checkpoint_ns.store(x0_schema::wall_clock_ns(), Relaxed);
         self.checkpoint_bytes.store(bytes, Relaxed);
         self.checkpoint_us.store((ms * 1e3) as u64, Relaxed);
     }
 
     /// Counts one dead-lettered message under `label`.
     pub fn dead_lettered(&self, label: &'static str) {
-        *self.dlq.lock().unwrap_or_else(|p| p.into_inner()).entry(label).or_default() += 1;
+        *lock(&self.dlq).entry(label).or_default() += 1;
     }
 
     /// Dead-lettered messages by reason label.
     pub fn dlq(&self) -> BTreeMap<&'static str, u64> {
-        self.dlq.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.dlq).clone()
     }
 
     /// Messages dead-lettered, all reasons.
@@ -78,15 +137,18 @@ impl JobStats {
         self.dlq().values().sum()
     }
 
-    /// Counts a closed window and how long its decision took.
-    pub fn window_closed(&self, took: Duration) {
+    /// Counts a closed window (ending at `end_ns`, event time) and how long its
+    /// decision took.
+    pub fn window_closed(&self, end_ns: i64, took: Duration) {
         self.windows_closed.fetch_add(1, Relaxed);
-        self.decision_us.lock().unwrap_or_else(|p| p.into_inner()).push(took.as_micros() as u64);
+        self.last_window_end_ns.fetch_max(end_ns, Relaxed);
+        self.decision_seconds.observe(took.as_secs_f64());
+        lock(&self.decision_us).push(took.as_micros() as u64);
     }
 
     /// Window-close-to-decision latencies so far, µs.
     pub fn decision_latencies_us(&self) -> Vec<u64> {
-        self.decision_us.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.decision_us).clone()
     }
 
     /// Counts a model coming into service.
@@ -107,6 +169,48 @@ impl JobStats {
     /// Counts a result by its status.
     pub fn result_received(&self, status: ResultStatus) {
         if status == ResultStatus::Applied { &self.results_applied } else { &self.results_other }.fetch_add(1, Relaxed);
+        *lock(&self.results_by_status).entry(status.as_str()).or_default() += 1;
+    }
+
+    /// Results by status.
+    pub fn results_by_status(&self) -> BTreeMap<&'static str, u64> {
+        lock(&self.results_by_status).clone()
+    }
+
+    /// Replaces the consumer lag per (topic, partition) this instance holds.
+    pub fn set_lag(&self, lag: BTreeMap<(String, i32), i64>) {
+        *lock(&self.lag) = lag;
+    }
+
+    /// Consumer lag per (topic, partition), as last seen.
+    pub fn lag(&self) -> BTreeMap<(String, i32), i64> {
+        lock(&self.lag).clone()
+    }
+
+    /// Counts the incidents held by state and root-cause kind (`unknown` before a
+    /// diagnosis).
+    pub fn set_incidents(&self, incidents: &[Incident]) {
+        let mut held = BTreeMap::new();
+        for i in incidents {
+            let kind = i.root_cause.as_ref().map_or("unknown", |rc| rc.kind.as_str());
+            *held.entry((i.state.as_str(), kind)).or_default() += 1;
+        }
+        *lock(&self.incidents_held) = held;
+    }
+
+    /// The incidents held by (state, root-cause kind).
+    pub fn incidents_held(&self) -> BTreeMap<(&'static str, &'static str), u64> {
+        lock(&self.incidents_held).clone()
+    }
+
+    /// Notes the model version in service.
+    pub fn set_model_version(&self, version: &str) {
+        version.clone_into(&mut lock(&self.model_version));
+    }
+
+    /// The model version in service ("" for none).
+    pub fn model_version(&self) -> String {
+        lock(&self.model_version).clone()
     }
 
     /// Adds one to `counter`.

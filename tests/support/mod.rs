@@ -30,7 +30,8 @@ fn tansu() -> Option<PathBuf> {
     on_path.into_iter().chain(cargo_home.map(|c| c.join("bin/tansu"))).find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on now.
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
