@@ -53,7 +53,11 @@ async fn metrics_and_readiness_follow_a_demo_that_heals() {
         while !finished.load(std::sync::atomic::Ordering::Relaxed) {
             let got = tokio::task::spawn_blocking(move || {
                 let health = x0_ops::http_get(addr, "/healthz")?;
-                Ok::<_, std::io::Error>((health, x0_ops::http_get(addr, "/readyz")?, x0_ops::http_get(addr, "/metrics")?))
+                Ok::<_, std::io::Error>((
+                    health,
+                    x0_ops::http_get(addr, "/readyz")?,
+                    x0_ops::http_get(addr, "/metrics")?,
+                ))
             })
             .await
             .unwrap();
@@ -125,7 +129,8 @@ async fn metrics_and_readiness_follow_a_demo_that_heals() {
     assert_eq!(sum(m, "x0_job_decision_seconds_count", ""), Some(JobStats::get(&stats.windows_closed) as f64));
     assert!(sum(m, "x0_job_samples_total", "").unwrap() > 10_000.0, "{m}");
     assert_eq!(sum(m, "x0_job_model_info", "version=\""), Some(1.0), "{m}");
-    for series in ["x0_job_dead_lettered", "x0_job_late_rows_total", "x0_job_rollbacks_total", "x0_job_kb_errors_total"] {
+    for series in ["x0_job_dead_lettered", "x0_job_late_rows_total", "x0_job_rollbacks_total", "x0_job_kb_errors_total"]
+    {
         assert!(m.contains(series), "{series} missing");
     }
     // Bounded cardinality: no series names a node.

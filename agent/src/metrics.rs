@@ -37,11 +37,23 @@ impl AgentMetrics {
         let mut r = Registry::with_prefix("x0_agent");
         r.register("telemetry_batches", "Telemetry batches handed to the producer", self.batches.clone());
         r.register("samples", "Telemetry samples sent (link and node samples)", self.samples.clone());
-        r.register("telemetry_dropped", "Telemetry batches lost: producer queue full, or not delivered in time", self.dropped.clone());
+        r.register(
+            "telemetry_dropped",
+            "Telemetry batches lost: producer queue full, or not delivered in time",
+            self.dropped.clone(),
+        );
         r.register("telemetry_buffered", "Messages waiting in the producer for the broker", self.buffered.clone());
         r.register("probes_sent", "Active link probes sent, per neighbour", self.probes_sent.clone());
-        r.register("probes_lost", "Active link probes unanswered within the timeout, per neighbour", self.probes_lost.clone());
-        r.register("probe_rtt_seconds", "Mean probe round-trip time over the last interval, per neighbour", self.rtt.clone());
+        r.register(
+            "probes_lost",
+            "Active link probes unanswered within the timeout, per neighbour",
+            self.probes_lost.clone(),
+        );
+        r.register(
+            "probe_rtt_seconds",
+            "Mean probe round-trip time over the last interval, per neighbour",
+            self.rtt.clone(),
+        );
         r.register("commands", "Healing commands answered, by status and reason", self.commands.clone());
         r.register("probe_mode", "Where link counters come from (label mode: ebpf or procfs)", self.mode.clone());
         r
@@ -68,7 +80,8 @@ impl AgentMetrics {
 
     /// Counts a command's answer.
     pub(crate) fn command(&self, r: &CommandResult) {
-        let labels = vec![("status", r.status.as_str().to_string()), ("reason", x0_actuator::reason_class(r).to_string())];
+        let labels =
+            vec![("status", r.status.as_str().to_string()), ("reason", x0_actuator::reason_class(r).to_string())];
         self.commands.get_or_create(&labels).inc();
     }
 

@@ -73,7 +73,9 @@ async fn metrics(State(s): State<Served>) -> impl IntoResponse {
 async fn readyz(State(s): State<Served>) -> impl IntoResponse {
     match (s.ready)() {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
-        Err(reasons) => (StatusCode::SERVICE_UNAVAILABLE, reasons.iter().map(|r| format!("not ready: {r}\n")).collect()),
+        Err(reasons) => {
+            (StatusCode::SERVICE_UNAVAILABLE, reasons.iter().map(|r| format!("not ready: {r}\n")).collect())
+        }
     }
 }
 
@@ -112,9 +114,10 @@ mod tests {
             Arc::new(move || if f.load(Ordering::Relaxed) { Ok(()) } else { Err(vec!["warming up".into()]) });
         let ep = Endpoint::serve("127.0.0.1:0", registry, ready).await.expect("serve");
         let addr = ep.addr();
-        let (m, h, r1) = tokio::task::spawn_blocking(move || (get(addr, "/metrics"), get(addr, "/healthz"), get(addr, "/readyz")))
-            .await
-            .expect("join");
+        let (m, h, r1) =
+            tokio::task::spawn_blocking(move || (get(addr, "/metrics"), get(addr, "/healthz"), get(addr, "/readyz")))
+                .await
+                .expect("join");
         assert_eq!(m.0, 200);
         assert!(m.1.contains("x0_test_things_total 3"), "{}", m.1);
         assert_eq!(h, (200, "ok\n".into()));

@@ -201,8 +201,9 @@ impl Config {
                 Config { $($field: layers.section(stringify!($field))),* }
             };
         }
-        let config =
-            sections!(data_dir, kafka, window, features, detector, model, rca, planner, knowledge, keys, checkpoint, ops);
+        let config = sections!(
+            data_dir, kafka, window, features, detector, model, rca, planner, knowledge, keys, checkpoint, ops
+        );
         let more = config.validate();
         layers.finish(config, more)
     }

@@ -54,8 +54,8 @@ pub use checkpoint::{
     inventory_digest, CheckpointCost, CheckpointError, CheckpointMeta, CheckpointStore, Offsets, CHECKPOINT_FORMAT,
 };
 pub use config::{
-    CheckpointConfig, Config, FeaturesConfig, KeysConfig, ModelConfig, OpsConfig, PlannerConfig, RcaConfig, WindowConfig,
-    DEFAULT_TOML,
+    CheckpointConfig, Config, FeaturesConfig, KeysConfig, ModelConfig, OpsConfig, PlannerConfig, RcaConfig,
+    WindowConfig, DEFAULT_TOML,
 };
 pub use disjoint::{disjoint_paths, path_cost, CostGraph};
 pub use features::{FeatureEngine, FeatureError, WindowFeatures, BUILTIN_FEATURES_SQL};

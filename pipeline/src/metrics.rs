@@ -67,9 +67,20 @@ impl Collector for JobMetrics {
         let e = &mut enc;
         counter(e, "x0_job_telemetry_messages", "Telemetry messages taken in", g(&s.messages))?;
         counter(e, "x0_job_samples", "Telemetry samples admitted", g(&s.samples))?;
-        counter(e, "x0_job_late_rows", "Samples that arrived after their window closed (counted, not used)", g(&s.late_rows))?;
+        counter(
+            e,
+            "x0_job_late_rows",
+            "Samples that arrived after their window closed (counted, not used)",
+            g(&s.late_rows),
+        )?;
         let dlq = s.dlq().into_iter().map(|(r, n)| (vec![("reason", r.to_string())], n as f64));
-        family(e, "x0_job_dead_lettered", "Messages sent to the dead-letter topic, by reason", MetricType::Counter, dlq)?;
+        family(
+            e,
+            "x0_job_dead_lettered",
+            "Messages sent to the dead-letter topic, by reason",
+            MetricType::Counter,
+            dlq,
+        )?;
         counter(e, "x0_job_windows_closed", "Event-time windows closed and decided on", g(&s.windows_closed))?;
         s.decision_seconds.encode(e.encode_descriptor(
             "x0_job_decision_seconds",
@@ -78,22 +89,40 @@ impl Collector for JobMetrics {
             s.decision_seconds.metric_type(),
         )?)?;
         let lag = s.lag().into_iter().map(|((t, p), n)| (vec![("topic", t), ("partition", p.to_string())], n as f64));
-        family(e, "x0_job_consumer_lag", "Messages not yet taken in, per partition this instance holds", MetricType::Gauge, lag)?;
+        family(
+            e,
+            "x0_job_consumer_lag",
+            "Messages not yet taken in, per partition this instance holds",
+            MetricType::Gauge,
+            lag,
+        )?;
         let end = s.last_window_end_ns.load(Relaxed);
         if end > 0 {
             let behind = (wall_clock_ns() - end).max(0) as f64 / 1e9;
             gauge(e, "x0_job_event_time_lag_seconds", "Wall clock minus the end of the newest closed window", behind)?;
         }
         counter(e, "x0_job_incidents_opened", "Incidents opened", g(&s.incidents))?;
-        let held = s.incidents_held().into_iter().map(|((state, kind), n)| {
-            (vec![("state", state.to_string()), ("root_cause", kind.to_string())], n as f64)
-        });
-        family(e, "x0_job_incidents", "Incidents the job holds, by state and root-cause kind", MetricType::Gauge, held)?;
+        let held = s
+            .incidents_held()
+            .into_iter()
+            .map(|((state, kind), n)| (vec![("state", state.to_string()), ("root_cause", kind.to_string())], n as f64));
+        family(
+            e,
+            "x0_job_incidents",
+            "Incidents the job holds, by state and root-cause kind",
+            MetricType::Gauge,
+            held,
+        )?;
         counter(e, "x0_job_commands_sent", "Healing commands published", g(&s.commands_sent))?;
         let results = s.results_by_status().into_iter().map(|(st, n)| (vec![("status", st.to_string())], n as f64));
         family(e, "x0_job_command_results", "Command results taken in, by status", MetricType::Counter, results)?;
         counter(e, "x0_job_duplicate_results", "Results delivered again (ignored)", g(&s.duplicate_results))?;
-        counter(e, "x0_job_rollbacks", "Repairs rolled back (did not help, or refused in part)", g(&s.repairs_rolled_back))?;
+        counter(
+            e,
+            "x0_job_rollbacks",
+            "Repairs rolled back (did not help, or refused in part)",
+            g(&s.repairs_rolled_back),
+        )?;
         counter(e, "x0_job_checkpoints", "Checkpoints written", g(&s.checkpoints))?;
         let at = s.last_checkpoint_ns.load(Relaxed);
         if at > 0 {
@@ -160,5 +189,39 @@ pub fn job_readiness(
         Ok(())
     } else {
         Err(not)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn ready_only_when_consuming_caught_up_and_checkpointed() {
+        let stats = JobStats::default();
+        let ops = crate::Config::default().ops;
+        let ready = |s: &JobStats| job_readiness(s, "x0.telemetry", &ops, Duration::from_secs(5));
+        let why = ready(&stats).unwrap_err().join("; ");
+        assert!(why.contains("no partition") && why.contains("no window"), "{why}");
+
+        stats.set_lag([(("x0.telemetry".to_string(), 0), 20_000)].into());
+        stats.window_closed(wall_clock_ns() - 60_000_000_000, Duration::from_millis(1));
+        let why = ready(&stats).unwrap_err().join("; ");
+        assert!(why.contains("20000 telemetry messages behind") && why.contains("ended 60"), "{why}");
+
+        stats.set_lag([(("x0.telemetry".to_string(), 0), 3), (("x0.command-results".to_string(), 0), 50_000)].into());
+        stats.window_closed(wall_clock_ns(), Duration::from_millis(1));
+        assert_eq!(ready(&stats), Ok(()), "results lag does not hold readiness back");
+
+        stats.durable.store(true, Relaxed);
+        assert!(ready(&stats).unwrap_err()[0].contains("no checkpoint"));
+        stats.checkpointed(10, 1.0);
+        assert_eq!(ready(&stats), Ok(()));
+
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &job_registry(Arc::new(stats))).unwrap();
+        assert!(text.contains("x0_job_consumer_lag{topic=\"x0.telemetry\",partition=\"0\"} 3"), "{text}");
+        assert!(text.contains("x0_job_checkpoint_age_seconds"), "{text}");
     }
 }
