@@ -42,6 +42,9 @@ pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
     let scenarios = load_scenarios(args.scenario.as_deref())?;
     let root = args.data_dir.unwrap_or_else(|| config.data_dir());
     let many = scenarios.len() > 1;
+    eprintln!(
+        "x0tta6bl4 demo: runs without security (an in-process broker on loopback, no TLS, a fresh key pair in memory); deploy/ turns it on (README, Deploy)"
+    );
     let mut summaries = Vec::new();
     for mut scenario in scenarios {
         scenario.duration = args.duration.unwrap_or(scenario.duration);

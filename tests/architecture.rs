@@ -43,14 +43,16 @@ fn crate_graph() -> BTreeMap<String, BTreeSet<String>> {
     graph
 }
 
-/// What each crate may depend on (`shared/DESIGN.md`'s layout, plus the two small
-/// crates ARCHITECTURE.md explains), and by extension whatever those may.
+/// What each crate may depend on (`shared/DESIGN.md`'s layout, plus the small crates
+/// ARCHITECTURE.md explains: `netlink`, `kafka`, `ops`), and by extension whatever
+/// those may.
 fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     BTreeMap::from([
         ("x0-schema", vec![]),
         ("x0-ebpf-common", vec![]),
         ("x0-probes", vec!["x0-ebpf-common"]),
         ("x0-netlink", vec![]),
+        ("x0-ops", vec![]),
         ("x0-kafka", vec!["x0-schema"]),
         ("x0-ingest", vec!["x0-schema", "x0-ebpf-common", "x0-netlink", "x0-probes"]),
         ("x0-actuator", vec!["x0-schema", "x0-netlink"]),
@@ -59,8 +61,8 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("x0-knowledge", vec!["x0-schema"]),
         ("x0-pipeline", vec!["x0-schema", "x0-kafka", "x0-training", "x0-knowledge", "x0-sql"]),
         ("x0-lab", vec!["x0-schema", "x0-kafka", "x0-ingest", "x0-actuator"]),
-        ("x0-agent", vec!["x0-schema", "x0-kafka", "x0-ingest", "x0-actuator", "x0-netlink"]),
-        ("x0-harness", vec!["x0-pipeline", "x0-lab", "x0-training"]),
+        ("x0-agent", vec!["x0-schema", "x0-kafka", "x0-ingest", "x0-actuator", "x0-netlink", "x0-ops"]),
+        ("x0-harness", vec!["x0-pipeline", "x0-lab", "x0-training", "x0-ops"]),
     ])
 }
 
