@@ -321,6 +321,7 @@ mod tests {
             "knowledge",
             "keys",
             "checkpoint",
+            "ops",
         ];
         // [agent] is the node agent's (x0_agent::AgentConfig), read there.
         let known: std::collections::BTreeSet<&str> = read.into_iter().chain(["agent"]).collect();
