@@ -130,6 +130,21 @@ async fn bad_telemetry_is_dead_lettered_with_a_reason_and_the_job_keeps_running(
             .await
             .unwrap();
     }
+    // A result in another node's name (keyed by its real sender): refused, never taken.
+    let forged = x0_schema::CommandResult {
+        schema_version: x0_schema::SCHEMA_VERSION,
+        command_id: "inc-x.c1.00000000".into(),
+        node: "n1".into(),
+        status: x0_schema::ResultStatus::Rejected,
+        reason: "forged".into(),
+        applied_at: t,
+        routes: vec![],
+    };
+    let json = forged.to_json();
+    producer
+        .send(FutureRecord::to(&topics.command_results).key("impostor").payload(&json), Duration::from_secs(5))
+        .await
+        .unwrap();
     // Good telemetry after the bad: still accepted.
     for i in 1..=3 {
         let ts = t + i * 1_000_000_000;
@@ -147,7 +162,7 @@ async fn bad_telemetry_is_dead_lettered_with_a_reason_and_the_job_keeps_running(
     let dlq: StreamConsumer = kafka.consumer("dlq-reader", &[&topics.dlq]).unwrap();
     let mut reasons: BTreeMap<String, String> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while reasons.len() < cases.len() && tokio::time::Instant::now() < deadline {
+    while reasons.len() < cases.len() + 1 && tokio::time::Instant::now() < deadline {
         if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), dlq.recv()).await {
             let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
             let reason = m
@@ -163,8 +178,13 @@ async fn bad_telemetry_is_dead_lettered_with_a_reason_and_the_job_keeps_running(
         let reason = reasons.get(*key).unwrap_or_else(|| panic!("{key} was not dead-lettered; got {reasons:?}"));
         assert!(reason.contains(expect), "{key}: reason {reason:?} lacks {expect:?}");
     }
+    let reason =
+        reasons.get("impostor").unwrap_or_else(|| panic!("the forged result was not dead-lettered: {reasons:?}"));
+    assert!(reason.contains("claims to come from n1"), "{reason}");
     let counters = stats.dlq();
-    assert_eq!(counters.values().sum::<u64>(), cases.len() as u64, "{counters:?}");
+    assert_eq!(counters.values().sum::<u64>(), cases.len() as u64 + 1, "{counters:?}");
+    assert_eq!(counters.get("unauthenticated"), Some(&1), "{counters:?}");
+    assert_eq!(stats.results_by_status().values().sum::<u64>(), 0, "the forged result was not taken");
     // The good batches may sit on another partition than the last bad one, so the
     // dead letters arriving first says nothing about them: wait for them on their own.
     let processed = || JobStats::get(&stats.samples) >= 12 && JobStats::get(&stats.windows_closed) >= 1;

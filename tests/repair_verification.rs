@@ -24,6 +24,8 @@ enum Actuators {
     AckOnly,
     /// Refuse the first reroute each node gets, apply the rest.
     RefuseFirst,
+    /// Apply every command, and a neighbour forges a refusal of each in its own name.
+    Forged,
 }
 
 struct Run {
@@ -107,6 +109,18 @@ async fn run_scenario_with(
             } else {
                 nodes.get_mut(&cmd.target).unwrap().handle(&cmd.to_json(), now)
             };
+            if actuators == Actuators::Forged {
+                let forger = if cmd.target == topo.name(0) { topo.name(1) } else { topo.name(0) };
+                let forged = CommandResult {
+                    node: forger.to_string(),
+                    status: ResultStatus::Rejected,
+                    reason: "forged".into(),
+                    ..result.clone()
+                };
+                let refused = core.check_result(&forged, Some(forger.as_bytes())).unwrap_err();
+                assert_eq!(refused.label, "unauthenticated", "{}", refused.reason);
+                assert!(core.on_result(&forged).is_empty(), "a forged result publishes nothing");
+            }
             pending.extend(core.on_result(&result));
         }
     }
@@ -122,6 +136,17 @@ fn the_loss_incident(run: &Run) -> &Incident {
 #[tokio::test]
 async fn a_reroute_that_took_the_traffic_off_the_lossy_link_is_kept() {
     let run = run(Actuators::Honest).await;
+    let incident = the_loss_incident(&run);
+    assert!(incident.explanation.contains("verify: the repair helped"), "{}", incident.explanation);
+    assert_eq!(incident.outcome, Outcome::Recovered, "{}", incident.explanation);
+    assert_eq!(incident.state, IncidentState::Resolved);
+}
+
+#[tokio::test]
+async fn a_forged_refusal_from_another_node_changes_nothing() {
+    // Every command also gets a refusal from another node in that node's name: were it
+    // believed, the plan would be rolled back as a refused one is.
+    let run = run(Actuators::Forged).await;
     let incident = the_loss_incident(&run);
     assert!(incident.explanation.contains("verify: the repair helped"), "{}", incident.explanation);
     assert_eq!(incident.outcome, Outcome::Recovered, "{}", incident.explanation);

@@ -488,7 +488,30 @@ impl HealingLoop {
     }
 
     /// Takes an actuator's result.
+    /// Whether `r` may touch the command it names: a result must come from the node the
+    /// command was sent to (`key`, the message's key when it came over Kafka, must name
+    /// that node too). Anything else is refused with the label `unauthenticated`.
+    /// Until results are signed by their node (issue 15), a producer that writes the
+    /// right node's name still passes.
+    pub fn check_result(&self, r: &CommandResult, key: Option<&[u8]>) -> Result<(), Rejection> {
+        let refuse = |reason: String| Err(Rejection { label: "unauthenticated", reason });
+        if let Some(key) = key.filter(|k| *k != r.node.as_bytes()) {
+            return refuse(format!("result keyed {:?} claims to come from {}", String::from_utf8_lossy(key), r.node));
+        }
+        match self.commands.get(&r.command_id) {
+            Some(row) if row.target != r.node => {
+                refuse(format!("result for {} (sent to {}) claims to come from {}", r.command_id, row.target, r.node))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes a command's result (one that fails [`check_result`](Self::check_result)
+    /// changes nothing): updates its incident, rolls a refused plan back.
     pub fn on_result(&mut self, r: &CommandResult) -> Vec<Publication> {
+        if self.check_result(r, None).is_err() {
+            return vec![];
+        }
         let row = self.commands.get_mut(&r.command_id);
         if row.as_ref().is_some_and(|row| row.status == Some(r.status)) {
             // A second delivery of a result already taken (the broker redelivering, a

@@ -254,10 +254,19 @@ pub async fn run_job(
             m = results.recv() => match m {
                 Ok(m) if !positions.take(&m) => {}
                 Ok(m) => match CommandResult::from_json(m.payload().unwrap_or_default()) {
-                    Ok(r) => {
-                        tracing::info!(command_id = %r.command_id, node = %r.node, status = r.status.as_str(), reason = %r.reason, "command result");
-                        io.send(core.on_result(&r)).await?
-                    }
+                    Ok(r) => match core.check_result(&r, m.key()) {
+                        Ok(()) => {
+                            tracing::info!(command_id = %r.command_id, node = %r.node, status = r.status.as_str(), reason = %r.reason, "command result");
+                            io.send(core.on_result(&r)).await?
+                        }
+                        Err(refused) => {
+                            core.stats().dead_lettered(refused.label);
+                            tracing::warn!(command_id = %r.command_id, node = %r.node, reason = %refused.reason, "command result refused");
+                            if let Err(e) = dead_letter(&io.producer, &kafka.topics.dlq, m.key(), m.payload().unwrap_or_default(), &refused.reason).await {
+                                tracing::error!(error = %e, "dead-lettering failed");
+                            }
+                        }
+                    },
                     Err(e) => {
                         core.stats().dead_lettered("bad_result");
                         let reason = format!("not a command result: {e}");
