@@ -64,7 +64,7 @@ pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
             encoding: args.encoding.into(),
             progress: !x0_ops::json_logs(),
             job_start_delay: Duration::ZERO,
-            listen: args.listen.clone().or_else(|| Some(config.ops.listen.clone()).filter(|l| !l.is_empty())),
+            listen: listen_addr(args.listen.clone(), &config),
         })
         .await?;
         println!("{}", report::fault_table(&outcome.summary, outcome.report.incidents.len()));
@@ -133,10 +133,9 @@ pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
         let _ = tx.send(true);
     });
     let stats = job.stats();
-    let listen = args.listen.unwrap_or_else(|| config.ops.listen.clone());
-    let _endpoint = match listen.as_str() {
-        "" => None,
-        addr => Some(x0_harness::demo::serve_job(addr, &stats, &config).await?),
+    let _endpoint = match listen_addr(args.listen, &config) {
+        Some(addr) => Some(x0_harness::demo::serve_job(&addr, &stats, &config).await?),
+        None => None,
     };
     if x0_ops::json_logs() {
         tracing::info!(job_id = job.job_id(), topic = %config.kafka.topics.telemetry, brokers = %config.kafka.brokers, "stream job consuming");
@@ -161,6 +160,11 @@ pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
         eprintln!("stopped: {} incidents, {} commands", report.incidents.len(), report.commands.len());
     }
     Ok(())
+}
+
+/// Where the job's endpoint listens: `--listen`, else `ops.listen`; none when empty.
+fn listen_addr(flag: Option<String>, config: &Config) -> Option<String> {
+    flag.or_else(|| Some(config.ops.listen.clone())).filter(|l| !l.is_empty())
 }
 
 pub(crate) async fn broker(partitions: i32, config: Config) -> Result<()> {

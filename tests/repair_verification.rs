@@ -127,6 +127,14 @@ async fn run_scenario_with(
     Run { incidents: core.incidents(), reroutes, withdrawals }
 }
 
+/// The loss incident's repair was verified to help, kept, and the incident resolved.
+fn assert_repair_kept(run: &Run) {
+    let incident = the_loss_incident(run);
+    assert!(incident.explanation.contains("verify: the repair helped"), "{}", incident.explanation);
+    assert_eq!(incident.outcome, Outcome::Recovered, "{}", incident.explanation);
+    assert_eq!(incident.state, IncidentState::Resolved);
+}
+
 fn the_loss_incident(run: &Run) -> &Incident {
     let acted: Vec<&Incident> = run.incidents.iter().filter(|i| !i.actions.is_empty()).collect();
     assert_eq!(acted.len(), 1, "one incident acted on: {:#?}", run.incidents);
@@ -135,22 +143,14 @@ fn the_loss_incident(run: &Run) -> &Incident {
 
 #[tokio::test]
 async fn a_reroute_that_took_the_traffic_off_the_lossy_link_is_kept() {
-    let run = run(Actuators::Honest).await;
-    let incident = the_loss_incident(&run);
-    assert!(incident.explanation.contains("verify: the repair helped"), "{}", incident.explanation);
-    assert_eq!(incident.outcome, Outcome::Recovered, "{}", incident.explanation);
-    assert_eq!(incident.state, IncidentState::Resolved);
+    assert_repair_kept(&run(Actuators::Honest).await);
 }
 
 #[tokio::test]
 async fn a_forged_refusal_from_another_node_changes_nothing() {
     // Every command also gets a refusal from another node in that node's name: were it
     // believed, the plan would be rolled back as a refused one is.
-    let run = run(Actuators::Forged).await;
-    let incident = the_loss_incident(&run);
-    assert!(incident.explanation.contains("verify: the repair helped"), "{}", incident.explanation);
-    assert_eq!(incident.outcome, Outcome::Recovered, "{}", incident.explanation);
-    assert_eq!(incident.state, IncidentState::Resolved);
+    assert_repair_kept(&run(Actuators::Forged).await);
 }
 
 #[tokio::test]

@@ -13,26 +13,11 @@ use support::{result_of, skip_unless_root};
 use x0_kafka::rdkafka::consumer::StreamConsumer;
 use x0_kafka::rdkafka::producer::FutureRecord;
 use x0_kafka::{DevBroker, KafkaConfig};
-use x0_schema::{wall_clock_ns, Action, HealingCommand, ResultStatus, SigningKey, Topics};
+use x0_schema::{wall_clock_ns, ResultStatus, Topics};
 
 /// The value of the one series `series` (name and labels, as exposed).
 fn value(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-fn command(key: &SigningKey, id: &str, expires_at: i64) -> HealingCommand {
-    let mut c = HealingCommand {
-        schema_version: x0_schema::SCHEMA_VERSION,
-        id: id.into(),
-        incident_id: "inc-obs".into(),
-        issued_at: wall_clock_ns(),
-        expires_at,
-        target: "n1".into(),
-        action: Action::RouteReplace { destination: "n4".into(), primary: "n3".into(), backup: None },
-        signature: String::new(),
-    };
-    c.sign(key);
-    c
 }
 
 #[test]
@@ -56,9 +41,9 @@ fn an_agent_shows_its_commands_probes_and_readiness() {
         let producer = kafka.producer().unwrap();
         let later = wall_clock_ns() + 600_000_000_000;
         let commands = [
-            command(&key, applied_id, later),
-            command(&x0_schema::generate_signing_key(), "inc-obs.c2.forged", later),
-            command(&key, "inc-obs.c3.expired", wall_clock_ns() - 1),
+            support::command(&key, applied_id, "inc-obs", later),
+            support::command(&x0_schema::generate_signing_key(), "inc-obs.c2.forged", "inc-obs", later),
+            support::command(&key, "inc-obs.c3.expired", "inc-obs", wall_clock_ns() - 1),
         ];
         for c in &commands {
             let json = c.to_json();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use x0_kafka::rdkafka::consumer::StreamConsumer;
 use x0_kafka::rdkafka::producer::FutureRecord;
 use x0_kafka::{DevBroker, KafkaConfig};
-use x0_schema::{Action, HealingCommand, ResultStatus, Topics};
+use x0_schema::{ResultStatus, Topics};
 
 mod support;
 
@@ -35,17 +35,7 @@ fn a_killed_agent_puts_the_override_back_when_it_restarts() {
         let results: StreamConsumer = kafka.consumer("restart-test", &[&kafka.topics.command_results]).unwrap();
         let producer = kafka.producer().unwrap();
         let mut agent = start_agent(&ns.0, dir.path(), &kafka.brokers);
-        let mut cmd = HealingCommand {
-            schema_version: x0_schema::SCHEMA_VERSION,
-            id: "inc-1.c1.00000000".into(),
-            incident_id: "inc-1".into(),
-            issued_at: x0_schema::wall_clock_ns(),
-            expires_at: x0_schema::wall_clock_ns() + 600_000_000_000,
-            target: "n1".into(),
-            action: Action::RouteReplace { destination: "n4".into(), primary: "n3".into(), backup: None },
-            signature: String::new(),
-        };
-        cmd.sign(&key);
+        let cmd = support::command(&key, "inc-1.c1.00000000", "inc-1", x0_schema::wall_clock_ns() + 600_000_000_000);
         let send = || async {
             let json = cmd.to_json();
             producer

@@ -106,7 +106,7 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
                 JobStats::get(&job_stats.windows_closed),
                 JobStats::get(&job_stats.incidents),
                 JobStats::get(&job_stats.commands_sent),
-                JobStats::get(&job_stats.results_applied),
+                job_stats.results_applied(),
                 job_stats.dlq_total()
             ));
         }

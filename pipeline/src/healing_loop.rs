@@ -487,7 +487,6 @@ impl HealingLoop {
             .collect()
     }
 
-    /// Takes an actuator's result.
     /// Whether `r` may touch the command it names: a result must come from the node the
     /// command was sent to (`key`, the message's key when it came over Kafka, must name
     /// that node too). Anything else is refused with the label `unauthenticated`.

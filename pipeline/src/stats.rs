@@ -22,10 +22,6 @@ pub struct JobStats {
     pub incidents: AtomicU64,
     /// Commands sent.
     pub commands_sent: AtomicU64,
-    /// Results that said applied.
-    pub results_applied: AtomicU64,
-    /// Results that said anything else.
-    pub results_other: AtomicU64,
     /// Results delivered again after they were taken (ignored).
     pub duplicate_results: AtomicU64,
     /// Checkpoints written.
@@ -74,8 +70,6 @@ impl Default for JobStats {
             windows_closed: AtomicU64::default(),
             incidents: AtomicU64::default(),
             commands_sent: AtomicU64::default(),
-            results_applied: AtomicU64::default(),
-            results_other: AtomicU64::default(),
             duplicate_results: AtomicU64::default(),
             checkpoints: AtomicU64::default(),
             checkpoint_bytes: AtomicU64::default(),
@@ -168,13 +162,17 @@ impl JobStats {
 
     /// Counts a result by its status.
     pub fn result_received(&self, status: ResultStatus) {
-        if status == ResultStatus::Applied { &self.results_applied } else { &self.results_other }.fetch_add(1, Relaxed);
         *lock(&self.results_by_status).entry(status.as_str()).or_default() += 1;
     }
 
     /// Results by status.
     pub fn results_by_status(&self) -> BTreeMap<&'static str, u64> {
         lock(&self.results_by_status).clone()
+    }
+
+    /// Results that said applied.
+    pub fn results_applied(&self) -> u64 {
+        lock(&self.results_by_status).get(ResultStatus::Applied.as_str()).copied().unwrap_or(0)
     }
 
     /// Replaces the consumer lag per (topic, partition) this instance holds.
@@ -234,8 +232,8 @@ impl JobStats {
             "windows_closed": g(&self.windows_closed),
             "incidents": g(&self.incidents),
             "commands_sent": g(&self.commands_sent),
-            "results_applied": g(&self.results_applied),
-            "results_other": g(&self.results_other),
+            "results_applied": self.results_applied(),
+            "results_other": self.results_by_status().values().sum::<u64>() - self.results_applied(),
             "duplicate_results": g(&self.duplicate_results),
             "repairs_rolled_back": g(&self.repairs_rolled_back),
             "checkpoints": g(&self.checkpoints),

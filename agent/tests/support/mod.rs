@@ -124,3 +124,19 @@ pub fn node(prefix: &str) -> (Netns, tempfile::TempDir, x0_schema::SigningKey) {
     let key = x0_schema::read_signing_key(&signing).unwrap();
     (ns, dir, key)
 }
+
+/// A command to n1, signed with `key`: route n4 through n3 (off its baseline via n2).
+pub fn command(key: &x0_schema::SigningKey, id: &str, incident: &str, expires_at: i64) -> x0_schema::HealingCommand {
+    let mut c = x0_schema::HealingCommand {
+        schema_version: x0_schema::SCHEMA_VERSION,
+        id: id.into(),
+        incident_id: incident.into(),
+        issued_at: x0_schema::wall_clock_ns(),
+        expires_at,
+        target: "n1".into(),
+        action: x0_schema::Action::RouteReplace { destination: "n4".into(), primary: "n3".into(), backup: None },
+        signature: String::new(),
+    };
+    c.sign(key);
+    c
+}
