@@ -42,9 +42,15 @@ pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
     let scenarios = load_scenarios(args.scenario.as_deref())?;
     let root = args.data_dir.unwrap_or_else(|| config.data_dir());
     let many = scenarios.len() > 1;
-    eprintln!(
-        "x0tta6bl4 demo: runs without security (an in-process broker on loopback, no TLS, a fresh key pair in memory); deploy/ turns it on (README, Deploy)"
-    );
+    if config.keys.fleet_secret.is_empty() {
+        eprintln!(
+            "x0tta6bl4 demo: runs without security: an in-process broker on loopback, no TLS, telemetry and results not authenticated (commands are signed, by a fresh key pair in memory); deploy/ turns it all on (README, Deploy)"
+        );
+    } else {
+        eprintln!(
+            "x0tta6bl4 demo: telemetry and results authenticated (keys.fleet_secret; the simulated nodes hold their derived keys); an in-process broker on loopback, no TLS"
+        );
+    }
     let mut summaries = Vec::new();
     for mut scenario in scenarios {
         scenario.duration = args.duration.unwrap_or(scenario.duration);
@@ -116,6 +122,9 @@ pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
         bail!("keys.signing_key is empty: create keys with `x0tta6bl4 keys generate`");
     }
     let signer = x0_schema::read_signing_key(std::path::Path::new(&config.keys.signing_key))?;
+    if let Some(id) = config.kafka.spiffe.check_identity(x0_kafka::Role::Job)? {
+        tracing::info!(spiffe_id = %id, "connecting to Kafka with this SVID");
+    }
     let topology = Topology::generate(&Scenario::from_file(&args.topology)?.topology)?;
     let mut job = StreamJob::new(config.clone(), topology, signer);
     if config.checkpoint.enabled {
@@ -124,13 +133,21 @@ pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     // SIGINT or SIGTERM (what a service manager sends) stop it cleanly: a last
     // checkpoint hands its open incidents over to the next start.
+    // So does a rotated SVID: librdkafka reads it only at start, so the job stops
+    // cleanly and exits for its supervisor to start it on the new files.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let spiffe = config.kafka.spiffe.clone();
     let ctrl_c = tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        let rotated = tokio::select! {
+            _ = tokio::signal::ctrl_c() => false,
+            _ = term.recv() => false,
+            _ = spiffe.rotated(SVID_CHECK_EVERY) => true,
+        };
+        if rotated {
+            tracing::warn!("SVID files changed: stopping cleanly to restart on them");
         }
         let _ = tx.send(true);
+        rotated
     });
     let stats = job.stats();
     let _endpoint = match listen_addr(args.listen, &config) {
@@ -148,7 +165,12 @@ pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
         );
     }
     let report = job.run(&config.kafka, rx).await;
-    ctrl_c.abort();
+    let rotated = if ctrl_c.is_finished() {
+        ctrl_c.await.unwrap_or(false)
+    } else {
+        ctrl_c.abort();
+        false
+    };
     if let Some(path) = &args.stats_json {
         std::fs::write(path, serde_json::to_vec_pretty(&stats.to_json())?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -159,8 +181,15 @@ pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
     } else {
         eprintln!("stopped: {} incidents, {} commands", report.incidents.len(), report.commands.len());
     }
+    if rotated {
+        eprintln!("exiting with {} for the supervisor to restart on the rotated SVID", x0_kafka::EXIT_SVID_ROTATED);
+        std::process::exit(x0_kafka::EXIT_SVID_ROTATED);
+    }
     Ok(())
 }
+
+/// How often `run` and the agent look for rotated SVID files.
+pub(crate) const SVID_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// Where the job's endpoint listens: `--listen`, else `ops.listen`; none when empty.
 fn listen_addr(flag: Option<String>, config: &Config) -> Option<String> {
@@ -234,8 +263,10 @@ pub(crate) async fn simulate(args: SimulateArgs, config: Config) -> Result<()> {
         ..Default::default()
     };
     let mesh = Arc::new(Mutex::new(x0_lab::SimMesh::new(&scenario, options)?));
+    let signer = x0_harness::demo::sim_signer(&config)?;
     let stats =
-        x0_lab::run_simulation(mesh.clone(), &config.kafka, vk, args.speed, args.encoding.into(), |_| {}).await?;
+        x0_lab::run_simulation(mesh.clone(), &config.kafka, vk, signer, args.speed, args.encoding.into(), |_| {})
+            .await?;
     let m = mesh.lock().unwrap_or_else(|p| p.into_inner());
     let t = m.truth();
     println!(

@@ -72,7 +72,8 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
-    /// Manage the ed25519 keys that sign healing commands.
+    /// Manage the keys: the ed25519 pair that signs healing commands, the fleet secret
+    /// and the node and producer keys that authenticate telemetry and results.
     Keys {
         #[command(subcommand)]
         action: KeysAction,
@@ -103,6 +104,33 @@ enum KeysAction {
     /// Write signing.key and verifying.key into a directory.
     Generate {
         /// The directory (created if missing; an existing signing key is kept).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a fresh fleet secret (the job's `keys.fleet_secret`; mode 0600).
+    Fleet {
+        /// The file to write (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write one node's key, derived from the fleet secret (the agent's `keys.node_key`).
+    Node {
+        /// The fleet secret file.
+        #[arg(long)]
+        fleet_secret: PathBuf,
+        /// The node id, exactly as in the inventory.
+        #[arg(long)]
+        node: String,
+        /// The file to write (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a fresh key for a third-party producer and print its `keys.producers` entry.
+    Producer {
+        /// The producer's id (its `x0-producer` header).
+        #[arg(long)]
+        id: String,
+        /// The file to write (never overwritten).
         #[arg(long)]
         out: PathBuf,
     },
@@ -153,6 +181,27 @@ async fn run(cli: Cli) -> Result<()> {
                     std::process::exit(1);
                 }
             }
+            Ok(())
+        }
+        Command::Keys { action: KeysAction::Fleet { out } } => {
+            x0_schema::generate_fleet_secret(&out)?;
+            println!("fleet secret {} (keep it on the stream job only: keys.fleet_secret)", out.display());
+            Ok(())
+        }
+        Command::Keys { action: KeysAction::Node { fleet_secret, node, out } } => {
+            let key = x0_schema::read_fleet_secret(&fleet_secret)?.node_key(&node);
+            x0_schema::write_message_key(&out, &key)?;
+            println!("node key of {node} {} (give it to that node's agent only: keys.node_key)", out.display());
+            Ok(())
+        }
+        Command::Keys { action: KeysAction::Producer { id, out } } => {
+            let key = x0_schema::MessageKey::generate();
+            x0_schema::write_message_key(&out, &key)?;
+            println!(
+                "producer key {} ; its entry in the job's keys.producers file:\n[{id}]\nkey = \"{}\"\nnodes = [\"*\"]  # narrow to the nodes it reports on",
+                out.display(),
+                key.to_hex()
+            );
             Ok(())
         }
         Command::Keys { action: KeysAction::Generate { out } } => {

@@ -63,3 +63,34 @@ fn systemd_units_verify_against_the_built_binaries() {
         assert!(out.status.success() && text.trim().is_empty(), "{}: {text}", f.display());
     }
 }
+
+/// The manifests' `x0.toml` is one the job and the agents accept: every key known and
+/// well typed; what remains are the files that exist only on a deployed node.
+#[test]
+fn the_manifests_configuration_loads_for_job_and_agent() {
+    let yaml =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/config.yaml")).unwrap();
+    let start = yaml.find("  x0.toml: |\n").expect("config.yaml holds x0.toml") + "  x0.toml: |\n".len();
+    let toml: String = yaml[start..]
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x0.toml");
+    std::fs::write(&f, &toml).unwrap();
+    let only_missing_files = |problems: Vec<String>| {
+        for p in problems {
+            assert!(p.contains("does not exist") || p.contains("No such file"), "{p}\nin\n{toml}");
+        }
+    };
+    match x0_pipeline::Config::load(Some(&f), std::iter::empty()) {
+        Ok(c) => assert_eq!(c.kafka.spiffe.dir, "/run/spiffe"),
+        Err(e) => only_missing_files(e.0),
+    }
+    match x0_agent::AgentConfig::load(Some(&f), std::iter::empty()) {
+        Ok(c) => assert_eq!(c.kafka.spiffe.dir, "/run/spiffe"),
+        Err(e) => only_missing_files(e.0),
+    }
+    assert!(toml.contains("fleet_secret") && toml.contains("node_key") && toml.contains("[kafka.spiffe]"), "{toml}");
+}

@@ -38,9 +38,19 @@ async fn run(scenario: Scenario, encoding: ContentType, dir: &std::path::Path) -
 }
 
 async fn run_delayed(scenario: Scenario, encoding: ContentType, dir: &std::path::Path, delay: Duration) -> DemoOutcome {
+    run_with(scenario, encoding, dir, delay, Config::default()).await
+}
+
+async fn run_with(
+    scenario: Scenario,
+    encoding: ContentType,
+    dir: &std::path::Path,
+    delay: Duration,
+    config: Config,
+) -> DemoOutcome {
     let options = DemoOptions {
         scenario,
-        config: Config::default(),
+        config,
         data_dir: dir.to_path_buf(),
         speed: 1.0,
         encoding,
@@ -120,14 +130,25 @@ async fn a_hard_link_failure_is_detected_rerouted_and_recorded() {
     assert_eq!((h.confirmed, h.false_positives, faulty_windows(&h)), (0, 1, 0));
 }
 
+/// JSON lines through the same loop, with a fleet secret: every telemetry message and
+/// command result authenticated by its node's MAC (the simulated nodes hold their
+/// derived keys), none refused, the repair taken on the signed results.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_lines_telemetry_runs_the_same_loop() {
+async fn authenticated_json_lines_telemetry_runs_the_same_loop() {
     let dir = tempfile::tempdir().unwrap();
-    let outcome = run(scenario("link-loss", "loss = 0.3"), ContentType::JsonLines, dir.path()).await;
+    let secret = dir.path().join("fleet.key");
+    x0_schema::generate_fleet_secret(&secret).unwrap();
+    let mut config = Config::default();
+    config.keys.fleet_secret = secret.to_string_lossy().into_owned();
+    let data = dir.path().join("history");
+    let scenario = scenario("link-loss", "loss = 0.3");
+    let outcome = run_with(scenario, ContentType::JsonLines, &data, Duration::ZERO, config).await;
     let f = &outcome.summary.faults[0];
     assert!(f.root_cause_correct, "{:?}", outcome.summary);
     assert!(f.traffic_restored_at_ms.is_some(), "{:?}", outcome.summary);
-    assert_eq!(outcome.job.dlq_total(), 0);
+    assert_eq!(outcome.job.dlq(), Default::default(), "nothing refused");
+    let applied = outcome.job.results_applied();
+    assert!(applied > 0 && applied == outcome.report.commands.len() as u64, "{applied} results applied");
 }
 
 /// Regression: a weak one-sided diagnosis in the second window used to confirm an

@@ -25,6 +25,10 @@ pub struct AgentArgs {
     /// Public key healing commands must be signed with (overrides keys.verifying_key).
     #[arg(long)]
     pub verify_key: Option<PathBuf>,
+    /// The node's own key its telemetry and results are signed with (overrides
+    /// keys.node_key; `x0tta6bl4 keys node` writes it).
+    #[arg(long)]
+    pub node_key: Option<PathBuf>,
     /// Sampling interval (overrides agent.telemetry_interval).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub telemetry_interval: Option<Duration>,
@@ -80,26 +84,44 @@ pub async fn agent_main(args: AgentArgs, config_file: Option<&Path>) -> Result<(
         bail!("no verifying key: pass --verify-key or set keys.verifying_key");
     }
     let verify_key = x0_schema::read_verifying_key(&vk_path)?;
+    let signer = match args.node_key.unwrap_or_else(|| PathBuf::from(&config.node_key)) {
+        p if p.as_os_str().is_empty() => x0_kafka::Signer::Unsigned,
+        p => x0_kafka::Signer::Node(x0_schema::read_message_key(&p)?),
+    };
     let node = network.node.clone();
+    if let Some(id) = config.kafka.spiffe.check_identity(x0_kafka::Role::Agent { node: &node })? {
+        tracing::info!(node = %node, spiffe_id = %id, "connecting to Kafka with this SVID");
+    }
     let opts = AgentOptions {
         network,
         netns: args.netns,
         kafka: config.kafka,
         verify_key,
+        signer,
         settings: config.agent,
         exit_with_parent: args.lab_tag.is_some(),
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
+    // A rotated SVID stops it cleanly too (librdkafka reads the files only at start):
+    // it exits for its supervisor to start it on the new ones.
+    let spiffe = opts.kafka.spiffe.clone();
     let signals = tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
+        let rotated = tokio::select! {
+            _ = tokio::signal::ctrl_c() => false,
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => false,
+            _ = spiffe.rotated(std::time::Duration::from_secs(5)) => true,
+        };
         let _ = tx.send(true);
+        rotated
     });
     let report = run_agent(opts, rx).await;
-    signals.abort();
+    let rotated = if signals.is_finished() {
+        signals.await.unwrap_or(false)
+    } else {
+        signals.abort();
+        false
+    };
     let report = report?;
     if x0_ops::json_logs() {
         tracing::info!(
@@ -115,6 +137,10 @@ pub async fn agent_main(args: AgentArgs, config_file: Option<&Path>) -> Result<(
             "agent stopped: {} telemetry batches ({} dropped), {} commands ({} applied)",
             report.batches, report.telemetry_dropped, report.commands, report.applied
         );
+    }
+    if rotated {
+        tracing::warn!(node = %node, exit = x0_kafka::EXIT_SVID_ROTATED, "SVID files changed: exiting to restart on them");
+        std::process::exit(x0_kafka::EXIT_SVID_ROTATED);
     }
     Ok(())
 }

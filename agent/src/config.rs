@@ -19,6 +19,9 @@ pub struct AgentConfig {
     pub kafka: KafkaConfig,
     /// The file holding the public key commands must be signed with (`keys.verifying_key`).
     pub verifying_key: String,
+    /// The node's own key file its telemetry and results are signed with
+    /// (`keys.node_key`); empty: they go unsigned.
+    pub node_key: String,
     /// The `[agent]` section.
     pub agent: AgentSettings,
 }
@@ -75,9 +78,14 @@ impl From<Encoding> for ContentType {
 #[derive(Deserialize)]
 struct Keys {
     verifying_key: String,
+    node_key: String,
     // The job's; present in the shared file.
     #[allow(dead_code)]
     signing_key: String,
+    #[allow(dead_code)]
+    fleet_secret: String,
+    #[allow(dead_code)]
+    producers: String,
 }
 
 impl Default for AgentConfig {
@@ -98,10 +106,12 @@ impl AgentConfig {
         if agent.telemetry_interval.is_zero() || agent.probe_interval.is_zero() {
             more.push("agent.telemetry_interval and agent.probe_interval must be positive".into());
         }
-        if !keys.verifying_key.is_empty() && !Path::new(&keys.verifying_key).is_file() {
-            more.push(format!("keys.verifying_key {} does not exist", keys.verifying_key));
+        for (name, path) in [("keys.verifying_key", &keys.verifying_key), ("keys.node_key", &keys.node_key)] {
+            if !path.is_empty() && !Path::new(path).is_file() {
+                more.push(format!("{name} {path} does not exist"));
+            }
         }
-        layers.finish(AgentConfig { kafka, verifying_key: keys.verifying_key, agent }, more)
+        layers.finish(AgentConfig { kafka, verifying_key: keys.verifying_key, node_key: keys.node_key, agent }, more)
     }
 }
 

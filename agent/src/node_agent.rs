@@ -35,6 +35,8 @@ pub struct AgentOptions {
     pub kafka: KafkaConfig,
     /// The key healing commands must be signed with.
     pub verify_key: VerifyingKey,
+    /// Signs the node's telemetry and command results (its own key), or not.
+    pub signer: x0_kafka::Signer,
     /// Intervals, encoding, eBPF.
     pub settings: AgentSettings,
     /// Exit when the process that started us goes away (the lab's children).
@@ -152,6 +154,7 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
                     report.batches += 1;
                     metrics.telemetry(&batch);
                     let (payload, headers) = telemetry_message(encoding, &batch);
+                    let headers = opts.signer.sign(headers, &node, &payload);
                     let record = BaseRecord::to(&opts.kafka.topics.telemetry).key(&node).payload(&payload).headers(headers);
                     if let Err((e, _)) = producer.send(record) {
                         metrics.dropped.inc();
@@ -165,7 +168,8 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
                     metrics.command(&result);
                     tracing::info!(node = %node, command_id = %result.command_id, status = result.status.as_str(), reason = %result.reason, "command answered");
                     let bytes = result.to_json();
-                    let record = BaseRecord::to(&opts.kafka.topics.command_results).key(&node).payload(&bytes);
+                    let headers = opts.signer.sign(x0_kafka::rdkafka::message::OwnedHeaders::new(), &node, &bytes);
+                    let record = BaseRecord::to(&opts.kafka.topics.command_results).key(&node).payload(&bytes).headers(headers);
                     if let Err((e, _)) = producer.send(record) {
                         tracing::warn!(error = %e, "command result not queued");
                     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-use x0_kafka::{DevBroker, KafkaConfig};
+use x0_kafka::{DevBroker, KafkaConfig, Signer};
 use x0_lab::{run_simulation, score_run, SimMesh, SimOptions, SimRunStats};
 use x0_pipeline::{Config, JobReport, JobStats, StreamJob};
 use x0_schema::{wall_clock_ns, ContentType, RunSummary, Scenario};
@@ -64,6 +64,16 @@ pub fn load_scenarios(path: Option<&std::path::Path>) -> Result<Vec<Scenario>> {
     }
 }
 
+/// How the simulated nodes sign their telemetry and results: with their keys derived
+/// from `keys.fleet_secret` when one is configured (the job then demands them), else
+/// not at all.
+pub fn sim_signer(config: &Config) -> Result<Signer> {
+    Ok(match config.keys.fleet_secret.as_str() {
+        "" => Signer::Unsigned,
+        path => Signer::Fleet(x0_schema::read_fleet_secret(std::path::Path::new(path))?),
+    })
+}
+
 /// Runs a scenario end to end and scores it against the simulator's ground truth.
 pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
     let topics = opts.config.kafka.topics.clone();
@@ -98,7 +108,8 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
 
     let bar = progress_bar(opts.progress, opts.scenario.duration);
     let job_stats = stats.clone();
-    let sim = run_simulation(mesh.clone(), &kafka, signer.verifying_key(), opts.speed, opts.encoding, |m| {
+    let nodes = sim_signer(&opts.config)?;
+    let sim = run_simulation(mesh.clone(), &kafka, signer.verifying_key(), nodes, opts.speed, opts.encoding, |m| {
         if let Some(bar) = &bar {
             bar.set_position(m.elapsed().as_millis() as u64);
             bar.set_message(format!(

@@ -1,5 +1,6 @@
 //! Client configuration and the small helpers every producer and consumer shares.
 
+use crate::SpiffeConfig;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -52,6 +53,8 @@ pub struct KafkaConfig {
     /// (agents never give up: they keep forwarding and keep their routes).
     #[serde(with = "humantime_serde")]
     pub outage_limit: Duration,
+    /// mTLS from SPIFFE X.509 SVID files, and which IDs may play which role.
+    pub spiffe: SpiffeConfig,
 }
 
 impl Default for KafkaConfig {
@@ -62,6 +65,7 @@ impl Default for KafkaConfig {
             options: BTreeMap::new(),
             topics: Topics::default(),
             outage_limit: Duration::from_secs(60),
+            spiffe: SpiffeConfig::default(),
         }
     }
 }
@@ -75,6 +79,10 @@ impl KafkaConfig {
     fn base(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
+        // The SVID files first: an explicit option in [kafka.options] still wins.
+        for (k, v) in self.spiffe.client_options() {
+            c.set(k, v);
+        }
         for (k, v) in &self.options {
             c.set(k, v);
         }

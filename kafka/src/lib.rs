@@ -13,9 +13,11 @@
 
 mod broker;
 mod config;
+mod spiffe;
 mod telemetry;
 
 pub use broker::DevBroker;
 pub use config::{assign_all, dead_letter, header, KafkaConfig, KafkaError};
 pub use rdkafka;
-pub use telemetry::{telemetry_message, TelemetryPublisher};
+pub use spiffe::{svid_id, Role, SpiffeConfig, SpiffeError, EXIT_SVID_ROTATED};
+pub use telemetry::{telemetry_message, Signer, TelemetryPublisher};

@@ -13,8 +13,8 @@ use thiserror::Error;
 use tokio::sync::watch;
 use x0_actuator::Actuator;
 use x0_kafka::rdkafka;
-use x0_kafka::TelemetryPublisher;
-use x0_kafka::{KafkaConfig, KafkaError};
+use x0_kafka::rdkafka::message::OwnedHeaders;
+use x0_kafka::{KafkaConfig, KafkaError, Signer, TelemetryPublisher};
 use x0_schema::{CommandResult, ContentType, ResultStatus, VerifyingKey};
 
 #[derive(Debug, Error)]
@@ -49,18 +49,20 @@ pub struct SimRunStats {
 }
 
 /// Runs the mesh until its scenario ends: telemetry out every interval (divided by
-/// `speed`), commands in through one actuator per node, results out. `on_tick` sees
+/// `speed`), commands in through one actuator per node, results out; both
+/// authenticated by `signer` (the simulated nodes' keys) when it signs. `on_tick` sees
 /// the mesh after each step (progress display).
 pub async fn run_simulation(
     mesh: Arc<Mutex<SimMesh>>,
     kafka: &KafkaConfig,
     key: VerifyingKey,
+    signer: Signer,
     speed: f64,
     encoding: ContentType,
     mut on_tick: impl FnMut(&SimMesh),
 ) -> Result<SimRunStats, SimRunError> {
     let producer = kafka.producer()?;
-    let publisher = TelemetryPublisher::new(kafka, encoding)?;
+    let publisher = TelemetryPublisher::new(kafka, encoding)?.signed(signer.clone());
     let consumer = kafka.consumer("x0-sim-actuators", &[&kafka.topics.commands])?;
     let (stop_tx, stop_rx) = watch::channel(false);
     // Actuators stamp results with a continuous clock (scenario start + wall time ×
@@ -68,7 +70,7 @@ pub async fn run_simulation(
     let (t0, start_ns) = (std::time::Instant::now(), lock(&mesh).now_ns());
     let clock = move || start_ns + (t0.elapsed().as_nanos() as f64 * speed) as i64;
     let results = kafka.topics.command_results.clone();
-    let actuators = actuator_host(consumer, producer.clone(), results, mesh.clone(), key, clock, stop_rx);
+    let actuators = actuator_host(consumer, producer.clone(), results, mesh.clone(), (key, signer), clock, stop_rx);
     let actuators = tokio::spawn(actuators);
 
     let interval = lock(&mesh).scenario().telemetry_interval.div_f64(speed.max(0.01));
@@ -114,7 +116,7 @@ async fn actuator_host(
     producer: FutureProducer,
     results_topic: String,
     mesh: Arc<Mutex<SimMesh>>,
-    key: VerifyingKey,
+    (key, signer): (VerifyingKey, Signer),
     clock: impl Fn() -> i64,
     mut stop: watch::Receiver<bool>,
 ) -> Handled {
@@ -160,7 +162,8 @@ async fn actuator_host(
             handled.applied += u64::from(result.status == ResultStatus::Applied);
             *handled.per_command.entry(result.command_id.clone()).or_default() += after - before;
             let bytes = result.to_json();
-            let record = FutureRecord::to(&results_topic).key(result.node.as_str()).payload(&bytes);
+            let headers = signer.sign(OwnedHeaders::new(), &result.node, &bytes);
+            let record = FutureRecord::to(&results_topic).key(result.node.as_str()).payload(&bytes).headers(headers);
             if let Err((e, _)) = producer.send(record, Duration::from_secs(5)).await {
                 tracing::warn!(error = %e, "could not publish command result");
             }

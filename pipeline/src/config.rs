@@ -167,6 +167,13 @@ pub struct KeysConfig {
     pub signing_key: String,
     /// The agents' verifying key file (hex).
     pub verifying_key: String,
+    /// The fleet secret node keys derive from; set: telemetry and results must be
+    /// authenticated.
+    pub fleet_secret: String,
+    /// Third-party producers' keys and nodes (TOML); needs `fleet_secret`.
+    pub producers: String,
+    /// The agent's own node key (read by the agent, not the job).
+    pub node_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -253,12 +260,18 @@ impl Config {
         if !self.features.sql_file.is_empty() && !Path::new(&self.features.sql_file).is_file() {
             p.push(format!("features.sql_file {} does not exist", self.features.sql_file));
         }
-        for (name, path) in
-            [("keys.signing_key", &self.keys.signing_key), ("keys.verifying_key", &self.keys.verifying_key)]
-        {
+        for (name, path) in [
+            ("keys.signing_key", &self.keys.signing_key),
+            ("keys.verifying_key", &self.keys.verifying_key),
+            ("keys.fleet_secret", &self.keys.fleet_secret),
+            ("keys.producers", &self.keys.producers),
+        ] {
             if !path.is_empty() && !Path::new(path).is_file() {
                 p.push(format!("{name} {path} does not exist"));
             }
+        }
+        if let Err(e) = crate::trust::Trust::from_files(&self.keys.fleet_secret, &self.keys.producers) {
+            p.push(e);
         }
         p
     }

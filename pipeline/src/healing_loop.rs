@@ -18,6 +18,7 @@ use crate::planner::{Plan, Planner};
 use crate::rca::Localizer;
 use crate::recall::KnowledgeRecall;
 use crate::stats::JobStats;
+use crate::trust::{Speaker, Trust};
 use crate::verify::{LossHistory, RepairCheck, RepairVerdict, VerifyRule};
 use crate::window::Windows;
 use arrow::array::RecordBatch;
@@ -84,6 +85,8 @@ pub struct HealingLoop {
     checks: BTreeMap<String, RepairCheck>,
     /// Probe and counter evidence of the open incidents' elements (clearing on evidence).
     health: HealthLedger,
+    /// The keys telemetry and results are checked against; None: nothing is checked.
+    trust: Option<Trust>,
 }
 
 /// One window's root-cause hypotheses, as localisation produced them.
@@ -147,6 +150,41 @@ impl HealingLoop {
             calibration,
             loss: LossHistory::default(),
             checks: BTreeMap::new(),
+            trust: None,
+        }
+    }
+
+    /// Takes telemetry and results only from whom `trust` says may speak for a node.
+    pub fn with_trust(mut self, trust: Trust) -> Self {
+        self.trust = Some(trust);
+        self
+    }
+
+    /// Whether messages are authenticated.
+    pub fn authenticates(&self) -> bool {
+        self.trust.is_some()
+    }
+
+    /// Checks a message's MAC (`x0-mac`) and producer (`x0-producer`) against the
+    /// keys; whom it speaks for. Without keys configured, [`Speaker::Anyone`].
+    pub fn authenticate(
+        &mut self,
+        message_key: Option<&[u8]>,
+        producer: Option<&str>,
+        mac: Option<&str>,
+        payload: &[u8],
+    ) -> Result<Speaker, Rejection> {
+        match &mut self.trust {
+            None => Ok(Speaker::Anyone),
+            Some(t) => t.authenticate(message_key, producer, mac, payload),
+        }
+    }
+
+    /// Checks that every sample of `batch` is one `speaker` may speak for.
+    pub fn check_speaker(&self, speaker: &Speaker, batch: &TelemetryBatch) -> Result<(), Rejection> {
+        match &self.trust {
+            None => Ok(()),
+            Some(t) => t.covers(speaker, batch),
         }
     }
 
@@ -490,8 +528,8 @@ impl HealingLoop {
     /// Whether `r` may touch the command it names: a result must come from the node the
     /// command was sent to (`key`, the message's key when it came over Kafka, must name
     /// that node too). Anything else is refused with the label `unauthenticated`.
-    /// Until results are signed by their node (issue 15), a producer that writes the
-    /// right node's name still passes.
+    /// With keys configured, the job first checks the result's MAC under that node's
+    /// key ([`authenticate`](Self::authenticate)), so only the node itself can answer.
     pub fn check_result(&self, r: &CommandResult, key: Option<&[u8]>) -> Result<(), Rejection> {
         let refuse = |reason: String| Err(Rejection { label: "unauthenticated", reason });
         if let Some(key) = key.filter(|k| *k != r.node.as_bytes()) {

@@ -3,7 +3,7 @@
 //! keeps running.
 
 use crate::checkpoint::{CheckpointError, CheckpointMeta, CheckpointStore, Offsets, CHECKPOINT_FORMAT};
-use crate::healing_loop::{HealingLoop, Publication};
+use crate::healing_loop::{HealingLoop, Publication, Rejection};
 use crate::history::History;
 use crate::stats::JobStats;
 use futures::future::join_all;
@@ -16,7 +16,10 @@ use thiserror::Error;
 use tokio::sync::watch;
 use x0_kafka::rdkafka;
 use x0_kafka::{dead_letter, header, KafkaConfig, KafkaError};
-use x0_schema::{decode_telemetry, wall_clock_ns, CommandResult, ContentType, Incident, CONTENT_TYPE_HEADER};
+use x0_schema::{
+    decode_telemetry, wall_clock_ns, CommandResult, ContentType, Incident, CONTENT_TYPE_HEADER, MAC_HEADER,
+    PRODUCER_HEADER,
+};
 use x0_sql::CommandRow;
 
 #[derive(Debug, Error)]
@@ -41,6 +44,9 @@ pub enum JobError {
     /// The checkpoint could not be written or taken up.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// The fleet secret or the producers' keys could not be read (the operator's to fix).
+    #[error("{0}")]
+    Keys(String),
     /// The feature SQL could not be read or planned (the operator's to fix).
     #[error("feature SQL {file:?}: {reason}")]
     FeatureSql {
@@ -253,38 +259,51 @@ pub async fn run_job(
             _ = shutdown.changed() => break,
             m = results.recv() => match m {
                 Ok(m) if !positions.take(&m) => {}
-                Ok(m) => match CommandResult::from_json(m.payload().unwrap_or_default()) {
-                    Ok(r) => match core.check_result(&r, m.key()) {
-                        Ok(()) => {
+                Ok(m) => {
+                    // Who answers first (its MAC under its node's key), then what, then
+                    // whether it may answer that command.
+                    let payload = m.payload().unwrap_or_default();
+                    let taken = core
+                        .authenticate(m.key(), None, header(&m, MAC_HEADER), payload)
+                        .and_then(|_| {
+                            CommandResult::from_json(payload).map_err(|e| Rejection {
+                                label: "bad_result",
+                                reason: format!("not a command result: {e}"),
+                            })
+                        })
+                        .and_then(|r| core.check_result(&r, m.key()).map(|()| r));
+                    match taken {
+                        Ok(r) => {
                             tracing::info!(command_id = %r.command_id, node = %r.node, status = r.status.as_str(), reason = %r.reason, "command result");
                             io.send(core.on_result(&r)).await?
                         }
                         Err(refused) => {
                             core.stats().dead_lettered(refused.label);
-                            tracing::warn!(command_id = %r.command_id, node = %r.node, reason = %refused.reason, "command result refused");
-                            if let Err(e) = dead_letter(&io.producer, &kafka.topics.dlq, m.key(), m.payload().unwrap_or_default(), &refused.reason).await {
+                            tracing::warn!(reason = %refused.reason, "command result refused");
+                            if let Err(e) = dead_letter(&io.producer, &kafka.topics.dlq, m.key(), payload, &refused.reason).await {
                                 tracing::error!(error = %e, "dead-lettering failed");
                             }
                         }
-                    },
-                    Err(e) => {
-                        core.stats().dead_lettered("bad_result");
-                        let reason = format!("not a command result: {e}");
-                        if let Err(e) = dead_letter(&io.producer, &kafka.topics.dlq, m.key(), m.payload().unwrap_or_default(), &reason).await {
-                            tracing::error!(error = %e, "dead-lettering failed");
-                        }
                     }
-                },
+                }
                 Err(e) => tracing::warn!(error = %e, "result consumer"),
             },
             m = telemetry.recv() => match m {
                 Ok(m) if !positions.take(&m) => {}
                 Ok(m) => {
                     let payload = m.payload().unwrap_or_default();
-                    let admitted = ContentType::from_header(header(&m, CONTENT_TYPE_HEADER))
-                        .and_then(|ct| decode_telemetry(ct, payload))
-                        .map_err(|e| (e.label(), e.to_string()))
-                        .and_then(|batch| core.admit(m.partition(), batch, wall_clock_ns()).map_err(|r| (r.label, r.reason)));
+                    // Who speaks first (a forged message costs no decoding), then
+                    // what it says, then whether it may say it.
+                    let admitted = core
+                        .authenticate(m.key(), header(&m, PRODUCER_HEADER), header(&m, MAC_HEADER), payload)
+                        .and_then(|speaker| {
+                            let batch = ContentType::from_header(header(&m, CONTENT_TYPE_HEADER))
+                                .and_then(|ct| decode_telemetry(ct, payload))
+                                .map_err(|e| Rejection { label: e.label(), reason: e.to_string() })?;
+                            core.check_speaker(&speaker, &batch).map(|()| batch)
+                        })
+                        .and_then(|batch| core.admit(m.partition(), batch, wall_clock_ns()))
+                        .map_err(|r| (r.label, r.reason));
                     if let Err((label, reason)) = admitted {
                         core.stats().dead_lettered(label);
                         tracing::debug!(%reason, "telemetry dead-lettered");

@@ -44,6 +44,7 @@ mod rca;
 mod recall;
 mod stats;
 mod stream_job;
+mod trust;
 mod verify;
 mod window;
 
@@ -66,6 +67,7 @@ pub use metrics::{job_readiness, job_registry};
 pub use recall::open_knowledge;
 pub use stats::JobStats;
 pub use stream_job::StreamJob;
+pub use trust::{Speaker, Trust, UNAUTHENTICATED};
 pub use window::{ClosedWindow, WindowRows, Windows};
 /// Every problem of a configuration (the layering and its errors live in `x0_schema`).
 pub use x0_schema::ConfigErrors;

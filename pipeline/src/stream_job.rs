@@ -8,6 +8,7 @@ use crate::healing_loop::HealingLoop;
 use crate::job::{run_job, Durability, JobError, JobReport};
 use crate::recall::open_knowledge;
 use crate::stats::JobStats;
+use crate::trust::Trust;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -82,7 +83,8 @@ impl StreamJob {
         &self.job_id
     }
 
-    /// The healing loop this job drives: the configured feature SQL, and the knowledge
+    /// The healing loop this job drives: the configured feature SQL and keys
+    /// (`keys.fleet_secret`: telemetry and results must be authenticated), and the knowledge
     /// base attached when it opens (without it, and a warning, when it does not:
     /// recall makes repairs faster, it is never required).
     pub async fn healing_loop(&self) -> Result<HealingLoop, JobError> {
@@ -93,7 +95,7 @@ impl StreamJob {
         let features = FeatureEngine::new(&sql)
             .await
             .map_err(|e| JobError::FeatureSql { file: self.config.features.sql_file.clone(), reason: e.to_string() })?;
-        let core = HealingLoop::new(
+        let mut core = HealingLoop::new(
             self.config.clone(),
             self.topology.clone(),
             features,
@@ -101,6 +103,11 @@ impl StreamJob {
             self.stats.clone(),
             &format!("inc-{}", &self.job_id[..8]),
         );
+        if let Some(trust) =
+            Trust::from_files(&self.config.keys.fleet_secret, &self.config.keys.producers).map_err(JobError::Keys)?
+        {
+            core = core.with_trust(trust);
+        }
         Ok(match open_knowledge(&self.config, &self.data_dir) {
             Ok(Some(kb)) => core.with_knowledge(kb),
             Ok(None) => core,

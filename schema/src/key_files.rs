@@ -1,7 +1,8 @@
-//! ed25519 key files: 32 bytes, hex, one line. The job holds the signing key, every
-//! agent the verifying key.
+//! Key files: 32 bytes, hex, one line. The job holds the command signing key and the
+//! fleet secret; every agent the verifying key and its own node key (derived from the
+//! fleet secret); a third-party producer its own message key.
 
-use crate::{SigningKey, VerifyingKey};
+use crate::{FleetSecret, MessageKey, SigningKey, VerifyingKey};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,38 @@ pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey, KeyFileError> {
         .map_err(|e| KeyFileError::Malformed { path: path.into(), why: format!("not an ed25519 public key: {e}") })
 }
 
+/// Reads the fleet secret the job derives node keys from.
+pub fn read_fleet_secret(path: &Path) -> Result<FleetSecret, KeyFileError> {
+    Ok(FleetSecret::from_bytes(read_32(path)?))
+}
+
+/// Reads a node's (or a producer's) message key.
+pub fn read_message_key(path: &Path) -> Result<MessageKey, KeyFileError> {
+    Ok(MessageKey::from_bytes(read_32(path)?))
+}
+
+/// Writes a secret key file (mode 0600); an existing one is never overwritten.
+fn write_secret(path: &Path, bytes: [u8; 32]) -> Result<(), KeyFileError> {
+    let io = |source| KeyFileError::Io { path: path.into(), source };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+    writeln!(f, "{}", hex::encode(bytes)).map_err(io)
+}
+
+/// Writes a fresh fleet secret to `path` (mode 0600, never overwritten).
+pub fn generate_fleet_secret(path: &Path) -> Result<FleetSecret, KeyFileError> {
+    let secret = FleetSecret::generate();
+    write_secret(path, secret.to_bytes())?;
+    Ok(secret)
+}
+
+/// Writes a node's or a producer's message key to `path` (mode 0600, never overwritten).
+pub fn write_message_key(path: &Path, key: &MessageKey) -> Result<(), KeyFileError> {
+    write_secret(path, key.to_bytes())
+}
+
 /// Writes a fresh pair as `signing.key` (mode 0600, never overwritten) and
 /// `verifying.key` into `dir`; returns their paths.
 pub fn generate_key_files(dir: &Path) -> Result<(PathBuf, PathBuf), KeyFileError> {
@@ -57,8 +90,7 @@ pub fn generate_key_files(dir: &Path) -> Result<(PathBuf, PathBuf), KeyFileError
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let key = crate::generate_signing_key();
     let (sk, vk) = (dir.join("signing.key"), dir.join("verifying.key"));
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&sk).map_err(io(&sk))?;
-    writeln!(f, "{}", hex::encode(key.to_bytes())).map_err(io(&sk))?;
+    write_secret(&sk, key.to_bytes())?;
     std::fs::write(&vk, format!("{}\n", hex::encode(key.verifying_key().to_bytes()))).map_err(io(&vk))?;
     Ok((sk, vk))
 }
@@ -74,6 +106,20 @@ mod tests {
         let (sk, vk) = (read_signing_key(&sk).unwrap(), read_verifying_key(&vk).unwrap());
         assert_eq!(sk.verifying_key(), vk);
         assert!(generate_key_files(dir.path()).is_err(), "an existing signing key is never overwritten");
+    }
+
+    #[test]
+    fn a_node_key_written_reads_back_and_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = generate_fleet_secret(&dir.path().join("fleet.key")).unwrap();
+        assert_eq!(read_fleet_secret(&dir.path().join("fleet.key")).unwrap(), fleet);
+        let f = dir.path().join("nodes/n1.key");
+        write_message_key(&f, &fleet.node_key("n1")).unwrap();
+        assert_eq!(read_message_key(&f).unwrap(), fleet.node_key("n1"));
+        assert!(write_message_key(&f, &fleet.node_key("n2")).is_err());
+        assert!(generate_fleet_secret(&dir.path().join("fleet.key")).is_err());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

@@ -38,6 +38,7 @@ mod element;
 mod incident;
 mod json_codec;
 mod key_files;
+mod message_auth;
 mod result;
 mod scenario;
 mod summary;
@@ -54,7 +55,11 @@ pub use durable_file::replace_file_durably;
 pub use element::Element;
 pub use incident::{ActionRecord, Incident, IncidentState, Outcome, RootCause, RootCauseKind, Symptom};
 pub use json_codec::encode_json_lines;
-pub use key_files::{generate_key_files, read_signing_key, read_verifying_key, KeyFileError};
+pub use key_files::{
+    generate_fleet_secret, generate_key_files, read_fleet_secret, read_message_key, read_signing_key,
+    read_verifying_key, write_message_key, KeyFileError,
+};
+pub use message_auth::{FleetSecret, MessageKey, MAC_HEADER, PRODUCER_HEADER};
 pub use result::{CommandResult, ResultStatus, RouteEntry};
 pub use scenario::{
     Direction, Fault, FaultKind, FaultTarget, Scenario, ScenarioError, Shape, TopologySpec, TrafficPairs, TrafficSpec,

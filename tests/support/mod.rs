@@ -20,7 +20,7 @@ pub(crate) struct TestBroker {
     pub(crate) kafka: KafkaConfig,
 }
 
-fn tansu() -> Option<PathBuf> {
+pub(crate) fn tansu() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join("tansu")).collect::<Vec<_>>())
         .unwrap_or_default();
