@@ -2,7 +2,8 @@
 # The node agent's footprint: CPU share and resident memory of release `x0-agent`s on
 # the grid-16 lab mesh (namespaces and veth pairs; every node runs an agent, so every
 # link probe is answered), telemetry every 100 ms to the embedded broker, with and
-# without the eBPF probes. Needs root and `cargo build --release -p x0-agent`.
+# without the eBPF probes, and with eBPF and every message MAC'd under the node's key
+# (keys.node_key). Needs root and `cargo build --release -p x0-agent`.
 #   benches/agent_footprint.sh [SECONDS]      (default 60)
 # X0 names the CLI used for the broker, keys and `lab up` (not measured; default the
 # debug build).
@@ -27,17 +28,24 @@ trap cleanup EXIT
 pids+=($!)
 while ! [ -s "$work/broker" ]; do sleep 0.1; done
 brokers=$(head -1 "$work/broker")
+"$x0" keys fleet --out "$work/fleet.key" >/dev/null
 files=$("$x0" lab up --scenario examples/lab/grid16-link-down.toml --prefix "$prefix" | sed -n 's/.* in //p' | head -1)
 
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-measure() { # label, extra agent flags...
-  local label=$1; shift
+for f in "$files"/*.json; do
+  node=$(basename "$f" .json)
+  "$x0" keys node --fleet-secret "$work/fleet.key" --node "$node" --out "$work/node-keys/$node.key" >/dev/null
+done
+measure() { # label, signed (0|1), extra agent flags...
+  local label=$1 signed=$2; shift 2
   local run=()
   for f in "$files"/*.json; do
     node=$(basename "$f" .json)
+    local sign=()
+    [ "$signed" = 1 ] && sign=(--node-key "$work/node-keys/$node.key")
     RUST_LOG=off "$agent" --network "$f" --netns "$prefix$node" --brokers "$brokers" \
-      --verify-key "$work/keys/verifying.key" --state-dir "$work/state" "$@" 2>/dev/null &
+      --verify-key "$work/keys/verifying.key" --state-dir "$work/state" "${sign[@]}" "$@" 2>/dev/null &
     run+=($!)
   done
   pids+=("${run[@]}")
@@ -57,5 +65,6 @@ measure() { # label, extra agent flags...
   for p in "${run[@]}"; do kill "$p"; done
   wait "${run[@]}" 2>/dev/null || true
 }
-measure "eBPF probes" 
-measure "interface counters" --no-ebpf
+measure "eBPF probes" 0
+measure "eBPF probes, signed" 1
+measure "interface counters" 0 --no-ebpf

@@ -5,9 +5,11 @@
 //! part is what the job does per message: decode, validate against the inventory, window,
 //! and on every window close compute features with DataFusion, detect, localise and
 //! plan. Kafka transport is not included (one hop is measured separately, see
-//! BENCHMARKS.md).
+//! BENCHMARKS.md). With `--authenticated`, every message carries its node's MAC
+//! (`keys.fleet_secret`) and the job checks it and the samples' nodes first, timed on
+//! its own.
 //!
-//! cargo bench --bench throughput -- [--nodes 10000] [--seconds 4] [--json]
+//! cargo bench --bench throughput -- [--nodes 10000] [--seconds 4] [--json] [--authenticated]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +34,8 @@ fn main() {
     let nodes = arg("--nodes", 10_000);
     let seconds = arg("--seconds", 4);
     let json = std::env::args().any(|a| a == "--json");
+    let authenticated = std::env::args().any(|a| a == "--authenticated");
+    let fleet = x0_schema::FleetSecret::generate();
     let encoding = if json { ContentType::JsonLines } else { ContentType::Arrow };
     let scenario = Scenario::from_toml_str(&format!(
         "name='bench'\nduration='{seconds}s'\ntelemetry_interval='100ms'\n[topology]\nshape='grid'\nnodes={nodes}\nseed=1\n[traffic]\npairs=0\nrate_pps=0\n"
@@ -44,12 +48,14 @@ fn main() {
     let mut messages = Vec::new();
     let mut samples = 0u64;
     while !mesh.finished() {
-        for (_, batch) in mesh.step() {
+        for (node, batch) in mesh.step() {
             samples += batch.len() as u64;
-            messages.push(if json { encode_json_lines(&batch) } else { encode_arrow(&batch) });
+            let payload = if json { encode_json_lines(&batch) } else { encode_arrow(&batch) };
+            let mac = fleet.node_key(&node).mac(node.as_bytes(), &payload);
+            messages.push((node, payload, mac));
         }
     }
-    let bytes: usize = messages.iter().map(Vec::len).sum();
+    let bytes: usize = messages.iter().map(|(_, p, _)| p.len()).sum();
     eprintln!("{} messages, {samples} samples, {:.1} MB of {encoding:?}", messages.len(), bytes as f64 / 1e6);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -62,19 +68,28 @@ fn main() {
         let inventory = inventory_digest(&topo);
         let mut core =
             HealingLoop::new(config, topo, features, x0_schema::generate_signing_key(), stats.clone(), "bench");
+        if authenticated {
+            core = core.with_trust(x0_pipeline::Trust::new(fleet.clone()));
+        }
         core.discard_features();
         let wall = start_ns + seconds as i64 * 1_000_000_000;
         let t0 = Instant::now();
         let mut decisions = 0;
         let (mut decode, mut admit, mut close) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-        for m in &messages {
+        let mut auth = Duration::ZERO;
+        for (node, m, mac) in &messages {
             let t = Instant::now();
+            let speaker = core.authenticate(Some(node.as_bytes()), None, Some(mac), m).expect("authentic");
+            let ta = Instant::now();
             let batch = decode_telemetry(encoding, m).expect("valid");
             let t1 = Instant::now();
+            core.check_speaker(&speaker, &batch).expect("its own samples");
+            let tc = Instant::now();
             core.admit(0, batch, wall).expect("admitted");
             let t2 = Instant::now();
             decisions += core.close_ready().await.expect("features").len();
-            (decode, admit, close) = (decode + (t1 - t), admit + (t2 - t1), close + t2.elapsed());
+            (decode, admit, close) = (decode + (t1 - ta), admit + (t2 - tc), close + t2.elapsed());
+            auth += (ta - t) + (tc - t1);
         }
         let elapsed = t0.elapsed();
         let mut lat = stats.decision_latencies_us();
@@ -94,6 +109,17 @@ fn main() {
             admit.as_secs_f64(),
             close.as_secs_f64()
         );
+        if authenticated {
+            println!(
+                "MAC check: {:.3} s, {:.0} ns per sample, {:.1}% of the job's time ({:.1} B per sample hashed); \
+                 at 1 M samples/s that is {:.1}% of one core",
+                auth.as_secs_f64(),
+                auth.as_nanos() as f64 / samples as f64,
+                100.0 * auth.as_secs_f64() / elapsed.as_secs_f64(),
+                bytes as f64 / samples as f64,
+                auth.as_nanos() as f64 / samples as f64 * 1e6 / 1e9 * 100.0
+            );
+        }
         if !lat.is_empty() {
             let (p50, p95) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.95));
             println!("window close to decision: p50 {:.1} ms · p95 {:.1} ms", p50 as f64 / 1000.0, p95 as f64 / 1000.0);
