@@ -8,7 +8,9 @@
 //!   publishes, through the proxy;
 //! - a client with no certificate, one from the wrong trust domain, and one speaking
 //!   plaintext can neither produce nor consume, and the proxy's log says why;
-//! - each process checks its own SVID's identity against its role.
+//! - each process checks its own SVID's identity against its role;
+//! - `x0tta6bl4 run`, its SVID re-issued under it, stops cleanly, exits 75, and
+//!   restarted takes every sample exactly once.
 //!
 //! Without tansu, stunnel or openssl the test says so and passes, unless
 //! `X0_REQUIRE_BROKER_TESTS=1` (CI), where that is a failure.
@@ -273,6 +275,117 @@ async fn only_clients_with_an_svid_of_the_trust_domain_reach_the_broker() {
     // The valid SVIDs still work after all that.
     assert_eq!(can_consume(&job_kafka).unwrap(), 2);
     can_produce(&n1_kafka).await.unwrap();
+
+    svid_rotation_restarts_the_job_without_loss(dir.path(), &brokers, &n1_kafka, 4).await;
+}
+
+/// `x0tta6bl4 run` on the job's SVID; the SVID is re-issued under it: the job stops
+/// cleanly, exits 75 for its supervisor, and, started again, resumes from its
+/// checkpoint: every sample published before, during and after is taken exactly once.
+/// `already`: valid samples on the topic from before (a new consumer group reads them too).
+async fn svid_rotation_restarts_the_job_without_loss(root: &Path, brokers: &str, agent: &KafkaConfig, already: i64) {
+    let d = |p: &str| root.join("rotation").join(p);
+    std::fs::create_dir_all(d("svid")).unwrap();
+    for f in ["svid.pem", "svid_key.pem", "svid_bundle.pem"] {
+        std::fs::copy(root.join("job").join(f), d("svid").join(f)).unwrap();
+    }
+    x0_schema::generate_key_files(&d("")).unwrap();
+    std::fs::write(d("mesh.toml"), "name = \"ring\"\nduration = \"1h\"\n[topology]\nshape = \"ring\"\nnodes = 4\n")
+        .unwrap();
+    std::fs::write(
+        d("x0.toml"),
+        format!(
+            "data_dir = \"{}\"\n[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"x0-rotation\"\n[kafka.spiffe]\ndir = \"{}\"\n\
+             [keys]\nsigning_key = \"{}\"\nverifying_key = \"{}\"\n",
+            d("history").display(),
+            d("svid").display(),
+            d("signing.key").display(),
+            d("verifying.key").display()
+        ),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let job = |n: u32| {
+        Command::new(env!("CARGO_BIN_EXE_x0tta6bl4"))
+            .arg("--config")
+            .arg(d("x0.toml"))
+            .args(["run", "--listen", &listen, "--topology"])
+            .arg(d("mesh.toml"))
+            .arg("--stats-json")
+            .arg(d(&format!("job{n}.json")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d(&format!("job{n}.log"))).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let publisher = TelemetryPublisher::new(agent, ContentType::Arrow).unwrap();
+    let t0 = x0_schema::wall_clock_ns();
+    let mut sent = 0i64;
+    // The next `count` samples of n1, 50 ms apart.
+    let publish = |from: i64, count: i64| {
+        (from..from + count)
+            .map(move |i| TelemetryBatch { links: vec![], nodes: vec![node_sample(t0 + i * 50_000_000, "n1")] })
+    };
+    let mut first = job(1);
+    for b in publish(sent, 20) {
+        publisher.publish("n1", &b).await.unwrap();
+    }
+    sent += 20;
+    // Rotate once the job has taken all of it (its own /metrics says so).
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    let taken = || {
+        let (_, text) = x0_ops::http_get(addr, "/metrics").ok()?;
+        let line = text.lines().find(|l| l.starts_with("x0_job_samples_total "))?;
+        line.rsplit(' ').next()?.parse::<f64>().ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while taken().is_none_or(|n| n < (already + sent) as f64) {
+        assert!(Instant::now() < deadline, "the job did not take the telemetry: {:?}", taken());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The helper writes a fresh SVID (new key, new certificate) over the old files.
+    issue(&root.join("ca"), &d("svid"), &format!("URI:spiffe://{DOMAIN}/job"));
+    let rotated_at = Instant::now();
+    let status = loop {
+        if let Some(s) = first.try_wait().unwrap() {
+            break s;
+        }
+        assert!(rotated_at.elapsed() < Duration::from_secs(30), "the job did not stop on the rotated SVID");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let log = std::fs::read_to_string(d("job1.log")).unwrap();
+    assert_eq!(status.code(), Some(x0_kafka::EXIT_SVID_ROTATED), "{log}");
+    assert!(log.contains("SVID"), "{log}");
+    let stopped_after = rotated_at.elapsed();
+    // Published while it is down, then after it is back.
+    for b in publish(sent, 20) {
+        publisher.publish("n1", &b).await.unwrap();
+    }
+    sent += 20;
+    let mut second = job(2);
+    for b in publish(sent, 20) {
+        publisher.publish("n1", &b).await.unwrap();
+    }
+    sent += 20;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(second.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = second.wait().unwrap();
+    let log2 = std::fs::read_to_string(d("job2.log")).unwrap();
+    assert!(status.success(), "{log2}");
+    assert!(log2.contains("resumed from"), "the restarted job took up its checkpoint: {log2}");
+    let samples = |n: u32| {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(d(&format!("job{n}.json"))).unwrap()).unwrap();
+        v["samples"].as_i64().unwrap()
+    };
+    let (a, b) = (samples(1), samples(2));
+    println!(
+        "SVID rotated: job stopped {:.1} s later with status 75; before {a} samples, after the restart {b}; {} on the topic",
+        stopped_after.as_secs_f64(),
+        already + sent
+    );
+    assert_eq!(a + b, already + sent, "each sample taken exactly once across the restart ({a} + {b})");
+    assert_eq!(a, already + 20, "the first run took everything sent before the rotation");
 }
 
 #[test]
