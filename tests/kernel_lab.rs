@@ -55,12 +55,18 @@ async fn hard_link_failure_is_survived_by_kernel_failover_and_seen_by_the_job() 
     let scenario: Scenario = toml::from_str(GRID9).unwrap();
     let prefix = "x0ci-";
     let run_dir = tempfile::tempdir().unwrap();
+    // Security on: every agent MACs its telemetry and results under its node's key, and
+    // the job takes nothing else (an incident below means the real agents' MACs verify).
+    let mut config = x0_pipeline::Config::default();
+    let secret = run_dir.path().join("fleet.key");
+    x0_schema::generate_fleet_secret(&secret).unwrap();
+    config.keys.fleet_secret = secret.to_string_lossy().into_owned();
     let opts = LabOptions {
         scenario,
         routing: Routing::X0,
         trials: 2,
         prefix: prefix.into(),
-        config: x0_pipeline::Config::default(),
+        config,
         run_dir: run_dir.path().to_path_buf(),
         no_ebpf: false,
         agent_exe: Some(lean_agent()),
@@ -77,7 +83,8 @@ async fn hard_link_failure_is_survived_by_kernel_failover_and_seen_by_the_job() 
         let ms = t.restored_ms.expect("traffic restored in every trial");
         assert!(ms <= 100.0, "kernel failover restores within 100 ms, took {ms} ms");
     }
-    assert!(summary.incidents >= 1, "the stream job saw the carrier loss");
+    assert!(summary.incidents >= 1, "the stream job saw the carrier loss (the agents' MACs verify)");
+    assert!(summary.commands == 0 || summary.commands_applied > 0, "the agents' MAC'd results were taken");
     let cost = summary.agent_cost.as_ref().unwrap();
     assert!(cost.rss_mb_max > 0.0 && cost.rss_mb_max < 200.0, "{cost:?}");
     let left: Vec<_> = std::fs::read_dir("/run/netns")

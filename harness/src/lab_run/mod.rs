@@ -142,6 +142,9 @@ pub struct LabSummary {
     pub false_incidents_at_startup: usize,
     /// Commands the job sent.
     pub commands: usize,
+    /// Of those, the ones whose result the job took as applied (results, like
+    /// telemetry, are MAC'd by their node when a fleet secret is configured).
+    pub commands_applied: usize,
     /// Over the trials.
     pub agent_cost: Option<AgentCost>,
     /// Over 10 s before the trials, the mesh quiet.
@@ -239,6 +242,8 @@ fn summarize(
         false_incidents: false_incidents(report, &lab.elements, |t| t >= lab.trials_from_ns),
         false_incidents_at_startup: false_incidents(report, &lab.elements, |t| t < lab.trials_from_ns),
         commands: report.map_or(0, |r| r.commands.len()),
+        commands_applied: report
+            .map_or(0, |r| r.commands.iter().filter(|c| c.status == Some(x0_schema::ResultStatus::Applied)).count()),
         agent_cost,
         agent_cost_quiet,
         telemetry: (opts.routing != Routing::Babel).then(|| if opts.no_ebpf { "procfs" } else { "ebpf" }.to_string()),

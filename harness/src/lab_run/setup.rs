@@ -318,6 +318,11 @@ fn start_agents(opts: &LabOptions, kafka: &KafkaConfig, signer: &SigningKey, tea
     let exe = agent_exe(opts)?;
     let lean = exe.file_name().is_some_and(|n| n == LEAN_AGENT);
     let interval = humantime::format_duration(opts.scenario.telemetry_interval).to_string();
+    // With a fleet secret the job demands MACs: each agent gets its own node's key.
+    let fleet = match opts.config.keys.fleet_secret.as_str() {
+        "" => None,
+        path => Some(x0_schema::read_fleet_secret(std::path::Path::new(path))?),
+    };
     for net in &teardown.lab.networks {
         let file = opts.run_dir.join(format!("{}.json", net.node));
         std::fs::write(&file, net.to_json())?;
@@ -339,6 +344,13 @@ fn start_agents(opts: &LabOptions, kafka: &KafkaConfig, signer: &SigningKey, tea
             .stdin(Stdio::null());
         if opts.no_ebpf {
             cmd.arg("--no-ebpf");
+        }
+        if let Some(fleet) = &fleet {
+            let key = opts.run_dir.join("node-keys").join(format!("{}.key", net.node));
+            if !key.exists() {
+                x0_schema::write_message_key(&key, &fleet.node_key(&net.node))?;
+            }
+            cmd.arg("--node-key").arg(&key);
         }
         let agent = cmd.spawn().with_context(|| format!("starting an agent ({})", exe.display()))?;
         teardown.agents.push(agent);
