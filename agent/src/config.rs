@@ -64,6 +64,8 @@ pub enum Encoding {
     Json,
     /// An Arrow IPC stream.
     Arrow,
+    /// The compact framing (`application/vnd.x0tta6bl4.telemetry.v1`).
+    Binary,
 }
 
 impl From<Encoding> for ContentType {
@@ -71,6 +73,7 @@ impl From<Encoding> for ContentType {
         match e {
             Encoding::Json => ContentType::JsonLines,
             Encoding::Arrow => ContentType::Arrow,
+            Encoding::Binary => ContentType::Binary,
         }
     }
 }
@@ -124,7 +127,7 @@ mod tests {
         let c = AgentConfig::default();
         assert_eq!(c.agent.telemetry_interval, Duration::from_millis(100));
         assert_eq!(c.agent.probe_timeout, Duration::from_millis(200));
-        assert_eq!(c.agent.encoding, Encoding::Json);
+        assert_eq!(c.agent.encoding, Encoding::Binary);
         assert!(c.agent.ebpf);
         assert_eq!(c.agent.journal("n1"), Path::new("/var/lib/x0tta6bl4/agent/n1.journal.json"));
         assert_eq!(c.kafka.topics.commands, "x0.commands");

@@ -8,8 +8,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
 use x0_schema::{
-    encode_arrow, encode_json_lines, ContentType, FleetSecret, MessageKey, TelemetryBatch, CONTENT_TYPE_HEADER,
-    MAC_HEADER,
+    encode_telemetry, ContentType, FleetSecret, MessageKey, TelemetryBatch, CONTENT_TYPE_HEADER, MAC_HEADER,
 };
 
 /// Who authenticates the messages a process sends in a node's name (telemetry and
@@ -88,10 +87,7 @@ impl TelemetryPublisher {
 
 /// A batch's Kafka payload in `encoding` and the headers that name the encoding.
 pub fn telemetry_message(encoding: ContentType, batch: &TelemetryBatch) -> (Vec<u8>, OwnedHeaders) {
-    let payload = match encoding {
-        ContentType::Arrow => encode_arrow(batch),
-        ContentType::JsonLines => encode_json_lines(batch),
-    };
+    let payload = encode_telemetry(encoding, batch);
     let headers = OwnedHeaders::new().insert(Header { key: CONTENT_TYPE_HEADER, value: Some(encoding.header_value()) });
     (payload, headers)
 }

@@ -3,7 +3,8 @@
 //! Messages shaped as an agent sends them (one node's link samples to each neighbour
 //! plus its node sample, per 100 ms tick), in both wire encodings; timed on one core:
 //! verifying each message's MAC under its node's key (with the key already derived, as
-//! the job keeps them), deriving a node key, and decoding the same messages; and, for
+//! the job keeps them), deriving a node key, and decoding the same messages (JSON
+//! lines, Arrow IPC, and the compact framing); and, for
 //! comparison, GMAC (AES-256-GCM) over the same messages.
 //!
 //! cargo bench -p x0-schema --bench mac -- [--messages 100000] [--neighbours 4]
@@ -11,8 +12,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 use x0_schema::{
-    decode_telemetry, encode_arrow, encode_json_lines, ContentType, FleetSecret, LinkSample, NodeSample, Provenance,
-    TelemetryBatch, SCHEMA_VERSION,
+    decode_telemetry, encode_telemetry, ContentType, FleetSecret, LinkSample, NodeSample, Provenance, TelemetryBatch,
+    SCHEMA_VERSION,
 };
 
 fn arg(name: &str, default: usize) -> usize {
@@ -83,14 +84,11 @@ fn main() {
         let gbs = (size * rounds) as f64 / t.elapsed().as_secs_f64() / 1e9;
         println!("BLAKE3 keyed MAC of {size} B: {gbs:.2} GB/s");
     }
-    for encoding in [ContentType::JsonLines, ContentType::Arrow] {
+    for encoding in [ContentType::JsonLines, ContentType::Arrow, ContentType::Binary] {
         let msgs: Vec<(String, Vec<u8>, String, usize)> = (0..messages)
             .map(|i| {
                 let (node, b) = batch(i % 1000, neighbours);
-                let payload = match encoding {
-                    ContentType::Arrow => encode_arrow(&b),
-                    ContentType::JsonLines => encode_json_lines(&b),
-                };
+                let payload = encode_telemetry(encoding, &b);
                 let mac = keys[i % 1000].mac(node.as_bytes(), &payload);
                 (node, payload, mac, b.len())
             })

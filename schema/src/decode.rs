@@ -1,7 +1,9 @@
 //! Decoding telemetry messages whatever their encoding, with typed errors that become
 //! the dead-letter reason.
 
-use crate::{arrow_codec, json_codec, TelemetryBatch, CONTENT_TYPE_ARROW, CONTENT_TYPE_JSON};
+use crate::{
+    arrow_codec, binary_codec, json_codec, TelemetryBatch, CONTENT_TYPE_ARROW, CONTENT_TYPE_BINARY, CONTENT_TYPE_JSON,
+};
 use thiserror::Error;
 
 /// The payload encodings a telemetry message may use.
@@ -11,6 +13,8 @@ pub enum ContentType {
     Arrow,
     /// JSON lines (`application/json`).
     JsonLines,
+    /// The compact framing of our own agents (`application/vnd.x0tta6bl4.telemetry.v1`).
+    Binary,
 }
 
 impl ContentType {
@@ -21,6 +25,7 @@ impl ContentType {
             Some(CONTENT_TYPE_JSON) | Some("application/x-ndjson") | Some("application/jsonl") => {
                 Ok(ContentType::JsonLines)
             }
+            Some(CONTENT_TYPE_BINARY) => Ok(ContentType::Binary),
             Some(other) => Err(DecodeError::UnknownContentType(other.to_string())),
         }
     }
@@ -30,7 +35,17 @@ impl ContentType {
         match self {
             ContentType::Arrow => CONTENT_TYPE_ARROW,
             ContentType::JsonLines => CONTENT_TYPE_JSON,
+            ContentType::Binary => CONTENT_TYPE_BINARY,
         }
+    }
+}
+
+/// Encodes a batch in `content_type`.
+pub fn encode_telemetry(content_type: ContentType, batch: &TelemetryBatch) -> Vec<u8> {
+    match content_type {
+        ContentType::Arrow => arrow_codec::encode_arrow(batch),
+        ContentType::JsonLines => json_codec::encode_json_lines(batch),
+        ContentType::Binary => binary_codec::encode_binary(batch),
     }
 }
 
@@ -47,6 +62,9 @@ pub enum DecodeError {
     /// The bytes are not a valid Arrow IPC stream (truncated, garbage).
     #[error("invalid arrow ipc stream: {0}")]
     Arrow(String),
+    /// The bytes are not valid compact framing (truncated, garbage, another version).
+    #[error("invalid x0 framing: {0}")]
+    Binary(String),
     /// A JSON line did not parse as a sample.
     #[error("invalid json on line {line}: {message}")]
     Json {
@@ -86,6 +104,7 @@ impl DecodeError {
             DecodeError::Empty => "empty",
             DecodeError::UnknownContentType(_) => "content_type",
             DecodeError::Arrow(_) => "arrow",
+            DecodeError::Binary(_) => "binary",
             DecodeError::Json { .. } => "json",
             DecodeError::SchemaVersion { .. } => "schema_version",
             DecodeError::MissingColumn(_) => "missing_column",
@@ -100,6 +119,7 @@ pub fn decode_telemetry(content_type: ContentType, bytes: &[u8]) -> Result<Telem
     let batch = match content_type {
         ContentType::Arrow => arrow_codec::decode_arrow(bytes)?,
         ContentType::JsonLines => json_codec::decode_json_lines(bytes)?,
+        ContentType::Binary => binary_codec::decode_binary(bytes)?,
     };
     batch.validate()?;
     Ok(batch)
@@ -165,6 +185,30 @@ mod tests {
     }
 
     #[test]
+    fn binary_round_trip_is_compact() {
+        let b = sample_batch();
+        let bytes = encode_telemetry(ContentType::Binary, &b);
+        assert_eq!(decode_telemetry(ContentType::Binary, &bytes).unwrap(), b);
+        assert!(bytes.len() * 4 < encode_json_lines(&b).len(), "{} bytes", bytes.len());
+    }
+
+    #[test]
+    fn truncated_or_foreign_binary_is_rejected() {
+        let bytes = encode_telemetry(ContentType::Binary, &sample_batch());
+        for cut in 0..bytes.len() {
+            let err = decode_telemetry(ContentType::Binary, &bytes[..cut]).unwrap_err();
+            assert!(matches!(err, DecodeError::Binary(_)), "cut at {cut}: {err:?}");
+        }
+        let mut other = bytes.clone();
+        other[3] = 2;
+        assert!(decode_telemetry(ContentType::Binary, &other).unwrap_err().to_string().contains("framing version 2"));
+        let mut longer = bytes;
+        longer.push(0);
+        assert!(decode_telemetry(ContentType::Binary, &longer).unwrap_err().to_string().contains("trailing"));
+        assert_eq!(ContentType::from_header(Some(crate::CONTENT_TYPE_BINARY)).unwrap(), ContentType::Binary);
+    }
+
+    #[test]
     fn truncated_arrow_is_rejected() {
         let bytes = encode_arrow(&sample_batch());
         for cut in [1, 8, bytes.len() / 2, bytes.len() - 3] {
@@ -196,11 +240,8 @@ mod tests {
     fn wrong_schema_version_is_rejected() {
         let mut b = sample_batch();
         b.links[0].schema_version = 99;
-        for ct in [ContentType::Arrow, ContentType::JsonLines] {
-            let bytes = match ct {
-                ContentType::Arrow => encode_arrow(&b),
-                ContentType::JsonLines => encode_json_lines(&b),
-            };
+        for ct in [ContentType::Arrow, ContentType::JsonLines, ContentType::Binary] {
+            let bytes = encode_telemetry(ct, &b);
             let err = decode_telemetry(ct, &bytes).unwrap_err();
             assert_eq!(err, DecodeError::SchemaVersion { found: 99, supported: SCHEMA_VERSION });
         }
@@ -245,13 +286,15 @@ mod tests {
             b.links[0].tx_packets = tx;
             b.links[0].ts = ts;
             b.links[1].rtt_avg_us = rtt;
-            prop_assert_eq!(decode_telemetry(ContentType::Arrow, &encode_arrow(&b)).unwrap(), b);
+            prop_assert_eq!(decode_telemetry(ContentType::Arrow, &encode_arrow(&b)).unwrap(), b.clone());
+            prop_assert_eq!(decode_telemetry(ContentType::Binary, &encode_telemetry(ContentType::Binary, &b)).unwrap(), b);
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_telemetry(ContentType::Arrow, &bytes);
             let _ = decode_telemetry(ContentType::JsonLines, &bytes);
+            let _ = decode_telemetry(ContentType::Binary, &bytes);
         }
     }
 }

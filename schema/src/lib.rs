@@ -29,6 +29,7 @@
 //! ```
 
 mod arrow_codec;
+mod binary_codec;
 mod clock;
 mod command;
 mod config_layers;
@@ -47,10 +48,11 @@ mod topics;
 mod topology;
 
 pub use arrow_codec::{encode_arrow, link_batch, link_schema, node_batch, node_schema};
+pub use binary_codec::{encode_binary, BINARY_VERSION};
 pub use clock::wall_clock_ns;
 pub use command::{generate_signing_key, Action, CommandError, HealingCommand, SigningKey, VerifyingKey};
 pub use config_layers::{ConfigErrors, ConfigLayers};
-pub use decode::{decode_telemetry, ContentType, DecodeError};
+pub use decode::{decode_telemetry, encode_telemetry, ContentType, DecodeError};
 pub use durable_file::replace_file_durably;
 pub use element::Element;
 pub use incident::{ActionRecord, Incident, IncidentState, Outcome, RootCause, RootCauseKind, Symptom};
@@ -66,5 +68,7 @@ pub use scenario::{
 };
 pub use summary::{FaultOutcome, Percentiles, RcaAccuracy, RunSummary};
 pub use telemetry::{LinkSample, NodeSample, Provenance, TelemetryBatch, SCHEMA_VERSION};
-pub use topics::{Topics, CONTENT_TYPE_ARROW, CONTENT_TYPE_HEADER, CONTENT_TYPE_JSON, REASON_HEADER};
+pub use topics::{
+    Topics, CONTENT_TYPE_ARROW, CONTENT_TYPE_BINARY, CONTENT_TYPE_HEADER, CONTENT_TYPE_JSON, REASON_HEADER,
+};
 pub use topology::{NodeId, Topology, TopologyError};

@@ -8,6 +8,8 @@ pub const CONTENT_TYPE_HEADER: &str = "content-type";
 pub const CONTENT_TYPE_ARROW: &str = "application/vnd.apache.arrow.stream";
 /// JSON lines, for third-party producers and `kcat`.
 pub const CONTENT_TYPE_JSON: &str = "application/json";
+/// `content-type` of telemetry in the compact framing our own agents send.
+pub const CONTENT_TYPE_BINARY: &str = "application/vnd.x0tta6bl4.telemetry.v1";
 /// Header on a dead-lettered message saying why it was rejected.
 pub const REASON_HEADER: &str = "x0-reject-reason";
 
