@@ -135,14 +135,9 @@ pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
     // checkpoint hands its open incidents over to the next start.
     // So does a rotated SVID: librdkafka reads it only at start, so the job stops
     // cleanly and exits for its supervisor to start it on the new files.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let spiffe = config.kafka.spiffe.clone();
     let ctrl_c = tokio::spawn(async move {
-        let rotated = tokio::select! {
-            _ = tokio::signal::ctrl_c() => false,
-            _ = term.recv() => false,
-            _ = spiffe.rotated(SVID_CHECK_EVERY) => true,
-        };
+        let rotated = x0_ops::stop_requested(spiffe.rotated(x0_kafka::SVID_CHECK_EVERY)).await;
         if rotated {
             tracing::warn!("SVID files changed: stopping cleanly to restart on them");
         }
@@ -187,9 +182,6 @@ pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
     }
     Ok(())
 }
-
-/// How often `run` and the agent look for rotated SVID files.
-pub(crate) const SVID_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// Where the job's endpoint listens: `--listen`, else `ops.listen`; none when empty.
 fn listen_addr(flag: Option<String>, config: &Config) -> Option<String> {

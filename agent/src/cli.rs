@@ -106,12 +106,7 @@ pub async fn agent_main(args: AgentArgs, config_file: Option<&Path>) -> Result<(
     // it exits for its supervisor to start it on the new ones.
     let spiffe = opts.kafka.spiffe.clone();
     let signals = tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let rotated = tokio::select! {
-            _ = tokio::signal::ctrl_c() => false,
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => false,
-            _ = spiffe.rotated(std::time::Duration::from_secs(5)) => true,
-        };
+        let rotated = x0_ops::stop_requested(spiffe.rotated(x0_kafka::SVID_CHECK_EVERY)).await;
         let _ = tx.send(true);
         rotated
     });

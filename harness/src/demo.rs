@@ -64,14 +64,19 @@ pub fn load_scenarios(path: Option<&std::path::Path>) -> Result<Vec<Scenario>> {
     }
 }
 
-/// How the simulated nodes sign their telemetry and results: with their keys derived
-/// from `keys.fleet_secret` when one is configured (the job then demands them), else
-/// not at all.
-pub fn sim_signer(config: &Config) -> Result<Signer> {
+/// The fleet secret of `keys.fleet_secret`, when one is configured (the job then
+/// demands every node's MAC).
+pub fn configured_fleet(config: &Config) -> Result<Option<x0_schema::FleetSecret>> {
     Ok(match config.keys.fleet_secret.as_str() {
-        "" => Signer::Unsigned,
-        path => Signer::Fleet(x0_schema::read_fleet_secret(std::path::Path::new(path))?),
+        "" => None,
+        path => Some(x0_schema::read_fleet_secret(std::path::Path::new(path))?),
     })
+}
+
+/// How the simulated nodes sign their telemetry and results: with their keys derived
+/// from the configured fleet secret, else not at all.
+pub fn sim_signer(config: &Config) -> Result<Signer> {
+    Ok(configured_fleet(config)?.map_or(Signer::Unsigned, Signer::Fleet))
 }
 
 /// Runs a scenario end to end and scores it against the simulator's ground truth.

@@ -124,34 +124,19 @@ impl SpiffeConfig {
         let path = self.path(&self.cert);
         let pem = std::fs::read(&path).map_err(|source| SpiffeError::Read { path: path.clone(), source })?;
         let id = svid_id(&pem).map_err(|why| SpiffeError::NotSvid { path, why })?;
-        let (name, patterns) = match role {
-            Role::Job => ("the stream job".to_string(), &self.job_ids),
-            Role::Agent { node } => (format!("the agent of {node}"), &self.agent_ids),
+        let (name, allowed): (String, Vec<String>) = match role {
+            Role::Job => ("the stream job".into(), self.job_ids.clone()),
+            Role::Agent { node } => {
+                (format!("the agent of {node}"), self.agent_ids.iter().map(|p| p.replace("{node}", node)).collect())
+            }
         };
-        let allowed: Vec<String> = patterns
-            .iter()
-            .map(|p| match role {
-                Role::Agent { node } => p.replace("{node}", node),
-                Role::Job => p.clone(),
-            })
-            .collect();
         if allowed.contains(&id) {
             Ok(Some(id))
         } else {
             Err(SpiffeError::WrongIdentity { id, role: name, allowed })
         }
     }
-}
 
-/// id-ce-subjectAltName (RFC 5280).
-const SUBJECT_ALT_NAME: x509_cert::der::oid::ObjectIdentifier =
-    x509_cert::der::oid::ObjectIdentifier::new_unwrap("2.5.29.17");
-
-/// The exit status of a process that stopped to take up a rotated SVID (EX_TEMPFAIL):
-/// its supervisor (systemd `Restart=always`, Kubernetes) starts it again.
-pub const EXIT_SVID_ROTATED: i32 = 75;
-
-impl SpiffeConfig {
     /// Resolves once the SVID, its key or the bundle changed on disk (checked every
     /// `every`); never when SPIFFE is off. librdkafka reads them only when a client is
     /// created, so a process that sees this stops cleanly (the job after a last
@@ -179,6 +164,17 @@ impl SpiffeConfig {
         }
     }
 }
+
+/// id-ce-subjectAltName (RFC 5280).
+const SUBJECT_ALT_NAME: x509_cert::der::oid::ObjectIdentifier =
+    x509_cert::der::oid::ObjectIdentifier::new_unwrap("2.5.29.17");
+
+/// The exit status of a process that stopped to take up a rotated SVID (EX_TEMPFAIL):
+/// its supervisor (systemd `Restart=always`, Kubernetes) starts it again.
+pub const EXIT_SVID_ROTATED: i32 = 75;
+
+/// How often `run` and the agent look for rotated SVID files.
+pub const SVID_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The SPIFFE ID of an X.509 SVID (PEM, leaf first): its one URI SAN, which must be a
 /// well-formed `spiffe://trust-domain/path` (the X509-SVID specification).

@@ -35,11 +35,6 @@ impl Signer {
         };
         headers.insert(Header { key: MAC_HEADER, value: Some(&mac) })
     }
-
-    /// Whether messages carry a MAC.
-    pub fn signs(&self) -> bool {
-        !matches!(self, Signer::Unsigned)
-    }
 }
 
 /// Publishes telemetry batches keyed by node, in the configured encoding.

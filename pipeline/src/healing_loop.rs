@@ -160,11 +160,6 @@ impl HealingLoop {
         self
     }
 
-    /// Whether messages are authenticated.
-    pub fn authenticates(&self) -> bool {
-        self.trust.is_some()
-    }
-
     /// Checks a message's MAC (`x0-mac`) and producer (`x0-producer`) against the
     /// keys; whom it speaks for. Without keys configured, [`Speaker::Anyone`].
     pub fn authenticate(

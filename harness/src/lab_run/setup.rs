@@ -319,10 +319,7 @@ fn start_agents(opts: &LabOptions, kafka: &KafkaConfig, signer: &SigningKey, tea
     let lean = exe.file_name().is_some_and(|n| n == LEAN_AGENT);
     let interval = humantime::format_duration(opts.scenario.telemetry_interval).to_string();
     // With a fleet secret the job demands MACs: each agent gets its own node's key.
-    let fleet = match opts.config.keys.fleet_secret.as_str() {
-        "" => None,
-        path => Some(x0_schema::read_fleet_secret(std::path::Path::new(path))?),
-    };
+    let fleet = crate::demo::configured_fleet(&opts.config)?;
     for net in &teardown.lab.networks {
         let file = opts.run_dir.join(format!("{}.json", net.node));
         std::fs::write(&file, net.to_json())?;
