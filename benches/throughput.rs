@@ -9,7 +9,11 @@
 //! (`keys.fleet_secret`) and the job checks it and the samples' nodes first, timed on
 //! its own.
 //!
-//! cargo bench --bench throughput -- [--nodes 10000] [--seconds 4] [--json] [--authenticated]
+//! With `--ui`, the job also feeds its web dashboard, served from a second thread to a
+//! headless Chromium that has the page open (one browser connected); the process's CPU
+//! time per window, with and without, is what the dashboard costs the job.
+//!
+//! cargo bench --bench throughput -- [--nodes 10000] [--seconds 4] [--json] [--authenticated] [--ui]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +39,7 @@ fn main() {
     let seconds = arg("--seconds", 4);
     let json = std::env::args().any(|a| a == "--json");
     let authenticated = std::env::args().any(|a| a == "--authenticated");
+    let ui = std::env::args().any(|a| a == "--ui");
     let fleet = x0_schema::FleetSecret::generate();
     let encoding = if json { ContentType::JsonLines } else { ContentType::Arrow };
     let scenario = Scenario::from_toml_str(&format!(
@@ -72,7 +77,15 @@ fn main() {
             core = core.with_trust(x0_pipeline::Trust::new(fleet.clone()));
         }
         core.discard_features();
+        let _browser = if ui {
+            let live = x0_pipeline::LiveView::new(mesh.topology());
+            core = core.with_live(live.clone());
+            Some(watched_dashboard(mesh.topology(), live, stats.clone()))
+        } else {
+            None
+        };
         let wall = start_ns + seconds as i64 * 1_000_000_000;
+        let cpu0 = cpu_seconds();
         let t0 = Instant::now();
         let mut decisions = 0;
         let (mut decode, mut admit, mut close) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
@@ -92,6 +105,7 @@ fn main() {
             auth += (ta - t) + (tc - t1);
         }
         let elapsed = t0.elapsed();
+        let cpu = cpu_seconds() - cpu0;
         let mut lat = stats.decision_latencies_us();
         println!(
             "nodes {nodes} · links {} · samples {samples} · windows closed {} · outputs {decisions}",
@@ -108,6 +122,11 @@ fn main() {
             decode.as_secs_f64(),
             admit.as_secs_f64(),
             close.as_secs_f64()
+        );
+        println!(
+            "process CPU: {cpu:.2} s ({:.1} ms per window closed){}",
+            cpu * 1e3 / lat.len().max(1) as f64,
+            if ui { " with the dashboard open in a headless Chromium" } else { "" }
         );
         if authenticated {
             println!(
@@ -148,4 +167,69 @@ fn main() {
             restore.elapsed().as_secs_f64() * 1e3
         );
     });
+}
+
+/// User + system CPU time of this process so far, in seconds (`/proc/self/stat`, in
+/// clock ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
+    ticks as f64 / 100.0
+}
+
+/// Serves the dashboard of `live` from a thread of its own and opens it in a headless
+/// Chromium; returns once the page is subscribed to the live feed. The browser is
+/// killed when the returned guard drops.
+fn watched_dashboard(topo: &x0_schema::Topology, live: Arc<x0_pipeline::LiveView>, stats: Arc<JobStats>) -> Browser {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dashboard = x0_ui::Dashboard::new(topo, live.clone(), stats.clone(), dir.path().to_path_buf(), "builtin");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let ready: x0_ops::ReadyCheck = Arc::new(|| Ok(()));
+            let endpoint = x0_ops::Endpoint::serve_with(
+                "127.0.0.1:0",
+                x0_pipeline::job_registry(stats),
+                ready,
+                dashboard.router(),
+            )
+            .await
+            .expect("serve");
+            tx.send(endpoint.addr()).expect("send");
+            std::future::pending::<()>().await;
+        });
+    });
+    let addr = rx.recv().expect("dashboard address");
+    let profile = tempfile::tempdir().expect("temp dir");
+    let child = std::process::Command::new("chromium")
+        .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("http://{addr}/#/mesh"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromium (apt-get install chromium)");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !live.watched() {
+        assert!(Instant::now() < deadline, "the page never subscribed to the live feed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("dashboard at http://{addr}/ open in a headless Chromium (pid {})", child.id());
+    Browser { child, _dirs: (dir, profile) }
+}
+
+struct Browser {
+    child: std::process::Child,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

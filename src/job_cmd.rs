@@ -36,6 +36,13 @@ pub(crate) struct DemoArgs {
     /// 127.0.0.1:9464; port 0 picks one and prints it). Overrides ops.listen.
     #[arg(long)]
     listen: Option<String>,
+    /// Serve the web dashboard (and /metrics) on this address, e.g. 127.0.0.1:8080,
+    /// and print its URL. Port 0 picks a free one.
+    #[arg(long, value_name = "ADDR")]
+    ui: Option<String>,
+    /// With --ui: keep serving the dashboard after the scenario ends, until Ctrl-C.
+    #[arg(long, requires = "ui")]
+    keep_ui: bool,
 }
 
 pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
@@ -51,7 +58,9 @@ pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
             "x0tta6bl4 demo: telemetry and results authenticated (keys.fleet_secret; the simulated nodes hold their derived keys); an in-process broker on loopback, no TLS"
         );
     }
+    let listen = ui_listen(args.ui.as_deref(), listen_addr(args.listen.clone(), &config), args.listen.is_some())?;
     let mut summaries = Vec::new();
+    let mut kept = None;
     for mut scenario in scenarios {
         scenario.duration = args.duration.unwrap_or(scenario.duration);
         let data_dir = if many { root.join(&scenario.name) } else { root.clone() };
@@ -70,9 +79,11 @@ pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
             encoding: args.encoding.into(),
             progress: !x0_ops::json_logs(),
             job_start_delay: Duration::ZERO,
-            listen: listen_addr(args.listen.clone(), &config),
+            listen: listen.clone(),
+            ui: args.ui.is_some(),
         })
         .await?;
+        kept = outcome.endpoint;
         println!("{}", report::fault_table(&outcome.summary, outcome.report.incidents.len()));
         let dlq = outcome.job.dlq();
         if !dlq.is_empty() {
@@ -96,7 +107,23 @@ pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
     if let Some(path) = args.summary_json {
         std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
     }
+    if let (true, Some(endpoint)) = (args.keep_ui, &kept) {
+        eprintln!("scenario over; the dashboard stays up at http://{}/ until Ctrl-C", endpoint.addr());
+        tokio::signal::ctrl_c().await?;
+    }
     Ok(())
+}
+
+/// The listener's address when the dashboard is asked for: the dashboard's, which
+/// must not contradict an explicit `--listen` (one listener serves both).
+fn ui_listen(ui: Option<&str>, listen: Option<String>, listen_given: bool) -> Result<Option<String>> {
+    match (ui, listen) {
+        (None, listen) => Ok(listen),
+        (Some(ui), Some(listen)) if listen_given && listen != ui => {
+            bail!("--ui {ui} and --listen {listen}: the dashboard shares the /metrics listener; give one address")
+        }
+        (Some(ui), _) => Ok(Some(ui.to_string())),
+    }
 }
 
 /// `run`'s flags.
@@ -112,6 +139,9 @@ pub(crate) struct RunArgs {
     /// Serve /metrics, /healthz and /readyz on this address (overrides ops.listen).
     #[arg(long)]
     listen: Option<String>,
+    /// Serve the web dashboard (and /metrics) on this address, e.g. 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    ui: Option<String>,
 }
 
 pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
@@ -130,6 +160,14 @@ pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
     if config.checkpoint.enabled {
         job = job.checkpoint(config.checkpoint_dir(&config.data_dir()), config.checkpoint.interval)?;
     }
+    let listen = ui_listen(args.ui.as_deref(), listen_addr(args.listen.clone(), &config), args.listen.is_some())?;
+    let dashboard = if args.ui.is_some() {
+        let (with_live, dashboard) = x0_harness::demo::dashboard(job, &config.data_dir(), &config);
+        job = with_live;
+        Some(dashboard)
+    } else {
+        None
+    };
     let (tx, rx) = tokio::sync::watch::channel(false);
     // SIGINT or SIGTERM (what a service manager sends) stop it cleanly: a last
     // checkpoint hands its open incidents over to the next start.
@@ -145,8 +183,8 @@ pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
         rotated
     });
     let stats = job.stats();
-    let _endpoint = match listen_addr(args.listen, &config) {
-        Some(addr) => Some(x0_harness::demo::serve_job(&addr, &stats, &config).await?),
+    let _endpoint = match listen {
+        Some(addr) => Some(x0_harness::demo::serve_job(&addr, &stats, &config, dashboard.as_ref()).await?),
         None => None,
     };
     if x0_ops::json_logs() {

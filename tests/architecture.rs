@@ -44,7 +44,7 @@ fn crate_graph() -> BTreeMap<String, BTreeSet<String>> {
 }
 
 /// What each crate may depend on (`shared/DESIGN.md`'s layout, plus the small crates
-/// ARCHITECTURE.md explains: `netlink`, `kafka`, `ops`), and by extension whatever
+/// ARCHITECTURE.md explains: `netlink`, `kafka`, `ops`, `ui`), and by extension whatever
 /// those may.
 fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     BTreeMap::from([
@@ -62,7 +62,8 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("x0-pipeline", vec!["x0-schema", "x0-kafka", "x0-training", "x0-knowledge", "x0-sql"]),
         ("x0-lab", vec!["x0-schema", "x0-kafka", "x0-ingest", "x0-actuator"]),
         ("x0-agent", vec!["x0-schema", "x0-kafka", "x0-ingest", "x0-actuator", "x0-netlink", "x0-ops"]),
-        ("x0-harness", vec!["x0-pipeline", "x0-lab", "x0-training", "x0-ops"]),
+        ("x0-ui", vec!["x0-pipeline", "x0-sql", "x0-schema"]),
+        ("x0-harness", vec!["x0-pipeline", "x0-lab", "x0-training", "x0-ops", "x0-ui"]),
     ])
 }
 

@@ -57,6 +57,7 @@ async fn run_with(
         progress: false,
         job_start_delay: delay,
         listen: None,
+        ui: false,
     };
     run_demo(options).await.expect("demo runs")
 }

@@ -86,6 +86,7 @@ async fn metrics_and_readiness_follow_a_demo_that_heals() {
         progress: false,
         job_start_delay: Duration::from_secs(6),
         listen: Some(addr.to_string()),
+        ui: false,
     })
     .await
     .unwrap();

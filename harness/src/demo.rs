@@ -34,6 +34,8 @@ pub struct DemoOptions {
     pub job_start_delay: Duration,
     /// Serve the job's `/metrics`, `/healthz` and `/readyz` here while it runs.
     pub listen: Option<String>,
+    /// Serve the web dashboard on that listener too.
+    pub ui: bool,
 }
 
 #[derive(Debug)]
@@ -49,6 +51,8 @@ pub struct DemoOutcome {
     pub job: Arc<JobStats>,
     /// The embedded broker's address (gone once the run returns).
     pub bootstrap: String,
+    /// The job's listener (and dashboard), still serving what the run left: drop it to stop.
+    pub endpoint: Option<x0_ops::Endpoint>,
 }
 
 /// The scenarios `demo --scenario PATH` runs: the file, every `*.toml` of the
@@ -92,10 +96,17 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
     let topology = mesh.topology().clone();
     let mesh = Arc::new(Mutex::new(mesh));
 
-    let job = StreamJob::new(opts.config.clone(), topology, signer.clone()).data_dir(&opts.data_dir);
+    let mut job = StreamJob::new(opts.config.clone(), topology, signer.clone()).data_dir(&opts.data_dir);
     let stats = job.stats();
-    let _endpoint = match &opts.listen {
-        Some(addr) => Some(serve_job(addr, &stats, &opts.config).await?),
+    let dashboard = if opts.ui {
+        let (with_live, dashboard) = dashboard(job, &opts.data_dir, &opts.config);
+        job = with_live;
+        Some(dashboard)
+    } else {
+        None
+    };
+    let endpoint = match &opts.listen {
+        Some(addr) => Some(serve_job(addr, &stats, &opts.config, dashboard.as_ref()).await?),
         None => None,
     };
     let core = job.healing_loop().await.context("setting up the stream job")?;
@@ -139,23 +150,46 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
     let summary = score_run(&opts.scenario, &elements, &truth, &report.incidents, start_ns, "sim");
     let bootstrap = broker.bootstrap_servers();
     drop(broker);
-    Ok(DemoOutcome { summary, report, sim, job: stats, bootstrap })
+    Ok(DemoOutcome { summary, report, sim, job: stats, bootstrap, endpoint })
+}
+
+/// The job fed to a new web dashboard of it (history read from `data_dir`).
+pub fn dashboard(job: StreamJob, data_dir: &std::path::Path, config: &Config) -> (StreamJob, x0_ui::Dashboard) {
+    let live = x0_pipeline::LiveView::new(job.topology());
+    let dashboard = x0_ui::Dashboard::new(
+        job.topology(),
+        live.clone(),
+        job.stats(),
+        data_dir.to_path_buf(),
+        &config.model.registry,
+    );
+    (job.live(live), dashboard)
 }
 
 /// Serves a job's `/metrics`, `/healthz` and `/readyz` on `addr` (`run` and `demo`),
-/// and says where.
-pub async fn serve_job(addr: &str, stats: &Arc<JobStats>, config: &Config) -> Result<x0_ops::Endpoint> {
+/// with its web dashboard when given one, and says where.
+pub async fn serve_job(
+    addr: &str,
+    stats: &Arc<JobStats>,
+    config: &Config,
+    dashboard: Option<&x0_ui::Dashboard>,
+) -> Result<x0_ops::Endpoint> {
     let (s, topic, ops) = (stats.clone(), config.kafka.topics.telemetry.clone(), config.ops.clone());
     let interval = config.checkpoint.interval;
     let ready: x0_ops::ReadyCheck = Arc::new(move || x0_pipeline::job_readiness(&s, &topic, &ops, interval));
-    let endpoint = x0_ops::Endpoint::serve(addr, x0_pipeline::job_registry(stats.clone()), ready)
+    let ui = dashboard.map(x0_ui::Dashboard::router).unwrap_or_default();
+    let endpoint = x0_ops::Endpoint::serve_with(addr, x0_pipeline::job_registry(stats.clone()), ready, ui)
         .await
         .with_context(|| format!("listening on {addr}"))?;
     let url = format!("http://{}", endpoint.addr());
     if x0_ops::json_logs() {
-        tracing::info!(url = %url, "serving /metrics, /healthz, /readyz");
+        tracing::info!(url = %url, dashboard = dashboard.is_some(), "serving /metrics, /healthz, /readyz");
     } else {
         eprintln!("stream job endpoint: {url}/metrics · {url}/healthz · {url}/readyz");
+    }
+    if dashboard.is_some() {
+        // Always on stderr, also with JSON logs: a person (or a test) opens it.
+        eprintln!("dashboard: {url}/");
     }
     Ok(endpoint)
 }

@@ -35,13 +35,24 @@ impl Endpoint {
     /// Binds `addr` (port 0: any free port) and serves `registry` and `ready` there
     /// on the current runtime until dropped.
     pub async fn serve(addr: &str, registry: Registry, ready: ReadyCheck) -> std::io::Result<Endpoint> {
+        Self::serve_with(addr, registry, ready, Router::new()).await
+    }
+
+    /// As [`serve`](Self::serve), with `more` routes (the web UI) on the same listener.
+    pub async fn serve_with(
+        addr: &str,
+        registry: Registry,
+        ready: ReadyCheck,
+        more: Router,
+    ) -> std::io::Result<Endpoint> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/metrics", get(metrics))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
-            .with_state(Served { registry: Arc::new(registry), ready });
+            .with_state(Served { registry: Arc::new(registry), ready })
+            .merge(more);
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "metrics endpoint stopped");

@@ -13,6 +13,7 @@ use crate::features::{FeatureEngine, FeatureError, WindowFeatures};
 use crate::graph_input::FeaturizedWindow;
 use crate::health::{ClearRule, HealthLedger};
 use crate::incidents::{ClearPolicy, IncidentBook, Transition};
+use crate::live::{incident_look, Deciding, LiveView, Look};
 use crate::model_slot::ModelSlot;
 use crate::planner::{Plan, Planner};
 use crate::rca::Localizer;
@@ -87,6 +88,8 @@ pub struct HealingLoop {
     health: HealthLedger,
     /// The keys telemetry and results are checked against; None: nothing is checked.
     trust: Option<Trust>,
+    /// Whoever watches the job as it runs (the web UI).
+    live: Option<Arc<LiveView>>,
 }
 
 /// One window's root-cause hypotheses, as localisation produced them.
@@ -151,6 +154,7 @@ impl HealingLoop {
             loss: LossHistory::default(),
             checks: BTreeMap::new(),
             trust: None,
+            live: None,
         }
     }
 
@@ -180,6 +184,21 @@ impl HealingLoop {
         match &self.trust {
             None => Ok(()),
             Some(t) => t.covers(speaker, batch),
+        }
+    }
+
+    /// Feeds `live` (the web UI) with every window's look of the mesh while it is
+    /// watched and every incident as it changes, starting with the ones held now.
+    pub fn with_live(mut self, live: Arc<LiveView>) -> Self {
+        self.publish_held(&live);
+        self.live = Some(live);
+        self
+    }
+
+    /// Sends every incident held to `live` (after a restore from a checkpoint).
+    pub fn publish_held(&self, live: &LiveView) {
+        for i in self.book.incidents() {
+            live.incident_changed(&i);
         }
     }
 
@@ -273,6 +292,7 @@ impl HealingLoop {
             let features = self.features.compute(&w).await?;
             let decided = self.decide(&features);
             self.generation += u64::from(!decided.is_empty());
+            self.tell_live(&decided);
             out.extend(decided);
             if self.keep_features {
                 for b in &features.link_batches {
@@ -335,6 +355,10 @@ impl HealingLoop {
             log.push(WindowDiagnoses { window_start: f.start, decided_at: now, causes });
         }
         self.planner.observe(f);
+        let hypotheses = self
+            .live
+            .as_ref()
+            .map(|_| Deciding { window_start: f.start, causes: diagnoses.iter().map(|d| d.cause.clone()).collect() });
         let mut out = Vec::new();
         if self.config.planner.verify_windows > 0 {
             self.loss.push(f);
@@ -346,6 +370,14 @@ impl HealingLoop {
         let mut recall = |i: &Incident| known.as_ref().and_then(|k| k.recall(i, stats));
         let proven = |e: &Element| health.proven_healthy(e, topo);
         for t in self.book.observe_with(diagnoses, f.start, now, &mut recall, &proven) {
+            if let (
+                Some(live),
+                Some(h),
+                Transition::Diagnosed(id) | Transition::Rediagnosed(id) | Transition::Reopened(id),
+            ) = (&self.live, &hypotheses, &t)
+            {
+                live.deciding(id, h.clone());
+            }
             match t {
                 Transition::Diagnosed(id) => {
                     self.stats.incident_opened();
@@ -355,7 +387,23 @@ impl HealingLoop {
                 Transition::Cleared(id) => self.clear(&id, now, &mut out),
             }
         }
+        if let Some(live) = &self.live {
+            let open: Vec<(Element, Look)> =
+                self.book.open_states().into_iter().map(|(e, s)| (e, incident_look(s))).collect();
+            live.window(f, &self.topo, &anomalies, &open);
+        }
         out
+    }
+
+    /// Tells the live feed about the incidents in `out`.
+    fn tell_live(&self, out: &[Publication]) {
+        if let Some(live) = &self.live {
+            for p in out {
+                if let Publication::Incident(i) = p {
+                    live.incident_changed(i);
+                }
+            }
+        }
     }
 
     fn act_on_diagnosis(&mut self, id: &str, now: i64, out: &mut Vec<Publication>) {
@@ -563,6 +611,7 @@ impl HealingLoop {
         if let Some(reason) = self.book.refused_command(&id) {
             let now = self.stream_now().unwrap_or(r.applied_at);
             self.roll_back(&id, &format!("{reason}: the plan, applied in part, is rolled back whole"), now, &mut out);
+            self.tell_live(&out);
             return out;
         }
         if changed && self.book.applied(&id) {
@@ -578,6 +627,7 @@ impl HealingLoop {
         if changed {
             out.extend(self.book.get(&id).cloned().map(Publication::Incident));
         }
+        self.tell_live(&out);
         out
     }
 

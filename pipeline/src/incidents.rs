@@ -521,6 +521,15 @@ impl IncidentBook {
             .collect()
     }
 
+    /// The root-cause elements of the open incidents, with their states.
+    pub(crate) fn open_states(&self) -> Vec<(Element, IncidentState)> {
+        self.tracked
+            .values()
+            .filter(|t| t.confirmed && !t.incident.state.is_final())
+            .filter_map(|t| t.incident.root_cause.as_ref().map(|rc| (rc.element.clone(), t.incident.state)))
+            .collect()
+    }
+
     /// Every confirmed incident, oldest first.
     pub(crate) fn incidents(&self) -> Vec<Incident> {
         self.tracked.values().filter(|t| t.confirmed).map(|t| t.incident.clone()).collect()

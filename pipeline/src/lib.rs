@@ -37,6 +37,7 @@ mod health;
 mod history;
 mod incidents;
 mod job;
+mod live;
 mod metrics;
 mod model_slot;
 mod planner;
@@ -63,6 +64,7 @@ pub use features::{FeatureEngine, FeatureError, WindowFeatures, BUILTIN_FEATURES
 pub use graph_input::{graph_window, FeaturizedWindow, OfflineFeaturizer};
 pub use history::MODEL_INPUTS;
 pub use job::{run_job, Durability, JobError, JobReport};
+pub use live::{Deciding, IncidentView, LinkLook, LiveEvent, LiveView, Look, MeshFrame};
 pub use metrics::{job_readiness, job_registry};
 pub use recall::open_knowledge;
 pub use stats::JobStats;

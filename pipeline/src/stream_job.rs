@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::features::FeatureEngine;
 use crate::healing_loop::HealingLoop;
 use crate::job::{run_job, Durability, JobError, JobReport};
+use crate::live::LiveView;
 use crate::recall::open_knowledge;
 use crate::stats::JobStats;
 use crate::trust::Trust;
@@ -33,6 +34,7 @@ pub struct StreamJob {
     job_id: String,
     data_dir: PathBuf,
     checkpoint: Option<(CheckpointStore, std::time::Duration)>,
+    live: Option<Arc<LiveView>>,
 }
 
 impl StreamJob {
@@ -48,6 +50,7 @@ impl StreamJob {
             job_id: uuid::Uuid::new_v4().simple().to_string(),
             data_dir,
             checkpoint: None,
+            live: None,
         }
     }
 
@@ -71,6 +74,17 @@ impl StreamJob {
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = dir.into();
         self
+    }
+
+    /// Feeds `live` (the web UI) as it runs; see [`LiveView`].
+    pub fn live(mut self, live: Arc<LiveView>) -> Self {
+        self.live = Some(live);
+        self
+    }
+
+    /// The inventory it runs over.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
     }
 
     /// The job's counters, shared with whoever watches it.
@@ -103,6 +117,9 @@ impl StreamJob {
             self.stats.clone(),
             &format!("inc-{}", &self.job_id[..8]),
         );
+        if let Some(live) = &self.live {
+            core = core.with_live(live.clone());
+        }
         if let Some(trust) =
             Trust::from_files(&self.config.keys.fleet_secret, &self.config.keys.producers).map_err(JobError::Keys)?
         {
@@ -127,6 +144,9 @@ impl StreamJob {
             None => None,
             Some((store, interval)) => {
                 let meta = store.restore(&mut core, &self.topology)?;
+                if let Some(live) = &self.live {
+                    core.publish_held(live);
+                }
                 if let Some(m) = &meta {
                     let open = core.incidents().iter().filter(|i| !i.state.is_final()).count();
                     eprintln!(

@@ -17,8 +17,14 @@ macro_rules! saved {
     };
 }
 
-const FILES: &[(&str, &str)] =
-    saved!("mttr-by-root-cause", "flapping-links", "failed-actions", "incidents-per-day", "command-latency");
+const FILES: &[(&str, &str)] = saved!(
+    "mttr-by-root-cause",
+    "mttr-over-time",
+    "flapping-links",
+    "failed-actions",
+    "incidents-per-day",
+    "command-latency"
+);
 
 /// Every saved query.
 pub fn saved_queries() -> Vec<SavedQuery> {
