@@ -77,10 +77,10 @@ fn main() {
             core = core.with_trust(x0_pipeline::Trust::new(fleet.clone()));
         }
         core.discard_features();
-        let _browser = if ui {
+        let watched = if ui {
             let live = x0_pipeline::LiveView::new(mesh.topology());
             core = core.with_live(live.clone());
-            Some(watched_dashboard(mesh.topology(), live, stats.clone()))
+            Some((watched_dashboard(mesh.topology(), live.clone(), stats.clone()), live))
         } else {
             None
         };
@@ -128,6 +128,17 @@ fn main() {
             cpu * 1e3 / lat.len().max(1) as f64,
             if ui { " with the dashboard open in a headless Chromium" } else { "" }
         );
+        if let Some((browser, live)) = &watched {
+            let (frames, build) = live.frame_cost();
+            let serving = thread_cpu_seconds(browser.server_tid);
+            println!(
+                "dashboard: {frames} frames built in {:.1} ms on the job's thread ({:.2} ms each) · \
+                 serving thread {serving:.2} s CPU · together {:.2}% of the process's CPU",
+                build.as_secs_f64() * 1e3,
+                build.as_secs_f64() * 1e3 / frames.max(1) as f64,
+                100.0 * (build.as_secs_f64() + serving) / cpu
+            );
+        }
         if authenticated {
             println!(
                 "MAC check: {:.3} s, {:.0} ns per sample, {:.1}% of the job's time ({:.1} B per sample hashed); \
@@ -172,7 +183,16 @@ fn main() {
 /// User + system CPU time of this process so far, in seconds (`/proc/self/stat`, in
 /// clock ticks of 10 ms).
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    stat_cpu_seconds("/proc/self/stat")
+}
+
+/// The same for one thread of this process.
+fn thread_cpu_seconds(tid: u32) -> f64 {
+    stat_cpu_seconds(&format!("/proc/self/task/{tid}/stat"))
+}
+
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).expect("a /proc stat file");
     // Fields after the command name (which may hold spaces) start at field 3.
     let rest = &stat[stat.rfind(')').expect("comm") + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -188,6 +208,9 @@ fn watched_dashboard(topo: &x0_schema::Topology, live: Arc<x0_pipeline::LiveView
     let dashboard = x0_ui::Dashboard::new(topo, live.clone(), stats.clone(), dir.path().to_path_buf(), "builtin");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // This thread's id, to read its CPU time: /proc/thread-self is /proc/PID/task/TID.
+        let me = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+        let tid: u32 = me.file_name().and_then(|t| t.to_str()).and_then(|t| t.parse().ok()).expect("tid");
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         rt.block_on(async move {
             let ready: x0_ops::ReadyCheck = Arc::new(|| Ok(()));
@@ -199,11 +222,11 @@ fn watched_dashboard(topo: &x0_schema::Topology, live: Arc<x0_pipeline::LiveView
             )
             .await
             .expect("serve");
-            tx.send(endpoint.addr()).expect("send");
+            tx.send((endpoint.addr(), tid)).expect("send");
             std::future::pending::<()>().await;
         });
     });
-    let addr = rx.recv().expect("dashboard address");
+    let (addr, server_tid) = rx.recv().expect("dashboard address");
     let profile = tempfile::tempdir().expect("temp dir");
     let child = std::process::Command::new("chromium")
         .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"])
@@ -219,11 +242,13 @@ fn watched_dashboard(topo: &x0_schema::Topology, live: Arc<x0_pipeline::LiveView
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("dashboard at http://{addr}/ open in a headless Chromium (pid {})", child.id());
-    Browser { child, _dirs: (dir, profile) }
+    Browser { child, server_tid, _dirs: (dir, profile) }
 }
 
 struct Browser {
     child: std::process::Child,
+    /// The thread serving the dashboard.
+    server_tid: u32,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 

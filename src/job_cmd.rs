@@ -60,8 +60,12 @@ pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
     }
     let listen = ui_listen(args.ui.as_deref(), listen_addr(args.listen.clone(), &config), args.listen.is_some())?;
     let mut summaries = Vec::new();
-    let mut kept = None;
+    let mut kept: Option<x0_ops::Endpoint> = None;
     for mut scenario in scenarios {
+        // One scenario's dashboard at a time, on the one address.
+        if let Some(endpoint) = kept.take() {
+            endpoint.stop().await;
+        }
         scenario.duration = args.duration.unwrap_or(scenario.duration);
         let data_dir = if many { root.join(&scenario.name) } else { root.clone() };
         eprintln!(

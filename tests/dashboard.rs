@@ -30,6 +30,19 @@ fn chromium() -> Option<PathBuf> {
     })
 }
 
+/// Chromium, or None after saying SKIPPED (a failure with `X0_REQUIRE_BROWSER_TESTS=1`).
+fn chromium_or_skip() -> Option<PathBuf> {
+    let found = chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var("X0_REQUIRE_BROWSER_TESTS").as_deref() != Ok("1"),
+            "X0_REQUIRE_BROWSER_TESTS=1 but no chromium (apt-get install chromium)"
+        );
+        eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium)");
+    }
+    found
+}
+
 fn artifacts() -> PathBuf {
     let base =
         std::env::var("X0_ARTIFACTS_DIR").map_or_else(|_| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
@@ -225,14 +238,7 @@ const LINK_LOOK: &str = r#"(document.querySelector('#mesh [data-link="n5-n6"]') 
 
 #[test]
 fn the_dashboard_shows_the_mesh_heal_in_a_real_browser() {
-    let Some(chromium) = chromium() else {
-        assert!(
-            std::env::var("X0_REQUIRE_BROWSER_TESTS").as_deref() != Ok("1"),
-            "X0_REQUIRE_BROWSER_TESTS=1 but no chromium (apt-get install chromium)"
-        );
-        eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium)");
-        return;
-    };
+    let Some(chromium) = chromium_or_skip() else { return };
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let job = demo(dir.path(), "fault", FAULT_SCENARIO, &addr);
@@ -258,6 +264,10 @@ fn the_dashboard_shows_the_mesh_heal_in_a_real_browser() {
     );
     assert_eq!(page.eval(LINK_LOOK), json!("healthy"));
     page.screenshot("1-mesh-healthy");
+    // Before any incident the history explains itself rather than showing nothing.
+    page.navigate(&format!("{url}#/history"));
+    page.wait_for("the empty history explained", "document.getElementById('history-empty')", Duration::from_secs(10));
+    page.navigate(&format!("{url}#/mesh"));
 
     // The fault: the link turns bad on the map, and is named in words below it.
     let look = page.wait_for(
@@ -330,4 +340,47 @@ fn the_dashboard_shows_the_mesh_heal_in_a_real_browser() {
     next.line_with("dashboard: ", Duration::from_secs(120));
     page.wait_for("the new mesh after reconnecting", "document.querySelectorAll('#mesh [data-node]').length === 9 && document.getElementById('conn').textContent === 'live'", Duration::from_secs(30));
     page.screenshot("8-reconnected");
+}
+
+/// A mesh of 10,000 nodes is drawn by region, and the page still loads within a second.
+#[test]
+fn a_ten_thousand_node_mesh_is_drawn_by_region_within_a_second() {
+    let Some(chromium) = chromium_or_skip() else { return };
+    let scenario = x0_schema::Scenario::from_toml_str(
+        "name='big'\nduration='1s'\n[topology]\nshape='grid'\nnodes=10000\nseed=1\n[traffic]\npairs=0\nrate_pps=0\n",
+    )
+    .unwrap();
+    let topo = x0_schema::Topology::generate(&scenario.topology).unwrap();
+    let stats = std::sync::Arc::new(x0_pipeline::JobStats::default());
+    let live = x0_pipeline::LiveView::new(&topo);
+    let history = tempfile::tempdir().unwrap();
+    let built = Instant::now();
+    let dashboard = x0_ui::Dashboard::new(&topo, live, stats.clone(), history.path().to_path_buf(), "builtin");
+    eprintln!("layout of {} nodes: {:.0} ms", topo.len(), built.elapsed().as_secs_f64() * 1e3);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let ready: x0_ops::ReadyCheck = std::sync::Arc::new(|| Ok(()));
+    let endpoint = rt
+        .block_on(x0_ops::Endpoint::serve_with(
+            "127.0.0.1:0",
+            x0_pipeline::job_registry(stats),
+            ready,
+            dashboard.router(),
+        ))
+        .unwrap();
+    let url = format!("http://{}/", endpoint.addr());
+    let mut page = Page::open(&chromium);
+    page.navigate(&format!("{url}#/mesh"));
+    let drawn = page.wait_for(
+        "the regions on the map",
+        "document.querySelectorAll('#mesh [data-region]').length > 0 && window.x0MeshDrawnAt",
+        Duration::from_secs(30),
+    );
+    let regions = page.eval("document.querySelectorAll('#mesh [data-region]').length");
+    let load = page.eval("performance.getEntriesByType('navigation')[0].loadEventEnd");
+    let bytes = page.eval("fetch('/api/mesh').then((r) => r.text()).then((t) => t.length)");
+    eprintln!("10,000 nodes in {regions} regions: /api/mesh {bytes} bytes, page load event at {load} ms, mesh drawn at {drawn} ms");
+    assert_eq!(regions, json!(67));
+    assert!(page.eval("document.getElementById('mesh-title').textContent").as_str().unwrap().contains("10000 nodes"));
+    assert!(drawn.as_f64().unwrap() < 1000.0, "mesh drawn {drawn} ms after navigation start");
+    page.screenshot("9-mesh-10k-regions");
 }

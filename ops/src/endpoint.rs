@@ -65,6 +65,13 @@ impl Endpoint {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+
+    /// Stops serving and waits until the listener is closed (the address can be bound
+    /// again at once, which dropping does not promise).
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
 }
 
 impl Drop for Endpoint {

@@ -355,9 +355,11 @@ impl HealingLoop {
             log.push(WindowDiagnoses { window_start: f.start, decided_at: now, causes });
         }
         self.planner.observe(f);
+        // For the dashboard: the window's hypotheses, kept with any incident it (re)diagnoses.
         let hypotheses = self
             .live
             .as_ref()
+            .filter(|_| !diagnoses.is_empty())
             .map(|_| Deciding { window_start: f.start, causes: diagnoses.iter().map(|d| d.cause.clone()).collect() });
         let mut out = Vec::new();
         if self.config.planner.verify_windows > 0 {
@@ -387,7 +389,7 @@ impl HealingLoop {
                 Transition::Cleared(id) => self.clear(&id, now, &mut out),
             }
         }
-        if let Some(live) = &self.live {
+        if let Some(live) = self.live.as_ref().filter(|l| l.watched()) {
             let open: Vec<(Element, Look)> =
                 self.book.open_states().into_iter().map(|(e, s)| (e, incident_look(s))).collect();
             live.window(f, &self.topo, &anomalies, &open);

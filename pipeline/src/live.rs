@@ -9,7 +9,9 @@ use crate::detect::Anomaly;
 use crate::features::WindowFeatures;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use x0_schema::{Element, Incident, IncidentState, NodeId, RootCause, Topology};
 
@@ -108,6 +110,9 @@ pub struct LiveView {
     kept: Mutex<Kept>,
     link_index: HashMap<(NodeId, NodeId), usize>,
     nodes: usize,
+    /// Frames built, and the time the job's thread spent building them.
+    frames: AtomicU64,
+    build_ns: AtomicU64,
 }
 
 impl LiveView {
@@ -116,7 +121,14 @@ impl LiveView {
         // A slow watcher skips frames (it is told how many) rather than holding the job.
         let (tx, _) = broadcast::channel(64);
         let link_index = topo.links().iter().enumerate().map(|(i, &(a, b))| ((a.min(b), a.max(b)), i)).collect();
-        Arc::new(LiveView { tx, kept: Mutex::new(Kept::default()), link_index, nodes: topo.len() })
+        Arc::new(LiveView {
+            tx,
+            kept: Mutex::new(Kept::default()),
+            link_index,
+            nodes: topo.len(),
+            frames: AtomicU64::new(0),
+            build_ns: AtomicU64::new(0),
+        })
     }
 
     /// Every change from now on.
@@ -127,6 +139,12 @@ impl LiveView {
     /// Whether anyone is subscribed (frames are built only then).
     pub fn watched(&self) -> bool {
         self.tx.receiver_count() > 0
+    }
+
+    /// Frames built so far and the time the job spent building them: what watching
+    /// costs the job's own thread (serving them is the listener's).
+    pub fn frame_cost(&self) -> (u64, Duration) {
+        (self.frames.load(Relaxed), Duration::from_nanos(self.build_ns.load(Relaxed)))
     }
 
     /// The last window's frame, if one was built.
@@ -176,7 +194,10 @@ impl LiveView {
         if !self.watched() {
             return;
         }
+        let started = Instant::now();
         let frame = Arc::new(self.frame(f, topo, anomalies, open));
+        self.frames.fetch_add(1, Relaxed);
+        self.build_ns.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
         self.lock().frame = Some(frame.clone());
         let _ = self.tx.send(LiveEvent::Window(frame));
     }

@@ -5,7 +5,7 @@
 //! to far-apart nodes, which puts a grid on a grid and a ring on a ring), then a
 //! bounded number of Fruchterman–Reingold steps to untangle the rest. Beyond
 //! [`DETAIL_MAX`] nodes the mesh is cut into regions (graph Voronoi cells around
-//! far-apart seeds) and the regions are laid out the same way.
+//! far-apart seeds), each drawn at the mean landmark position of its nodes.
 
 use std::collections::VecDeque;
 use x0_schema::Topology;
@@ -36,7 +36,7 @@ impl MeshMap {
         let n = topo.len();
         let adjacency: Vec<Vec<usize>> = (0..n).map(|v| topo.neighbours(v).to_vec()).collect();
         if n <= DETAIL_MAX {
-            let pos = layout(&adjacency, &vec![1.0; n]);
+            let pos = layout(&adjacency);
             return MeshMap { pos, region_of: None, region_links: vec![], region_sizes: vec![] };
         }
         let k = n.div_ceil(REGION_NODES).clamp(2, REGIONS_MAX);
@@ -52,13 +52,15 @@ impl MeshMap {
                 *between.entry((ra.min(rb), ra.max(rb))).or_insert(0u32) += 1;
             }
         }
-        let mut region_adj = vec![Vec::new(); k];
-        for &(a, b) in between.keys() {
-            region_adj[a as usize].push(b as usize);
-            region_adj[b as usize].push(a as usize);
+        // Each region sits at the mean landmark position of its nodes: the regions keep
+        // the mesh's own shape (a grid of regions for a grid).
+        let coords = landmarks(&adjacency);
+        let mut pos = vec![[0.0f32; 2]; k];
+        for (v, &r) in region_of.iter().enumerate() {
+            pos[r as usize][0] += coords[v][0] / region_sizes[r as usize] as f32;
+            pos[r as usize][1] += coords[v][1] / region_sizes[r as usize] as f32;
         }
-        let weight: Vec<f32> = region_sizes.iter().map(|&s| (s as f32).sqrt()).collect();
-        let pos = layout(&region_adj, &weight);
+        normalise(&mut pos);
         let region_links = between.into_iter().map(|((a, b), c)| (a, b, c)).collect();
         MeshMap { pos, region_of: Some(region_of), region_links, region_sizes }
     }
@@ -121,8 +123,9 @@ fn regions(adjacency: &[Vec<usize>], k: usize) -> Vec<u32> {
     owner.iter().map(|&o| if o == u32::MAX { 0 } else { o }).collect()
 }
 
-/// Positions in 0..1000 for a graph; `weight` makes heavy vertices push harder.
-fn layout(adjacency: &[Vec<usize>], weight: &[f32]) -> Vec<[f32; 2]> {
+/// Positions in 0..1000 for a graph: landmark coordinates, untangled by
+/// Fruchterman–Reingold.
+fn layout(adjacency: &[Vec<usize>]) -> Vec<[f32; 2]> {
     let n = adjacency.len();
     if n == 0 {
         return vec![];
@@ -130,6 +133,16 @@ fn layout(adjacency: &[Vec<usize>], weight: &[f32]) -> Vec<[f32; 2]> {
     if n == 1 {
         return vec![[500.0, 500.0]];
     }
+    let mut pos = landmarks(adjacency);
+    normalise(&mut pos);
+    force_directed(adjacency, &mut pos);
+    normalise(&mut pos);
+    pos
+}
+
+/// Each vertex's graph distances to far-apart landmarks as coordinates (not normalised).
+fn landmarks(adjacency: &[Vec<usize>]) -> Vec<[f32; 2]> {
+    let n = adjacency.len();
     // Landmarks: two ends of a long path give x, the node farthest from both gives y.
     let p1 = farthest(&bfs(adjacency, &[0]));
     let d1 = bfs(adjacency, &[p1]);
@@ -139,14 +152,18 @@ fn layout(adjacency: &[Vec<usize>], weight: &[f32]) -> Vec<[f32; 2]> {
         (0..n).filter(|&v| d1[v] != usize::MAX).max_by_key(|&v| (d1[v].min(d2[v]), std::cmp::Reverse(v))).unwrap_or(0);
     let d3 = bfs(adjacency, &[p3]);
     let coord = |d: usize| if d == usize::MAX { 0.0 } else { d as f32 };
-    let mut pos: Vec<[f32; 2]> = (0..n)
+    (0..n)
         .map(|v| {
             // A little deterministic jitter separates nodes the landmarks cannot tell apart.
             let jitter = ((v * 7919) % 97) as f32 / 97.0 - 0.5;
             [coord(d1[v]) - coord(d2[v]) + jitter * 0.3, -coord(d3[v]) + jitter * 0.2]
         })
-        .collect();
-    normalise(&mut pos);
+        .collect()
+}
+
+/// Fruchterman–Reingold steps on `pos` (in 0..1000).
+fn force_directed(adjacency: &[Vec<usize>], pos: &mut [[f32; 2]]) {
+    let n = adjacency.len();
     // Fruchterman–Reingold: springs along edges, repulsion between all pairs (n is at
     // most a few hundred here), a temperature that cools to zero.
     let ideal = 1000.0 / (n as f32).sqrt();
@@ -158,7 +175,7 @@ fn layout(adjacency: &[Vec<usize>], weight: &[f32]) -> Vec<[f32; 2]> {
             for u in (v + 1)..n {
                 let (dx, dy) = (pos[v][0] - pos[u][0], pos[v][1] - pos[u][1]);
                 let d2 = (dx * dx + dy * dy).max(1.0);
-                let f = ideal * ideal * weight[v] * weight[u] / d2;
+                let f = ideal * ideal / d2;
                 shift[v][0] += dx * f;
                 shift[v][1] += dy * f;
                 shift[u][0] -= dx * f;
@@ -178,11 +195,9 @@ fn layout(adjacency: &[Vec<usize>], weight: &[f32]) -> Vec<[f32; 2]> {
             p[1] += s[1] / len * step;
         }
     }
-    normalise(&mut pos);
-    pos
 }
 
-/// Scales positions into 40..960 on both axes, keeping the aspect ratio.
+/// Scales positions into 40..960, keeping the aspect ratio, centred on the short axis.
 fn normalise(pos: &mut [[f32; 2]]) {
     let (mut lo, mut hi) = ([f32::MAX; 2], [f32::MIN; 2]);
     for p in pos.iter() {
@@ -194,7 +209,8 @@ fn normalise(pos: &mut [[f32; 2]]) {
     let span = (hi[0] - lo[0]).max(hi[1] - lo[1]).max(1e-6);
     for p in pos.iter_mut() {
         for i in 0..2 {
-            p[i] = 40.0 + (p[i] - lo[i]) / span * 920.0;
+            let margin = (920.0 - (hi[i] - lo[i]) / span * 920.0) / 2.0;
+            p[i] = 40.0 + margin + (p[i] - lo[i]) / span * 920.0;
         }
     }
 }
