@@ -74,10 +74,27 @@ impl Setup {
     }
 
     fn job(&self, log: &str) -> Child {
+        self.job_with(log, &[])
+    }
+
+    fn job_with(&self, log: &str, more: &[&str]) -> Child {
         let mut c = self.x0(log);
         c.arg("run").arg("--topology").arg(self.path("scenario.toml"));
-        c.arg("--stats-json").arg(self.path("job.json"));
+        c.arg("--stats-json").arg(self.path("job.json")).args(more);
         c.spawn().unwrap()
+    }
+
+    /// The address of the dashboard a job said it serves in `log`.
+    fn dashboard(&self, log: &str) -> std::net::SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = self.log(log);
+            if let Some(url) = text.lines().find_map(|l| l.strip_prefix("dashboard: http://")) {
+                return url.trim_end_matches('/').parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "no dashboard line in {log}:\n{text}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn job_stats(&self) -> serde_json::Value {
@@ -205,13 +222,21 @@ async fn a_job_killed_mid_repair_continues_its_incident_and_duplicates_are_never
     let mtime = || std::fs::metadata(&checkpoint).and_then(|m| m.modified()).ok();
     let before = mtime();
     let restarted = Instant::now();
-    let second = s.job("job-2.log");
+    let second = s.job_with("job-2.log", &["--ui", "127.0.0.1:0"]);
     while mtime() == before && restarted.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let first_decision = restarted.elapsed();
     assert!(first_decision < Duration::from_secs(30), "no decision within 30 s of the restart");
     eprintln!("restart to first decision (first checkpoint after a window closed): {first_decision:?}");
+    // The restarted job's dashboard shows the incident it took over from the checkpoint.
+    let ui = s.dashboard("job-2.log");
+    let (status, body) = x0_ops::http_get(ui, "/api/state").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let shown = state["incidents"].as_array().unwrap();
+    assert_eq!(shown.len(), 1, "the restored incident on the restarted job's dashboard: {body}");
+    assert_eq!(shown[0]["kind"], "link-loss", "{body}");
     let status = wait(&mut sim, "simulate", Duration::from_secs(120));
     assert!(status.success(), "simulate: {}", s.log("simulate.log"));
     stop(second, &s, "job-2.log");
