@@ -47,6 +47,7 @@ pub(crate) struct DemoArgs {
 
 pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
     let scenarios = load_scenarios(args.scenario.as_deref())?;
+    let listen = ui_listen(args.ui.as_deref(), listen_addr(args.listen.clone(), &config), args.listen.is_some())?;
     let root = args.data_dir.unwrap_or_else(|| config.data_dir());
     let many = scenarios.len() > 1;
     if config.keys.fleet_secret.is_empty() {
@@ -58,7 +59,6 @@ pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
             "x0tta6bl4 demo: telemetry and results authenticated (keys.fleet_secret; the simulated nodes hold their derived keys); an in-process broker on loopback, no TLS"
         );
     }
-    let listen = ui_listen(args.ui.as_deref(), listen_addr(args.listen.clone(), &config), args.listen.is_some())?;
     let mut summaries = Vec::new();
     let mut kept: Option<x0_ops::Endpoint> = None;
     for mut scenario in scenarios {
