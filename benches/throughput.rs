@@ -13,7 +13,11 @@
 //! headless Chromium that has the page open (one browser connected); the process's CPU
 //! time per window, with and without, is what the dashboard costs the job.
 //!
-//! cargo bench --bench throughput -- [--nodes 10000] [--seconds 4] [--json] [--authenticated] [--ui]
+//! With `--faults`, a link loses carrier at 40% of the run and a node crashes at 60%,
+//! so that root cause and planning are on the measured path; the incidents, commands
+//! and the slowest window close→decision are reported.
+//!
+//! cargo bench --bench throughput -- [--nodes 10000] [--seconds 4] [--json] [--authenticated] [--ui] [--faults]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,10 +44,22 @@ fn main() {
     let json = std::env::args().any(|a| a == "--json");
     let authenticated = std::env::args().any(|a| a == "--authenticated");
     let ui = std::env::args().any(|a| a == "--ui");
+    let faults = if std::env::args().any(|a| a == "--faults") {
+        let (link, node) = (seconds * 400, seconds * 600);
+        // Near the middle of the grid (row-major names): a busy link, a busy node.
+        let side = (nodes as f64).sqrt() as u64;
+        let mid = side / 2 * side + side / 2;
+        let (a, b, c) = (format!("n{mid}"), format!("n{}", mid + 1), format!("n{}", mid - side - 3));
+        format!(
+            "[[fault]]\nat='{link}ms'\nkind='link-down'\ntarget='{a}-{b}'\n[[fault]]\nat='{node}ms'\nkind='node-crash'\ntarget='{c}'\n"
+        )
+    } else {
+        String::new()
+    };
     let fleet = x0_schema::FleetSecret::generate();
     let encoding = if json { ContentType::JsonLines } else { ContentType::Arrow };
     let scenario = Scenario::from_toml_str(&format!(
-        "name='bench'\nduration='{seconds}s'\ntelemetry_interval='100ms'\n[topology]\nshape='grid'\nnodes={nodes}\nseed=1\n[traffic]\npairs=0\nrate_pps=0\n"
+        "name='bench'\nduration='{seconds}s'\ntelemetry_interval='100ms'\n[topology]\nshape='grid'\nnodes={nodes}\nseed=1\n[traffic]\npairs=0\nrate_pps=0\n{faults}"
     ))
     .expect("bench scenario");
     let start_ns = 1_700_000_000_000_000_000;
@@ -152,8 +168,26 @@ fn main() {
         }
         if !lat.is_empty() {
             let (p50, p95) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.95));
-            println!("window close to decision: p50 {:.1} ms · p95 {:.1} ms", p50 as f64 / 1000.0, p95 as f64 / 1000.0);
+            let max = lat.iter().max().copied().unwrap_or(0);
+            println!(
+                "window close to decision: p50 {:.1} ms · p95 {:.1} ms · max {:.1} ms",
+                p50 as f64 / 1000.0,
+                p95 as f64 / 1000.0,
+                max as f64 / 1000.0
+            );
         }
+        let incidents = core.incidents();
+        println!(
+            "incidents {} ({}) · commands {} · peak RSS {:.0} MB",
+            incidents.len(),
+            incidents
+                .iter()
+                .filter_map(|i| i.root_cause.as_ref().map(|rc| format!("{} {}", rc.kind.as_str(), rc.element)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            JobStats::get(&stats.commands_sent),
+            peak_rss_mb()
+        );
         // What the job's checkpoint of this state costs (the state a window boundary
         // leaves: open windows, baselines of every element and feature, incidents).
         let dir = tempfile::tempdir().expect("temp dir");
@@ -257,4 +291,14 @@ impl Drop for Browser {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The process's peak resident set (`VmHWM` in `/proc/self/status`), in MB.
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kb.unwrap_or(0.0) / 1024.0
 }

@@ -10,8 +10,27 @@
 use crate::config::PlannerConfig;
 use crate::disjoint::{disjoint_paths, CostGraph};
 use crate::features::WindowFeatures;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use x0_schema::{Action, Element, NodeId, Topology};
+
+/// A path cost and its node, ordered by cost (then node) for the Dijkstra heap.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Cost(f64, NodeId);
+
+impl Eq for Cost {}
+
+impl PartialOrd for Cost {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Cost {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
+}
 
 /// A route we installed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -56,8 +75,14 @@ pub(crate) struct Planner {
     cost: HashMap<(NodeId, NodeId), f64>,
     /// When each (node, destination) route changed in the last minute.
     changes_per_route: HashMap<(NodeId, NodeId), VecDeque<i64>>,
+    /// Baseline next hops toward recently used destinations (one BFS each), bounded:
+    /// a full table would be n² entries (1.6 GB at 10,000 nodes).
     baseline: HashMap<NodeId, Vec<Option<NodeId>>>,
+    baseline_order: VecDeque<NodeId>,
 }
+
+/// Next-hop entries the baseline cache may hold (16 bytes each: 64 MB).
+const BASELINE_ENTRIES: usize = 4_000_000;
 
 impl Planner {
     pub(crate) fn new(topo: Topology, config: PlannerConfig) -> Self {
@@ -69,6 +94,7 @@ impl Planner {
             cost: HashMap::new(),
             changes_per_route: HashMap::new(),
             baseline: HashMap::new(),
+            baseline_order: VecDeque::new(),
         }
     }
 
@@ -135,8 +161,55 @@ impl Planner {
     }
 
     fn baseline_next(&mut self, s: NodeId, d: NodeId) -> Option<NodeId> {
-        let topo = &self.topo;
-        self.baseline.entry(d).or_insert_with(|| topo.baseline_next_hops(d))[s]
+        if !self.baseline.contains_key(&d) {
+            let capacity = (BASELINE_ENTRIES / self.topo.len().max(1)).max(2);
+            while self.baseline.len() >= capacity {
+                let Some(old) = self.baseline_order.pop_front() else { break };
+                self.baseline.remove(&old);
+            }
+            self.baseline.insert(d, self.topo.baseline_next_hops(d));
+            self.baseline_order.push_back(d);
+        }
+        self.baseline[&d][s]
+    }
+
+    /// The destinations some route of which crosses a fault. A route crosses a faulted
+    /// link at one of its ends, and a faulted node from one of its neighbours, so only
+    /// those nodes' next hops need looking at: one BFS from each of them and from each
+    /// of their neighbours gives every baseline next hop they have (the first neighbour
+    /// one hop closer), instead of one BFS per destination of the mesh.
+    fn affected_destinations(&self, bad_nodes: &HashSet<NodeId>, bad_links: &HashSet<(NodeId, NodeId)>) -> Vec<NodeId> {
+        let n = self.topo.len();
+        let mut ends: Vec<NodeId> = bad_links.iter().flat_map(|&(a, b)| [a, b]).collect();
+        for &c in bad_nodes {
+            ends.extend(self.topo.neighbours(c).iter().copied());
+        }
+        ends.sort_unstable();
+        ends.dedup();
+        ends.retain(|x| !bad_nodes.contains(x));
+        let mut hops: HashMap<NodeId, Vec<usize>> = HashMap::new();
+        let mut affected = vec![false; n];
+        for &x in &ends {
+            for &v in std::iter::once(&x).chain(self.topo.neighbours(x)) {
+                hops.entry(v).or_insert_with(|| self.topo.distances_to(v, &|_, _| true));
+            }
+            let from_x = &hops[&x];
+            for (d, seen) in affected.iter_mut().enumerate() {
+                if *seen || d == x || bad_nodes.contains(&d) || from_x[d] == usize::MAX {
+                    continue;
+                }
+                let next = match self.installed.get(&(x, d)) {
+                    Some(r) => Some(r.primary),
+                    None => self.topo.neighbours(x).iter().copied().find(|y| {
+                        let to_d = hops[y][d];
+                        to_d != usize::MAX && to_d + 1 == from_x[d]
+                    }),
+                };
+                *seen = next
+                    .is_some_and(|y| bad_links.contains(&(x.min(y), x.max(y))) || (bad_nodes.contains(&y) && y != d));
+            }
+        }
+        (0..n).filter(|&d| affected[d]).collect()
     }
 
     fn effective_next(&mut self, s: NodeId, d: NodeId) -> Option<NodeId> {
@@ -196,18 +269,17 @@ impl Planner {
         g
     }
 
-    /// Cheapest healthy-path cost from every node to `d` (Dijkstra).
+    /// Cheapest healthy-path cost from every node to `d` (Dijkstra, binary heap).
     fn distances(&self, d: NodeId, bad_nodes: &HashSet<NodeId>, bad_links: &HashSet<(NodeId, NodeId)>) -> Vec<f64> {
         let n = self.topo.len();
         let mut dist = vec![f64::INFINITY; n];
         let mut done = vec![false; n];
+        let mut heap = BinaryHeap::from([Reverse(Cost(0.0, d))]);
         dist[d] = 0.0;
-        for _ in 0..n {
-            let Some(v) =
-                (0..n).filter(|&v| !done[v] && dist[v].is_finite()).min_by(|&x, &y| dist[x].total_cmp(&dist[y]))
-            else {
-                break;
-            };
+        while let Some(Reverse(Cost(at, v))) = heap.pop() {
+            if done[v] || at > dist[v] {
+                continue;
+            }
             done[v] = true;
             for &u in self.topo.neighbours(v) {
                 if bad_nodes.contains(&u) || bad_links.contains(&(u.min(v), u.max(v))) {
@@ -216,6 +288,7 @@ impl Planner {
                 let c = dist[v] + self.link_cost(u, v);
                 if c < dist[u] {
                     dist[u] = c;
+                    heap.push(Reverse(Cost(c, u)));
                 }
             }
         }
@@ -244,10 +317,7 @@ impl Planner {
         let g = self.healthy_graph(&bad_nodes, &bad_links);
         let mut unreachable = 0;
         let mut held = 0;
-        for d in 0..self.topo.len() {
-            if bad_nodes.contains(&d) {
-                continue;
-            }
+        for d in self.affected_destinations(&bad_nodes, &bad_links) {
             let broken = self.broken_towards(d, &bad_nodes, &bad_links);
             if broken.is_empty() {
                 continue;
@@ -270,10 +340,6 @@ impl Planner {
                         (self.link_cost(s, x) + dist[x]).total_cmp(&(self.link_cost(s, y) + dist[y])).then(x.cmp(&y))
                     })
                     .expect("finite distance implies a usable neighbour");
-                let backup = disjoint_paths(&g, s, d, self.config.k_paths.max(2))
-                    .iter()
-                    .filter_map(|p| p.get(1).copied())
-                    .find(|&h| h != primary);
                 // A node that is broken only because a hop downstream is keeps its next
                 // hop: fixing that hop fixes it, and an identical route is no change.
                 if self.effective_next(s, d) == Some(primary) {
@@ -283,6 +349,10 @@ impl Planner {
                     held += 1;
                     continue;
                 }
+                let backup = disjoint_paths(&g, s, d, self.config.k_paths.max(2))
+                    .iter()
+                    .filter_map(|p| p.get(1).copied())
+                    .find(|&h| h != primary);
                 self.installed.insert((s, d), Installed { primary, backup, incident: incident.to_string() });
                 plan.changes.push(PlannedChange {
                     target: self.topo.name(s).to_string(),
