@@ -328,6 +328,8 @@ impl Planner {
                     unreachable += 1;
                     continue;
                 }
+                let current = self.effective_next(s, d);
+                let via = |n: NodeId| self.link_cost(s, n) + dist[n];
                 let primary = self
                     .topo
                     .neighbours(s)
@@ -337,7 +339,9 @@ impl Planner {
                         !bad_nodes.contains(&n) && !bad_links.contains(&(s.min(n), s.max(n))) && dist[n].is_finite()
                     })
                     .min_by(|&x, &y| {
-                        (self.link_cost(s, x) + dist[x]).total_cmp(&(self.link_cost(s, y) + dist[y])).then(x.cmp(&y))
+                        // Among equally cheap next hops the current one wins: a route that
+                        // need not move does not (on a grid most ties would move it).
+                        via(x).total_cmp(&via(y)).then((Some(y) == current).cmp(&(Some(x) == current))).then(x.cmp(&y))
                     })
                     .expect("finite distance implies a usable neighbour");
                 // A node that is broken only because a hop downstream is keeps its next
