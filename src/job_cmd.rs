@@ -165,13 +165,7 @@ pub(crate) async fn run(args: RunArgs, config: Config) -> Result<()> {
         job = job.checkpoint(config.checkpoint_dir(&config.data_dir()), config.checkpoint.interval)?;
     }
     let listen = ui_listen(args.ui.as_deref(), listen_addr(args.listen.clone(), &config), args.listen.is_some())?;
-    let dashboard = if args.ui.is_some() {
-        let (with_live, dashboard) = x0_harness::demo::dashboard(job, &config.data_dir(), &config);
-        job = with_live;
-        Some(dashboard)
-    } else {
-        None
-    };
+    let (job, dashboard) = x0_harness::demo::with_dashboard(job, args.ui.is_some(), &config.data_dir(), &config);
     let (tx, rx) = tokio::sync::watch::channel(false);
     // SIGINT or SIGTERM (what a service manager sends) stop it cleanly: a last
     // checkpoint hands its open incidents over to the next start.

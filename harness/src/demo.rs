@@ -96,15 +96,9 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
     let topology = mesh.topology().clone();
     let mesh = Arc::new(Mutex::new(mesh));
 
-    let mut job = StreamJob::new(opts.config.clone(), topology, signer.clone()).data_dir(&opts.data_dir);
+    let job = StreamJob::new(opts.config.clone(), topology, signer.clone()).data_dir(&opts.data_dir);
     let stats = job.stats();
-    let dashboard = if opts.ui {
-        let (with_live, dashboard) = dashboard(job, &opts.data_dir, &opts.config);
-        job = with_live;
-        Some(dashboard)
-    } else {
-        None
-    };
+    let (job, dashboard) = with_dashboard(job, opts.ui, &opts.data_dir, &opts.config);
     let endpoint = match &opts.listen {
         Some(addr) => Some(serve_job(addr, &stats, &opts.config, dashboard.as_ref()).await?),
         None => None,
@@ -153,8 +147,17 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
     Ok(DemoOutcome { summary, report, sim, job: stats, bootstrap, endpoint })
 }
 
-/// The job fed to a new web dashboard of it (history read from `data_dir`).
-pub fn dashboard(job: StreamJob, data_dir: &std::path::Path, config: &Config) -> (StreamJob, x0_ui::Dashboard) {
+/// When `wanted`, the job fed to a new web dashboard of it (history read from
+/// `data_dir`); else the job as it was.
+pub fn with_dashboard(
+    job: StreamJob,
+    wanted: bool,
+    data_dir: &std::path::Path,
+    config: &Config,
+) -> (StreamJob, Option<x0_ui::Dashboard>) {
+    if !wanted {
+        return (job, None);
+    }
     let live = x0_pipeline::LiveView::new(job.topology());
     let dashboard = x0_ui::Dashboard::new(
         job.topology(),
@@ -163,7 +166,7 @@ pub fn dashboard(job: StreamJob, data_dir: &std::path::Path, config: &Config) ->
         data_dir.to_path_buf(),
         &config.model.registry,
     );
-    (job.live(live), dashboard)
+    (job.live(live), Some(dashboard))
 }
 
 /// Serves a job's `/metrics`, `/healthz` and `/readyz` on `addr` (`run` and `demo`),

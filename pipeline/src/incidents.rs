@@ -514,11 +514,7 @@ impl IncidentBook {
 
     /// The elements of the confirmed incidents still open.
     pub(crate) fn open_elements(&self) -> Vec<Element> {
-        self.tracked
-            .values()
-            .filter(|t| t.confirmed && !t.incident.state.is_final())
-            .filter_map(|t| t.incident.root_cause.as_ref().map(|rc| rc.element.clone()))
-            .collect()
+        self.open_states().into_iter().map(|(e, _)| e).collect()
     }
 
     /// The root-cause elements of the open incidents, with their states.

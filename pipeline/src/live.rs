@@ -29,18 +29,6 @@ pub enum Look {
     Incident,
 }
 
-impl Look {
-    /// The look's name, as the UI labels it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Look::Healthy => "healthy",
-            Look::Anomalous => "anomalous",
-            Look::Rerouted => "rerouted",
-            Look::Incident => "incident",
-        }
-    }
-}
-
 /// One link in one window.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct LinkLook {
