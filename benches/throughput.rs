@@ -1,7 +1,8 @@
 //! Throughput of the stream job on a large simulated mesh, on one core.
 //!
 //! Telemetry for a `--nodes`-node grid (every link end and every node, every 100 ms,
-//! exactly what collectors send) is generated and Arrow-IPC encoded up front; the timed
+//! exactly what collectors send) is generated and encoded up front (the agents' compact
+//! framing by default; `--arrow` or `--json` for the other formats); the timed
 //! part is what the job does per message: decode, validate against the inventory, window,
 //! and on every window close compute features with DataFusion, detect, localise and
 //! plan. Kafka transport is not included (one hop is measured separately, see
@@ -17,7 +18,7 @@
 //! so that root cause and planning are on the measured path; the incidents, commands
 //! and the slowest window close→decision are reported.
 //!
-//! cargo bench --bench throughput -- [--nodes 10000] [--seconds 4] [--json] [--authenticated] [--ui] [--faults]
+//! cargo bench --bench throughput -- [--nodes 10000] [--seconds 4] [--arrow | --json] [--authenticated] [--ui] [--faults]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use x0_pipeline::{
     inventory_digest, CheckpointMeta, CheckpointStore, Config, FeatureEngine, HealingLoop, JobStats,
     BUILTIN_FEATURES_SQL, CHECKPOINT_FORMAT,
 };
-use x0_schema::{decode_telemetry, encode_arrow, encode_json_lines, ContentType, Scenario};
+use x0_schema::{decode_telemetry, encode_arrow, encode_binary, encode_json_lines, ContentType, Scenario};
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
@@ -42,6 +43,7 @@ fn main() {
     let nodes = arg("--nodes", 10_000);
     let seconds = arg("--seconds", 4);
     let json = std::env::args().any(|a| a == "--json");
+    let arrow = std::env::args().any(|a| a == "--arrow");
     let authenticated = std::env::args().any(|a| a == "--authenticated");
     let ui = std::env::args().any(|a| a == "--ui");
     let faults = if std::env::args().any(|a| a == "--faults") {
@@ -57,7 +59,11 @@ fn main() {
         String::new()
     };
     let fleet = x0_schema::FleetSecret::generate();
-    let encoding = if json { ContentType::JsonLines } else { ContentType::Arrow };
+    let encoding = match (json, arrow) {
+        (true, _) => ContentType::JsonLines,
+        (_, true) => ContentType::Arrow,
+        _ => ContentType::Binary,
+    };
     let scenario = Scenario::from_toml_str(&format!(
         "name='bench'\nduration='{seconds}s'\ntelemetry_interval='100ms'\n[topology]\nshape='grid'\nnodes={nodes}\nseed=1\n[traffic]\npairs=0\nrate_pps=0\n{faults}"
     ))
@@ -71,7 +77,11 @@ fn main() {
     while !mesh.finished() {
         for (node, batch) in mesh.step() {
             samples += batch.len() as u64;
-            let payload = if json { encode_json_lines(&batch) } else { encode_arrow(&batch) };
+            let payload = match encoding {
+                ContentType::JsonLines => encode_json_lines(&batch),
+                ContentType::Arrow => encode_arrow(&batch),
+                ContentType::Binary => encode_binary(&batch),
+            };
             let mac = fleet.node_key(&node).mac(node.as_bytes(), &payload);
             messages.push((node, payload, mac));
         }
@@ -174,6 +184,16 @@ fn main() {
                 p50 as f64 / 1000.0,
                 p95 as f64 / 1000.0,
                 max as f64 / 1000.0
+            );
+        }
+        for plan in stats.plan_costs() {
+            println!(
+                "plan: {:.1} ms · {} route changes · {} repaired at the fault's edge · {} destinations over their whole tree · hop distances {:.1} MB",
+                plan.took.as_secs_f64() * 1e3,
+                plan.changes,
+                plan.at_edge,
+                plan.whole_tree,
+                plan.hop_bytes as f64 / 1e6
             );
         }
         let incidents = core.incidents();

@@ -524,6 +524,7 @@ impl HealingLoop {
     }
 
     fn issue(&mut self, incident: &str, plan: &Plan, now: i64, out: &mut Vec<Publication>) -> Vec<ActionRecord> {
+        self.stats.planned(plan.cost);
         let ttl = self.config.planner.command_ttl.as_nanos() as i64;
         plan.changes
             .iter()

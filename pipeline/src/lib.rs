@@ -12,8 +12,9 @@
 //! 3. **Analyze**: the robust detector (`x0_training`) scores each element against its
 //!    own baseline; localisation turns the anomalies into root causes using both ends
 //!    of every link, and marks reporters nobody corroborates.
-//! 4. **Plan**: the planner reroutes only what crosses the fault, over the cheapest
-//!    healthy paths, with an edge-disjoint backup next hop ([`disjoint_paths`]).
+//! 4. **Plan**: the planner reroutes only what crosses the fault: at the fault's edge
+//!    where a neighbour's own route avoids it, over the cheapest healthy paths
+//!    elsewhere, with a loop-free alternate as backup next hop.
 //! 5. **Execute**: commands are signed and sent to `x0.commands`; results from
 //!    `x0.command-results` move incidents along their lifecycle. Once applied, a
 //!    repair is verified against the traffic its links lose, and rolled back when it
@@ -29,7 +30,6 @@ mod checkpoint;
 mod config;
 mod detect;
 mod digest;
-mod disjoint;
 mod features;
 mod graph_input;
 mod healing_loop;
@@ -38,6 +38,7 @@ mod history;
 mod incidents;
 mod job;
 mod live;
+mod local_repair;
 mod metrics;
 mod model_slot;
 mod planner;
@@ -59,7 +60,6 @@ pub use config::{
     CheckpointConfig, Config, FeaturesConfig, KeysConfig, ModelConfig, OpsConfig, PlannerConfig, RcaConfig,
     WindowConfig, DEFAULT_TOML,
 };
-pub use disjoint::{disjoint_paths, path_cost, CostGraph};
 pub use features::{FeatureEngine, FeatureError, WindowFeatures, BUILTIN_FEATURES_SQL};
 pub use graph_input::{graph_window, FeaturizedWindow, OfflineFeaturizer};
 pub use history::MODEL_INPUTS;
@@ -67,7 +67,7 @@ pub use job::{run_job, Durability, JobError, JobReport};
 pub use live::{Deciding, IncidentView, LinkLook, LiveEvent, LiveView, Look, MeshFrame};
 pub use metrics::{job_readiness, job_registry};
 pub use recall::open_knowledge;
-pub use stats::JobStats;
+pub use stats::{JobStats, PlanCost, PLANS_KEPT};
 pub use stream_job::StreamJob;
 pub use trust::{Speaker, Trust, UNAUTHENTICATED};
 pub use window::{ClosedWindow, WindowRows, Windows};

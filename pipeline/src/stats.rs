@@ -1,11 +1,29 @@
 //! The job's own counters, shared with whoever displays or exports them.
 
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 use x0_schema::{Incident, ResultStatus};
+
+/// How many plans' costs [`JobStats::plan_costs`] keeps.
+pub const PLANS_KEPT: usize = 1000;
+
+/// What planning one repair (or one withdrawal) cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PlanCost {
+    /// Wall time to plan it.
+    pub took: Duration,
+    /// Route changes it commands.
+    pub changes: usize,
+    /// Routes repaired at the fault's edge.
+    pub at_edge: usize,
+    /// Destinations repaired over their whole shortest-path tree.
+    pub whole_tree: usize,
+    /// Bytes of hop distances it held (the planner's working memory beyond its state).
+    pub hop_bytes: usize,
+}
 
 #[derive(Debug)]
 /// The job's counters, shared with whoever watches it.
@@ -43,6 +61,8 @@ pub struct JobStats {
     dlq: Mutex<BTreeMap<&'static str, u64>>,
     /// Per closed window: time from close to decision, µs.
     decision_us: Mutex<Vec<u64>>,
+    /// The latest plans' costs (at most [`PLANS_KEPT`]).
+    plans: Mutex<VecDeque<PlanCost>>,
     /// The same, as the histogram `/metrics` serves (seconds).
     pub(crate) decision_seconds: Histogram,
     /// Results by status.
@@ -81,6 +101,7 @@ impl Default for JobStats {
             repairs_rolled_back: AtomicU64::default(),
             dlq: Mutex::default(),
             decision_us: Mutex::default(),
+            plans: Mutex::default(),
             // 0.25 ms to about 4 s: a 16-node window decides in a few ms, a 10,000-node one
             // in hundreds.
             decision_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 15)),
@@ -138,6 +159,20 @@ impl JobStats {
         self.last_window_end_ns.fetch_max(end_ns, Relaxed);
         self.decision_seconds.observe(took.as_secs_f64());
         lock(&self.decision_us).push(took.as_micros() as u64);
+    }
+
+    /// Records what a plan cost.
+    pub(crate) fn planned(&self, cost: PlanCost) {
+        let mut plans = lock(&self.plans);
+        if plans.len() == PLANS_KEPT {
+            plans.pop_front();
+        }
+        plans.push_back(cost);
+    }
+
+    /// The latest plans' costs, oldest first.
+    pub fn plan_costs(&self) -> Vec<PlanCost> {
+        lock(&self.plans).iter().cloned().collect()
     }
 
     /// Window-close-to-decision latencies so far, µs.

@@ -1,0 +1,373 @@
+//! Repairing routes at the fault's edge: planning that scales with the fault, not with
+//! the mesh.
+//!
+//! Every route that crosses a faulted link passes one of its ends with the link as next
+//! hop, and every route that crosses a crashed node passes one of its neighbours with
+//! the crash as next hop. Re-pointing those edge nodes alone repairs every route of the
+//! mesh, provided each new next hop leads on to the destination without coming back and
+//! without crossing a fault. Whether it does is decided from fewest-hop distances, as
+//! IP fast reroute decides its loop-free alternates (RFC 5286): when every fewest-hop
+//! path from `z` to `d` is strictly shorter than any path from `z` to `d` through `s`,
+//! then `z`'s baseline route to `d` (one of those fewest-hop paths) does not touch `s`.
+//! The distances needed are those from the few nodes around the faults, one BFS each,
+//! shared by every destination: a destination costs a few lookups, and nothing is n².
+//!
+//! Where no neighbour of the edge node qualifies, the repair walks up to [`MAX_DEPTH`]
+//! hops around it (each node on the way takes an override); where that fails too, the
+//! planner repairs that one destination over its whole shortest-path tree instead.
+//! Hand-written: this is the planner's core, and no routing crate offers it.
+
+use std::collections::{HashMap, HashSet};
+use x0_schema::{NodeId, Topology};
+
+/// How far from the edge node a repair may go before the planner falls back to the
+/// destination's whole tree.
+pub(crate) const MAX_DEPTH: usize = 3;
+
+/// A distance beyond any real one, still safe to add to another.
+const FAR: u64 = 1 << 40;
+
+/// Fewest-hop distances over every link (the metric baseline routes follow, faults or
+/// not) from a few nodes, computed on demand: one BFS per node, at most `capacity`.
+pub(crate) struct Hops {
+    from: HashMap<NodeId, Vec<u32>>,
+    capacity: usize,
+}
+
+impl Hops {
+    /// Room for `max_entries` distances in all (4 bytes each), and never fewer than 16
+    /// nodes' worth.
+    pub(crate) fn new(nodes: usize, max_entries: usize) -> Self {
+        Hops { from: HashMap::new(), capacity: (max_entries / nodes.max(1)).max(16) }
+    }
+
+    /// Makes the distances from `v` known; false when the budget is spent.
+    pub(crate) fn ensure(&mut self, topo: &Topology, v: NodeId) -> bool {
+        if self.from.contains_key(&v) {
+            return true;
+        }
+        if self.from.len() >= self.capacity {
+            return false;
+        }
+        self.from.insert(v, bfs(topo, v));
+        true
+    }
+
+    /// Makes the distances from `v` known whatever the budget (the few nodes at the
+    /// fault itself, without which nothing can be planned).
+    pub(crate) fn require(&mut self, topo: &Topology, v: NodeId) {
+        self.from.entry(v).or_insert_with(|| bfs(topo, v));
+    }
+
+    /// Whether the distances from `v` are known.
+    pub(crate) fn known(&self, v: NodeId) -> bool {
+        self.from.contains_key(&v)
+    }
+
+    /// Hops between `a` and `b`, [`FAR`] when unreachable; the distances from one of
+    /// them must be known.
+    pub(crate) fn between(&self, a: NodeId, b: NodeId) -> u64 {
+        let h = match (self.from.get(&a), self.from.get(&b)) {
+            (Some(from_a), _) => from_a[b],
+            (None, Some(from_b)) => from_b[a],
+            (None, None) => panic!("hop distances from neither {a} nor {b} are known"),
+        };
+        if h == u32::MAX {
+            FAR
+        } else {
+            u64::from(h)
+        }
+    }
+
+    /// From how many nodes distances are held, and their bytes.
+    pub(crate) fn footprint(&self) -> (usize, usize) {
+        (self.from.len(), self.from.values().map(|v| v.len() * 4).sum())
+    }
+}
+
+fn bfs(topo: &Topology, from: NodeId) -> Vec<u32> {
+    let mut dist = vec![u32::MAX; topo.len()];
+    let mut queue = std::collections::VecDeque::from([from]);
+    dist[from] = 0;
+    while let Some(v) = queue.pop_front() {
+        for &u in topo.neighbours(v) {
+            if dist[u] == u32::MAX {
+                dist[u] = dist[v] + 1;
+                queue.push_back(u);
+            }
+        }
+    }
+    dist
+}
+
+/// The faulted elements routes must avoid.
+pub(crate) struct Faults<'a> {
+    pub nodes: &'a HashSet<NodeId>,
+    /// (low, high) node ids.
+    pub links: &'a HashSet<(NodeId, NodeId)>,
+}
+
+impl Faults<'_> {
+    /// Whether the hop a→b is usable: its link is not faulted and b is not crashed.
+    pub(crate) fn hop_ok(&self, a: NodeId, b: NodeId) -> bool {
+        !self.nodes.contains(&b) && !self.links.contains(&(a.min(b), a.max(b)))
+    }
+}
+
+/// Where a question needed more distances than the budget allows.
+#[derive(Debug)]
+pub(crate) struct OverBudget;
+
+/// Whether `z`'s baseline route to `d` crosses no faulted link and touches none of
+/// `avoid` (crashed nodes belong there): sufficient, every fewest-hop path from `z` to
+/// `d` is strictly shorter than any through them.
+pub(crate) fn clean_exit(
+    topo: &Topology,
+    hops: &mut Hops,
+    faults: &Faults,
+    z: NodeId,
+    d: NodeId,
+    avoid: &[NodeId],
+) -> Result<bool, OverBudget> {
+    if z == d {
+        return Ok(true);
+    }
+    if avoid.contains(&z) {
+        return Ok(false);
+    }
+    if !hops.ensure(topo, z) {
+        return Err(OverBudget);
+    }
+    let zd = hops.between(z, d);
+    if zd >= FAR {
+        return Ok(false);
+    }
+    for &s in avoid.iter().filter(|&&s| s != d) {
+        if !hops.ensure(topo, s) {
+            return Err(OverBudget);
+        }
+        if zd >= hops.between(z, s) + hops.between(s, d) {
+            return Ok(false);
+        }
+    }
+    for &(a, b) in faults.links {
+        hops.require(topo, a);
+        hops.require(topo, b);
+        if zd >= hops.between(z, a) + 1 + hops.between(b, d) || zd >= hops.between(z, b) + 1 + hops.between(a, d) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// A repair of one edge node's route: the path `x, p1, …, z` whose nodes each take
+/// the next one as next hop.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EdgeRepair {
+    pub path: Vec<NodeId>,
+    /// `z` is a node repaired before toward the same destination (the path joins its
+    /// repair), not an exit whose baseline route is clean.
+    pub joins: bool,
+}
+
+/// A repair of `x`'s route to `d`: the path `x, p1, …, z` with `z` the first node
+/// whose baseline route is clean, or one of `joins` (nodes whose routes toward `d`
+/// were repaired already). The shallowest such path wins, then the cheapest (link
+/// costs to `z`, fewest hops from `z` on). `Ok(None)`: none within [`MAX_DEPTH`] hops.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn repair_at_edge(
+    topo: &Topology,
+    hops: &mut Hops,
+    faults: &Faults,
+    cost: &dyn Fn(NodeId, NodeId) -> f64,
+    x: NodeId,
+    d: NodeId,
+    avoid: &[NodeId],
+    joins: &[NodeId],
+) -> Result<Option<EdgeRepair>, OverBudget> {
+    let mut level = vec![vec![x]];
+    let mut seen = HashSet::from([x]);
+    for _ in 0..MAX_DEPTH {
+        let (mut next, mut joined) = (Vec::new(), Vec::new());
+        for path in &level {
+            let at = *path.last().expect("non-empty");
+            for &z in topo.neighbours(at) {
+                if !faults.hop_ok(at, z) || !seen.insert(z) {
+                    continue;
+                }
+                let mut p = path.clone();
+                p.push(z);
+                if joins.contains(&z) {
+                    joined.push(p);
+                } else if !avoid.contains(&z) {
+                    next.push(p);
+                }
+            }
+        }
+        let mut best: Option<(f64, EdgeRepair)> = None;
+        for (p, joins) in next.iter().map(|p| (p, false)).chain(joined.iter().map(|p| (p, true))) {
+            let z = *p.last().expect("non-empty");
+            if !joins {
+                let mut around = avoid.to_vec();
+                around.extend_from_slice(&p[1..p.len() - 1]);
+                if !clean_exit(topo, hops, faults, z, d, &around)? {
+                    continue;
+                }
+            }
+            let onward = if hops.known(z) { hops.between(z, d) as f64 } else { 0.0 };
+            let c = p.windows(2).map(|w| cost(w[0], w[1])).sum::<f64>() + onward;
+            if best.as_ref().is_none_or(|(bc, b)| c < *bc || (c == *bc && *p < b.path)) {
+                best = Some((c, EdgeRepair { path: p.clone(), joins }));
+            }
+        }
+        if let Some((_, repair)) = best {
+            return Ok(Some(repair));
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    Ok(None)
+}
+
+/// The backup next hop for `v`'s route to `d` besides `primary`: a loop-free
+/// alternate where one exists (RFC 5286: the cheapest neighbour whose own baseline
+/// route avoids `v`, the faults and `avoid`, so the kernel fails over to it on carrier
+/// loss without a loop); elsewhere the cheapest other usable neighbour, which U-turns
+/// what it gets back from `v` as every baseline backup does (see the kernel lab).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn alternate(
+    topo: &Topology,
+    hops: &mut Hops,
+    faults: &Faults,
+    cost: &dyn Fn(NodeId, NodeId) -> f64,
+    v: NodeId,
+    primary: NodeId,
+    d: NodeId,
+    avoid: &[NodeId],
+) -> Option<NodeId> {
+    let mut around = avoid.to_vec();
+    if !around.contains(&v) {
+        around.push(v);
+    }
+    // Ranked: loop-free first, then one that holds no override toward d (its route is
+    // the baseline the U-turn tables know), then the cheapest.
+    let mut best: Option<((bool, bool), f64, NodeId)> = None;
+    for &w in topo.neighbours(v) {
+        if w == primary || !faults.hop_ok(v, w) {
+            continue;
+        }
+        let rank = (matches!(clean_exit(topo, hops, faults, w, d, &around), Ok(true)), !around.contains(&w));
+        let c = cost(v, w) + if hops.ensure(topo, w) { hops.between(w, d) as f64 } else { 0.0 };
+        if best.is_none_or(|(r, bc, _)| rank > r || rank == r && c < bc) {
+            best = Some((rank, c, w));
+        }
+    }
+    best.map(|(_, _, w)| w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x0_schema::{Shape, TopologySpec};
+
+    fn grid(side: usize) -> Topology {
+        Topology::generate(&TopologySpec { shape: Shape::Grid, nodes: side * side, seed: 1, links: vec![] })
+            .expect("grid")
+    }
+
+    /// Walks baseline next hops (fewest hops, lowest id first) from s to d.
+    fn baseline_path(topo: &Topology, s: NodeId, d: NodeId) -> Vec<NodeId> {
+        topo.baseline_path(s, d).expect("connected")
+    }
+
+    /// The exit test never lets through a node whose baseline route touches what it
+    /// must avoid: checked against the real baseline paths of a grid, for every pair.
+    #[test]
+    fn a_clean_exit_is_clean_on_its_real_baseline_path() {
+        let topo = grid(6);
+        let (a, b) = (14, 15);
+        let (nodes, links) = (HashSet::from([21]), HashSet::from([(a, b)]));
+        let faults = Faults { nodes: &nodes, links: &links };
+        let mut hops = Hops::new(topo.len(), 1 << 20);
+        let mut passed = 0;
+        for z in 0..topo.len() {
+            for d in 0..topo.len() {
+                if z == d || d == 21 || z == 21 {
+                    continue;
+                }
+                let avoid = [21, 8];
+                if clean_exit(&topo, &mut hops, &faults, z, d, &avoid).expect("budget") {
+                    passed += 1;
+                    let path = baseline_path(&topo, z, d);
+                    assert!(
+                        !path.contains(&21) && !path[..path.len() - 1].contains(&8) || d == 8,
+                        "{z}->{d}: {path:?}"
+                    );
+                    assert!(!path.windows(2).any(|w| (w[0].min(w[1]), w[0].max(w[1])) == (a, b)), "{z}->{d}: {path:?}");
+                }
+            }
+        }
+        assert!(passed > 500, "{passed}");
+    }
+
+    /// The textbook case local repair cannot do in one hop: on a grid row, the link
+    /// ahead is cut, and both side neighbours route back through us. The repair goes
+    /// around the cut in three hops and ends on a clean route.
+    #[test]
+    fn the_repair_goes_around_a_cut_on_a_grid_row() {
+        let topo = grid(8);
+        // Row 3: nodes 24..=31; cut 27-28, route 27 -> 31.
+        let links = HashSet::from([(27, 28)]);
+        let nodes = HashSet::new();
+        let faults = Faults { nodes: &nodes, links: &links };
+        let mut hops = Hops::new(topo.len(), 1 << 20);
+        hops.require(&topo, 27);
+        hops.require(&topo, 28);
+        let repair = repair_at_edge(&topo, &mut hops, &faults, &|_, _| 1.0, 27, 31, &[27], &[])
+            .expect("budget")
+            .expect("a repair");
+        assert!(!repair.joins);
+        let path = repair.path;
+        assert_eq!(path.first(), Some(&27));
+        assert!(path.len() <= MAX_DEPTH + 1);
+        let z = *path.last().unwrap();
+        let rest = baseline_path(&topo, z, 31);
+        assert!(
+            !rest.contains(&27) && !rest.windows(2).any(|w| w == [27, 28] || w == [28, 27]),
+            "{path:?} then {rest:?}"
+        );
+        for p in &path[1..path.len() - 1] {
+            assert!(!rest.contains(p), "{path:?} then {rest:?}");
+        }
+        // 27 has a backup besides its primary, across a healthy link.
+        let alt = alternate(&topo, &mut hops, &faults, &|_, _| 1.0, 27, path[1], 31, &[27]).expect("a backup");
+        assert!(alt != path[1] && alt != 28 && topo.neighbours(27).contains(&alt));
+    }
+
+    /// Where a neighbour's own route avoids us, that neighbour is the backup.
+    #[test]
+    fn a_loop_free_alternate_is_preferred() {
+        let topo = grid(6);
+        let (nodes, links) = (HashSet::new(), HashSet::from([(14, 15)]));
+        let faults = Faults { nodes: &nodes, links: &links };
+        let mut hops = Hops::new(topo.len(), 1 << 20);
+        // 14 toward 35 (bottom right): 20 (below) and 15 (right, cut) lead there; 8 and 13 go back through 14.
+        let w = alternate(&topo, &mut hops, &faults, &|_, _| 1.0, 14, 13, 35, &[14]).expect("a backup");
+        assert_eq!(w, 20);
+        assert!(!baseline_path(&topo, w, 35).contains(&14));
+    }
+
+    #[test]
+    fn the_budget_is_kept() {
+        let topo = grid(10);
+        let mut hops = Hops::new(topo.len(), 100 * 20);
+        for v in 0..20 {
+            assert!(hops.ensure(&topo, v));
+        }
+        assert!(!hops.ensure(&topo, 20));
+        hops.require(&topo, 20);
+        assert_eq!(hops.footprint(), (21, 21 * 100 * 4));
+    }
+}
