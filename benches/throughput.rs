@@ -111,6 +111,9 @@ fn main() {
             None
         };
         let wall = start_ns + seconds as i64 * 1_000_000_000;
+        // What the generated telemetry (and the set-up job) holds before the run: the
+        // job's own memory is the peak beyond it.
+        let rss_before = rss_mb();
         let cpu0 = cpu_seconds();
         let t0 = Instant::now();
         let mut decisions = 0;
@@ -198,7 +201,7 @@ fn main() {
         }
         let incidents = core.incidents();
         println!(
-            "incidents {} ({}) · commands {} · peak RSS {:.0} MB",
+            "incidents {} ({}) · commands {} · peak RSS {:.0} MB, of which the job's run {:.0} MB (the generated telemetry and set-up held {:.0} MB before it)",
             incidents.len(),
             incidents
                 .iter()
@@ -206,7 +209,9 @@ fn main() {
                 .collect::<Vec<_>>()
                 .join(", "),
             JobStats::get(&stats.commands_sent),
-            peak_rss_mb()
+            peak_rss_mb(),
+            peak_rss_mb() - rss_before,
+            rss_before
         );
         // What the job's checkpoint of this state costs (the state a window boundary
         // leaves: open windows, baselines of every element and feature, incidents).
@@ -315,10 +320,19 @@ impl Drop for Browser {
 
 /// The process's peak resident set (`VmHWM` in `/proc/self/status`), in MB.
 fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
+/// Resident memory now, MB.
+fn rss_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+fn status_mb(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kb = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
     kb.unwrap_or(0.0) / 1024.0
 }

@@ -124,7 +124,8 @@ pub struct PlannerConfig {
     /// Healing commands expire this long after they are issued.
     #[serde(with = "humantime_serde")]
     pub command_ttl: Duration,
-    /// Disjoint paths computed per rerouted destination (primary + backups).
+    /// Next hops per rerouted route: 1 = primary only, 2 (or more) = primary and a
+    /// backup for kernel failover (a loop-free alternate where one exists).
     pub k_paths: usize,
     /// A rerouted element must be healthy this long before routes return to it.
     #[serde(with = "humantime_serde")]

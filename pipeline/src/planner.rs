@@ -509,8 +509,9 @@ impl Planner {
     }
 
     /// Repairs the routes to `d` over its whole tree: every node whose path crosses a
-    /// fault takes the next hop of its cheapest healthy path (nodes downstream keep
-    /// theirs unless broken too, which keeps the result loop-free). Its backup is a
+    /// fault and whose next hop is not already strictly closer to `d` takes the next
+    /// hop of its cheapest healthy path (nodes downstream keep theirs unless broken
+    /// too, which keeps the result loop-free). Its backup is a
     /// loop-free alternate where one exists: a neighbour strictly closer to `d`, or one
     /// whose route is intact (that route cannot come back through a broken node);
     /// elsewhere the cheapest other neighbour, which U-turns as baseline backups do.
@@ -534,6 +535,13 @@ impl Planner {
                 continue;
             }
             let current = self.effective_next(s, d);
+            // A node that is broken only because a hop downstream is keeps its next
+            // hop when that hop is strictly closer to d over healthy paths: every
+            // broken node then steps strictly closer, so fixing the hops downstream
+            // fixes it without a loop (babeld's feasibility condition, in effect).
+            if current.is_some_and(|c| faults.hop_ok(s, c) && dist[c] < dist[s]) {
+                continue;
+            }
             let via = |n: NodeId| self.link_cost(s, n) + dist[n];
             let usable: Vec<NodeId> = self
                 .topo
@@ -550,8 +558,6 @@ impl Planner {
                     via(x).total_cmp(&via(y)).then((Some(y) == current).cmp(&(Some(x) == current))).then(x.cmp(&y))
                 })
                 .expect("finite distance implies a usable neighbour");
-            // A node that is broken only because a hop downstream is keeps its next
-            // hop: fixing that hop fixes it, and an identical route is no change.
             if current == Some(primary) {
                 continue;
             }
