@@ -29,8 +29,8 @@ pub(crate) struct DemoArgs {
     /// Simulated seconds per second; recovery times are only real at 1.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
-    /// Telemetry encoding on the wire.
-    #[arg(long, value_enum, default_value_t = Encoding::Arrow)]
+    /// Telemetry encoding on the wire (the compact framing by default, as real agents send).
+    #[arg(long, value_enum, default_value_t = Encoding::Binary)]
     encoding: Encoding,
     /// Serve the job's /metrics, /healthz and /readyz on this address (e.g.
     /// 127.0.0.1:9464; port 0 picks one and prints it). Overrides ops.listen.
@@ -92,6 +92,13 @@ pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
         let dlq = outcome.job.dlq();
         if !dlq.is_empty() {
             println!("dead-lettered telemetry: {dlq:?}");
+        }
+        let discarded = JobStats::get(&outcome.job.telemetry_discarded);
+        if discarded > 0 {
+            println!(
+                "NOT KEPT UP: the embedded broker discarded {discarded} telemetry message(s) before the job read them; \
+                 the results above are from partial data (a smaller mesh, or a release build, keeps up)"
+            );
         }
         let late = JobStats::get(&outcome.job.late_rows);
         if late > 0 {
@@ -247,8 +254,8 @@ pub(crate) struct SimulateArgs {
     /// Simulated seconds per second.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
-    /// Telemetry encoding on the wire.
-    #[arg(long, value_enum, default_value_t = Encoding::Arrow)]
+    /// Telemetry encoding on the wire (the compact framing by default, as real agents send).
+    #[arg(long, value_enum, default_value_t = Encoding::Binary)]
     encoding: Encoding,
     /// Dataset mode: every *.toml scenario in this directory, offline, no healing.
     #[arg(long, requires = "out", conflicts_with_all = ["scenario", "verifying_key"])]

@@ -83,10 +83,23 @@ pub fn sim_signer(config: &Config) -> Result<Signer> {
     Ok(configured_fleet(config)?.map_or(Signer::Unsigned, Signer::Fleet))
 }
 
+/// Partitions for the embedded broker: librdkafka's mock cluster keeps at most 5 MB
+/// (and 100,000 messages) per partition and discards the oldest beyond, read or not,
+/// so a big mesh gets enough partitions to hold about 30 s of its telemetry (4 at the
+/// least, 64 at most): a job that falls behind then has time to catch up before
+/// anything is lost, and whatever is lost is counted (`telemetry_discarded`).
+pub fn embedded_partitions(scenario: &x0_schema::Scenario) -> i32 {
+    const HELD: f64 = 5.0 * 1024.0 * 1024.0;
+    // One node's tick in the compact framing, with its headers and MAC: about 400 B.
+    let per_second = scenario.topology.nodes as f64 * 400.0 / scenario.telemetry_interval.as_secs_f64().max(0.01);
+    ((per_second * 30.0 / HELD).ceil() as i32).clamp(4, 64)
+}
+
 /// Runs a scenario end to end and scores it against the simulator's ground truth.
 pub async fn run_demo(opts: DemoOptions) -> Result<DemoOutcome> {
     let topics = opts.config.kafka.topics.clone();
-    let broker = DevBroker::start(&topics, 4).context("starting the embedded broker")?;
+    let partitions = embedded_partitions(&opts.scenario);
+    let broker = DevBroker::start(&topics, partitions).context("starting the embedded broker")?;
     let kafka = KafkaConfig { brokers: broker.bootstrap_servers(), topics, ..opts.config.kafka.clone() };
     let signer = x0_schema::generate_signing_key();
     let start_ns = wall_clock_ns();

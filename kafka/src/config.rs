@@ -94,6 +94,18 @@ impl KafkaConfig {
         Ok(self.producer_config().create()?)
     }
 
+    /// The stream job's producer: as [`Self::producer`], with LZ4 batches and room for
+    /// a large message. An incident on a mesh of thousands carries thousands of
+    /// commands (1 MB and more of JSON, which compresses about tenfold): the client
+    /// checks a message's size before compression, a broker checks the compressed
+    /// batch against its own `message.max.bytes` (1 MB by default).
+    pub fn job_producer(&self) -> Result<FutureProducer, KafkaError> {
+        let mut c = self.producer_config();
+        set_default(&mut c, "compression.type", "lz4");
+        set_default(&mut c, "message.max.bytes", "16777216");
+        Ok(c.create()?)
+    }
+
     /// The same producer without rdkafka's polling thread: the caller polls it (and
     /// `context` hears every delivery). For small processes that send a few messages
     /// a second, where that thread's 100 ms poll loop costs more than the sending.

@@ -74,6 +74,43 @@ struct Io {
 /// Attempts per publication before the job gives up (backing off 100 ms, doubling).
 const PUBLISH_ATTEMPTS: u32 = 6;
 
+/// The largest incident message published whole (Kafka brokers refuse messages over
+/// 1 MB by default, compressed or not).
+const INCIDENT_MESSAGE_MAX: usize = 900_000;
+
+/// An incident as published on `x0.incidents`: whole when it fits, else with its
+/// action list cut to what fits and the cut said in the explanation (a repair on a mesh
+/// of thousands is thousands of commands; the history's Parquet keeps every one).
+fn incident_message(incident: &x0_schema::Incident) -> Vec<u8> {
+    let whole = incident.to_json();
+    if whole.len() <= INCIDENT_MESSAGE_MAX {
+        return whole;
+    }
+    let mut cut = incident.clone();
+    let per_action = (whole.len() / incident.actions.len().max(1)).max(1);
+    let room = INCIDENT_MESSAGE_MAX.saturating_sub(whole.len() - per_action * incident.actions.len()) / 2;
+    let keep = (room / per_action).min(incident.actions.len());
+    cut.actions.truncate(keep);
+    cut.explanation.push_str(&format!(
+        "\n(this message lists {keep} of its {} commands; the incident history has them all)",
+        incident.actions.len()
+    ));
+    let mut message = cut.to_json();
+    while message.len() > INCIDENT_MESSAGE_MAX && !cut.actions.is_empty() {
+        let half = cut.actions.len() / 2;
+        cut.actions.truncate(half);
+        message = cut.to_json();
+    }
+    tracing::warn!(
+        incident_id = %incident.incident_id,
+        bytes = whole.len(),
+        commands = incident.actions.len(),
+        listed = cut.actions.len(),
+        "incident too large for one message: published with its command list cut"
+    );
+    message
+}
+
 impl Io {
     /// Publishes every output and waits for the broker to acknowledge each, retrying
     /// with bounded backoff. An output that cannot be published stops the job: its
@@ -96,7 +133,7 @@ impl Io {
                         outcome = i.outcome.as_str(),
                         "incident"
                     );
-                    (&self.kafka.topics.incidents, i.incident_id.clone(), i.to_json())
+                    (&self.kafka.topics.incidents, i.incident_id.clone(), incident_message(i))
                 }
             };
             let mut backoff = Duration::from_millis(100);
@@ -108,7 +145,7 @@ impl Io {
                         return Err(JobError::Kafka(KafkaError::Delivery { topic: topic.clone(), source: e }))
                     }
                     Err((e, _)) => {
-                        tracing::warn!(error = %e, topic = %topic, key = %key, attempt, "publish failed; retrying");
+                        tracing::warn!(error = %e, topic = %topic, key = %key, bytes = payload.len(), attempt, "publish failed; retrying");
                         tokio::time::sleep(backoff).await;
                         backoff *= 2;
                     }
@@ -133,6 +170,12 @@ pub struct Durability {
     pub resume: Offsets,
 }
 
+/// What [`Positions::take`] found.
+struct Taken {
+    new: bool,
+    skipped: u64,
+}
+
 /// Where the job is in its inputs: the next offset per topic and partition.
 #[derive(Debug, Default)]
 struct Positions {
@@ -142,14 +185,18 @@ struct Positions {
 }
 
 impl Positions {
-    /// Whether a message is new to the state; notes it as taken in.
-    fn take<M: Message>(&mut self, m: &M) -> bool {
+    /// Whether a message is new to the state; notes it as taken in. `skipped`: how
+    /// many offsets before it were never delivered (the broker discarded them).
+    fn take<M: Message>(&mut self, m: &M) -> Taken {
         let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
-        let covered = self.resume.get(topic).and_then(|p| p.get(&partition)).is_some_and(|&next| offset < next);
-        if !covered {
-            self.next.entry(topic.to_string()).or_default().insert(partition, offset + 1);
+        let resume = self.resume.get(topic).and_then(|p| p.get(&partition)).copied();
+        if resume.is_some_and(|next| offset < next) {
+            return Taken { new: false, skipped: 0 };
         }
-        !covered
+        let parts = self.next.entry(topic.to_string()).or_default();
+        let expected = parts.get(&partition).copied().or(resume);
+        parts.insert(partition, offset + 1);
+        Taken { new: true, skipped: expected.map_or(0, |e| (offset - e).max(0) as u64) }
     }
 
     /// Everything taken in, including what the restored state covered.
@@ -227,7 +274,7 @@ pub async fn run_job(
         manual,
         instance("results").as_deref(),
     )?;
-    let io = Io { producer: kafka.producer()?, kafka: kafka.clone() };
+    let io = Io { producer: kafka.job_producer()?, kafka: kafka.clone() };
     // A broker that cannot be reached at start is an error now, not a silent wait.
     let startup = STARTUP_CONTACT.min(kafka.outage_limit.max(Duration::from_secs(1)));
     let partitions = broker_contact(&io.producer, &kafka.topics.telemetry, startup).await.map_err(|e| {
@@ -247,6 +294,7 @@ pub async fn run_job(
     // its progress at once), then at most one per interval.
     let mut last_checkpoint: Option<Instant> = None;
     let mut windows_at_checkpoint = JobStats::get(&core.stats().windows_closed);
+    let mut discard_warned: Option<Instant> = None;
     // Incidents and commands are snapshotted often (a crash loses at most this much);
     // feature rows are batched into fewer, larger files.
     let mut flush = tokio::time::interval(SNAPSHOT_EVERY);
@@ -258,7 +306,7 @@ pub async fn run_job(
             biased;
             _ = shutdown.changed() => break,
             m = results.recv() => match m {
-                Ok(m) if !positions.take(&m) => {}
+                Ok(m) if !positions.take(&m).new => {}
                 Ok(m) => {
                     // Who answers first (its MAC under its node's key), then what, then
                     // whether it may answer that command.
@@ -289,8 +337,23 @@ pub async fn run_job(
                 Err(e) => tracing::warn!(error = %e, "result consumer"),
             },
             m = telemetry.recv() => match m {
-                Ok(m) if !positions.take(&m) => {}
                 Ok(m) => {
+                    let taken = positions.take(&m);
+                    if taken.skipped > 0 {
+                        let total = core.stats().telemetry_discarded.fetch_add(taken.skipped, std::sync::atomic::Ordering::Relaxed) + taken.skipped;
+                        if discard_warned.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(5)) {
+                            tracing::warn!(
+                                partition = m.partition(),
+                                skipped = taken.skipped,
+                                total,
+                                "the job is not keeping up: the broker discarded telemetry before it was read"
+                            );
+                            discard_warned = Some(Instant::now());
+                        }
+                    }
+                    if !taken.new {
+                        continue;
+                    }
                     let payload = m.payload().unwrap_or_default();
                     // Who speaks first (a forged message costs no decoding), then
                     // what it says, then whether it may say it.
@@ -450,4 +513,73 @@ fn write_history(
         history.append_model_inputs(core.take_model_inputs(&run))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::{OwnedMessage, Timestamp};
+
+    fn at(partition: i32, offset: i64) -> OwnedMessage {
+        OwnedMessage::new(None, None, "x0.telemetry".into(), Timestamp::NotAvailable, partition, offset, None)
+    }
+
+    /// An incident with more commands than one message holds is published with its
+    /// command list cut, and says so; a small one goes whole.
+    #[test]
+    fn a_huge_incident_still_fits_one_message() {
+        let mut incident = x0_schema::Incident {
+            schema_version: x0_schema::SCHEMA_VERSION,
+            incident_id: "inc-1".into(),
+            opened_at: 0,
+            detected_at: 0,
+            diagnosed_at: None,
+            mitigated_at: None,
+            resolved_at: None,
+            state: x0_schema::IncidentState::Mitigating,
+            symptoms: vec![],
+            root_cause: None,
+            actions: vec![],
+            outcome: x0_schema::Outcome::Open,
+            mttd_ms: None,
+            mttr_ms: None,
+            model_version: String::new(),
+            explanation: "plan".into(),
+            reopened_at: vec![],
+        };
+        assert_eq!(incident_message(&incident), incident.to_json());
+        incident.actions = (0..20_000)
+            .map(|i| x0_schema::ActionRecord {
+                command_id: format!("cmd-{i:08}-0000-0000-0000-000000000000"),
+                target: format!("n{i}"),
+                action: x0_schema::Action::RouteWithdraw { destination: format!("n{}", i + 1) },
+                issued_at: i,
+                status: None,
+                reason: None,
+                acked_at: None,
+            })
+            .collect();
+        let message = incident_message(&incident);
+        assert!(incident.to_json().len() > INCIDENT_MESSAGE_MAX && message.len() <= INCIDENT_MESSAGE_MAX);
+        let published: x0_schema::Incident = serde_json::from_slice(&message).expect("an incident");
+        assert!(published.actions.len() > 1_000 && published.actions.len() < 20_000);
+        assert!(published.explanation.contains("of its 20000 commands"), "{}", published.explanation);
+    }
+
+    /// Offsets the consumer jumped over were discarded by the broker: counted, per
+    /// partition, from where the restored checkpoint left off too.
+    #[test]
+    fn skipped_offsets_are_counted_as_discarded() {
+        let mut resume = Offsets::new();
+        resume.entry("x0.telemetry".into()).or_default().insert(1, 100);
+        let mut p = Positions { resume, ..Default::default() };
+        assert_eq!(p.take(&at(0, 0)).skipped, 0);
+        assert_eq!(p.take(&at(0, 1)).skipped, 0);
+        assert_eq!(p.take(&at(0, 5)).skipped, 3);
+        let covered = p.take(&at(1, 99));
+        assert!(!covered.new && covered.skipped == 0);
+        assert_eq!(p.take(&at(1, 100)).skipped, 0);
+        let after = p.take(&at(1, 250));
+        assert!(after.new && after.skipped == 149);
+    }
 }

@@ -73,6 +73,12 @@ impl Collector for JobMetrics {
             "Samples that arrived after their window closed (counted, not used)",
             g(&s.late_rows),
         )?;
+        counter(
+            e,
+            "x0_job_telemetry_discarded",
+            "Telemetry messages the broker discarded before the job read them (it fell behind retention)",
+            g(&s.telemetry_discarded),
+        )?;
         let dlq = s.dlq().into_iter().map(|(r, n)| (vec![("reason", r.to_string())], n as f64));
         family(
             e,

@@ -34,6 +34,9 @@ pub struct JobStats {
     pub samples: AtomicU64,
     /// Samples that arrived after their window closed.
     pub late_rows: AtomicU64,
+    /// Telemetry messages the broker discarded before the job read them (offsets it
+    /// skipped over: retention outran a job that fell behind).
+    pub telemetry_discarded: AtomicU64,
     /// Windows closed.
     pub windows_closed: AtomicU64,
     /// Incidents opened.
@@ -87,6 +90,7 @@ impl Default for JobStats {
             messages: AtomicU64::default(),
             samples: AtomicU64::default(),
             late_rows: AtomicU64::default(),
+            telemetry_discarded: AtomicU64::default(),
             windows_closed: AtomicU64::default(),
             incidents: AtomicU64::default(),
             commands_sent: AtomicU64::default(),
@@ -263,6 +267,7 @@ impl JobStats {
             "messages": g(&self.messages),
             "samples": g(&self.samples),
             "late_rows": g(&self.late_rows),
+            "telemetry_discarded": g(&self.telemetry_discarded),
             "dead_lettered": self.dlq(),
             "windows_closed": g(&self.windows_closed),
             "incidents": g(&self.incidents),
