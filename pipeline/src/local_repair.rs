@@ -25,7 +25,7 @@ use x0_schema::{NodeId, Topology};
 pub(crate) const MAX_DEPTH: usize = 3;
 
 /// A distance beyond any real one, still safe to add to another.
-const FAR: u64 = 1 << 40;
+pub(crate) const FAR: u64 = 1 << 40;
 
 /// Fewest-hop distances over every link (the metric baseline routes follow, faults or
 /// not) from a few nodes, computed on demand: one BFS per node, at most `capacity`.
@@ -77,6 +77,18 @@ impl Hops {
         } else {
             u64::from(h)
         }
+    }
+
+    /// `v`'s baseline next hop toward `d`: its first neighbour one hop closer, as
+    /// `Topology::baseline_next_hops` picks it. None where `v` is `d`, `d` is out of
+    /// reach, or the distances from some neighbour of `v` are not known.
+    pub(crate) fn baseline_next(&self, topo: &Topology, v: NodeId, d: NodeId) -> Option<NodeId> {
+        let around = topo.neighbours(v);
+        if v == d || !around.iter().all(|&y| self.known(y)) {
+            return None;
+        }
+        let closest = around.iter().map(|&y| self.between(y, d)).min().filter(|&h| h < FAR)?;
+        around.iter().copied().find(|&y| self.between(y, d) == closest)
     }
 
     /// From how many nodes distances are held, and their bytes.

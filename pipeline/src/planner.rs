@@ -1,15 +1,17 @@
 //! Planning reroutes: which nodes must change their route to which destinations so
-//! that no traffic crosses a faulted element, with a disjoint backup next hop for the
-//! kernel to fail over to on carrier loss.
+//! that no traffic crosses a faulted element, with a backup next hop for the kernel to
+//! fail over to on carrier loss.
 //!
 //! Only routes whose current path crosses a fault change; everything else keeps its
 //! route (a controller that re-optimises the whole mesh on every incident flaps routes
-//! for nothing). A broken node takes the next hop of the cheapest healthy path; nodes
-//! downstream keep theirs unless broken too, which keeps the result loop-free.
+//! for nothing). They are repaired at the fault's edge where a nearby node's own route
+//! provably avoids the fault (`local_repair`); elsewhere, per destination, a broken
+//! node whose next hop is not strictly closer over healthy paths takes the next hop of
+//! its cheapest healthy path, which keeps the result loop-free.
 
 use crate::config::PlannerConfig;
 use crate::features::WindowFeatures;
-use crate::local_repair::{alternate, clean_exit, repair_at_edge, EdgeRepair, Faults, Hops, MAX_DEPTH};
+use crate::local_repair::{alternate, clean_exit, repair_at_edge, EdgeRepair, Faults, Hops, FAR, MAX_DEPTH};
 use crate::stats::PlanCost;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
@@ -222,13 +224,12 @@ impl Planner {
         let mut at_edge: Vec<Vec<NodeId>> = vec![Vec::new(); n];
         for &x in &ends {
             for (d, edge) in at_edge.iter_mut().enumerate() {
-                let to_d = hops.between(x, d);
-                if d == x || faults.nodes.contains(&d) || to_d >= 1 << 40 {
+                if d == x || faults.nodes.contains(&d) || hops.between(x, d) >= FAR {
                     continue;
                 }
                 let next = match self.installed.get(&(x, d)) {
                     Some(r) => Some(r.primary),
-                    None => self.topo.neighbours(x).iter().copied().find(|&y| hops.between(y, d) + 1 == to_d),
+                    None => hops.baseline_next(&self.topo, x, d),
                 };
                 if next.is_some_and(|y| !faults.hop_ok(x, y)) {
                     edge.push(x);
@@ -477,15 +478,10 @@ impl Planner {
     /// `v`'s next hop toward `d` now, where the hop distances from its neighbours are
     /// known (None where they are not: the route is then simply replaced).
     fn current_next(&self, hops: &Hops, v: NodeId, d: NodeId) -> Option<NodeId> {
-        if let Some(r) = self.installed.get(&(v, d)) {
-            return Some(r.primary);
+        match self.installed.get(&(v, d)) {
+            Some(r) => Some(r.primary),
+            None => hops.baseline_next(&self.topo, v, d),
         }
-        let around = self.topo.neighbours(v);
-        if !around.iter().all(|&y| hops.known(y)) {
-            return None;
-        }
-        let to_d = around.iter().map(|&y| hops.between(y, d)).min()? + 1;
-        around.iter().copied().find(|&y| hops.between(y, d) + 1 == to_d)
     }
 
     fn install(
@@ -550,17 +546,12 @@ impl Planner {
                 .copied()
                 .filter(|&n| faults.hop_ok(s, n) && dist[n].is_finite())
                 .collect();
+            // The current next hop, were it among the cheapest, is strictly closer and
+            // was kept above: the primary is a change.
             let primary = *usable
                 .iter()
-                .min_by(|&&x, &&y| {
-                    // Among equally cheap next hops the current one wins: a route that
-                    // need not move does not (on a grid most ties would move it).
-                    via(x).total_cmp(&via(y)).then((Some(y) == current).cmp(&(Some(x) == current))).then(x.cmp(&y))
-                })
+                .min_by(|&&x, &&y| via(x).total_cmp(&via(y)).then(x.cmp(&y)))
                 .expect("finite distance implies a usable neighbour");
-            if current == Some(primary) {
-                continue;
-            }
             let backup = (self.config.k_paths >= 2)
                 .then(|| {
                     usable

@@ -283,7 +283,8 @@ fn start_routing(opts: &LabOptions, topo: &Topology, teardown: &mut Teardown) ->
         return Ok(RoutingRun::Babel(Babel::start(&teardown.lab, topo, &opts.run_dir)?));
     }
     let topics = opts.config.kafka.topics.clone();
-    let broker = DevBroker::start(&topics, 4).context("starting the embedded broker")?;
+    let broker = DevBroker::start(&topics, crate::demo::embedded_partitions(&opts.scenario))
+        .context("starting the embedded broker")?;
     let kafka = KafkaConfig { brokers: broker.bootstrap_servers(), topics, ..opts.config.kafka.clone() };
     let signer = x0_schema::generate_signing_key();
     start_agents(opts, &kafka, &signer, teardown)?;
