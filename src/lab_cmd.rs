@@ -45,6 +45,12 @@ pub(crate) enum LabAction {
         /// binary, else this binary as `x0tta6bl4 agent`).
         #[arg(long)]
         agent_exe: Option<PathBuf>,
+        /// In each trial, this long after its first fault began (e.g. `4s`): SIGKILL
+        /// the agent of the node holding most of the job's overrides, flush its routes
+        /// (as a reboot would), start it again; reports when the routes were back and
+        /// whether every kernel's table then equals what the job wants.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        kill_agent: Option<std::time::Duration>,
     },
     /// Inject (or with --off revert) one fault by hand in a lab that is up.
     Fault {
@@ -108,7 +114,7 @@ pub(crate) async fn lab(action: LabAction, config: Option<&Path>) -> Result<()> 
                 tokio::signal::ctrl_c().await?;
             }
         }
-        LabAction::Run { scenario, summary_json, routing, trials, prefix, no_ebpf, agent_exe } => {
+        LabAction::Run { scenario, summary_json, routing, trials, prefix, no_ebpf, agent_exe, kill_agent } => {
             let opts = LabOptions {
                 scenario: Scenario::from_file(&scenario)?,
                 routing,
@@ -118,6 +124,7 @@ pub(crate) async fn lab(action: LabAction, config: Option<&Path>) -> Result<()> 
                 config: x0_pipeline::Config::load(config, std::env::vars())?,
                 no_ebpf,
                 agent_exe,
+                kill_agent,
             };
             let summary = tokio::select! {
                 s = run_lab(opts) => s?,

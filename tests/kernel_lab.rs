@@ -70,6 +70,7 @@ async fn hard_link_failure_is_survived_by_kernel_failover_and_seen_by_the_job() 
         run_dir: run_dir.path().to_path_buf(),
         no_ebpf: false,
         agent_exe: Some(lean_agent()),
+        kill_agent: None,
     };
     let summary =
         tokio::time::timeout(Duration::from_secs(300), run_lab(opts)).await.expect("lab within 5 min").unwrap();
@@ -95,6 +96,64 @@ async fn hard_link_failure_is_survived_by_kernel_failover_and_seen_by_the_job() 
     assert!(left.is_empty(), "lab torn down, found {left:?}");
 }
 
+const GRID9_LOSS: &str = r#"
+name = "ci-grid9-loss-agent-crash"
+duration = "16s"
+telemetry_interval = "100ms"
+
+[topology]
+shape = "grid"
+nodes = 9
+seed = 3
+
+[traffic]
+pairs = 12
+rate_pps = 200
+
+[[fault]]
+at = "1s"
+kind = "link-loss"
+loss = 0.4
+target = "auto"
+duration = "12s"
+"#;
+
+/// An agent killed (SIGKILL) while its node carries the job's repair of a gray loss,
+/// its node's routes flushed as a reboot would, and started again: the repair is back
+/// in that kernel's table within 2 s of the restart (from the agent's journal), and
+/// every node's table then holds exactly what the job wants. Judged from the kernels'
+/// tables (rtnetlink) against the job's own planner state, not from log lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_puts_the_jobs_repair_back_into_its_kernel() {
+    if !root_or_skip("a_killed_agent_puts_the_jobs_repair_back_into_its_kernel") {
+        return;
+    }
+    let run_dir = tempfile::tempdir().unwrap();
+    let prefix = "x0kill-";
+    let opts = LabOptions {
+        scenario: toml::from_str(GRID9_LOSS).unwrap(),
+        routing: Routing::X0,
+        trials: 1,
+        prefix: prefix.into(),
+        config: x0_pipeline::Config::default(),
+        run_dir: run_dir.path().to_path_buf(),
+        no_ebpf: false,
+        agent_exe: Some(lean_agent()),
+        kill_agent: Some(Duration::from_secs(6)),
+    };
+    let summary =
+        tokio::time::timeout(Duration::from_secs(300), run_lab(opts)).await.expect("lab within 5 min").unwrap();
+    println!("{}", serde_json::to_string_pretty(&summary).unwrap());
+    let [r] = &summary.agent_restarts[..] else { panic!("one restart: {:?}", summary.agent_restarts) };
+    assert!(r.node.is_some() && r.overrides > 0, "a node held the job's repair when its agent was killed: {r:?}");
+    let back = r.back_ms.expect("the repair came back into the kernel");
+    assert!(back <= 2000.0, "back within 2 s of the restart, took {back:.0} ms");
+    assert!(r.disagreements.is_empty(), "every kernel holds what the job wants: {:?}", r.disagreements);
+    let f = &summary.faults[0];
+    assert_eq!(f.restored, f.trials_with_traffic, "traffic across the loss restored: {f:?}");
+    assert_eq!(summary.false_incidents, 0, "the restarted agent's silence opened nothing");
+}
+
 /// No hangs: a lab whose agents die (here: a binary that exits at once) stops with the
 /// reason in bounded time and leaves no namespace behind, instead of waiting for
 /// routes that will never settle.
@@ -117,6 +176,7 @@ async fn a_lab_whose_agents_die_stops_with_the_reason() {
         run_dir: dir.path().join("run"),
         no_ebpf: true,
         agent_exe: Some(dead),
+        kill_agent: None,
     };
     let started = std::time::Instant::now();
     let result = tokio::time::timeout(Duration::from_secs(120), run_lab(opts)).await.expect("no hang");

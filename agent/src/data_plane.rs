@@ -62,11 +62,13 @@ fn set_up(opts: &AgentOptions) -> Result<Plane> {
             Ok(KernelLink { peer: n.node.clone(), ifindex, peer_addr: n.peer })
         })
         .collect::<Result<_>>()?;
-    let probes = if opts.settings.ebpf { load_probes(opts) } else { None };
+    // Routes first (the baseline, then the journal's repairs): a restarted agent puts
+    // traffic back before it spends a second or so parsing BTF for its probes.
     let target = KernelRouteTarget::start(net.clone()).map_err(|e| anyhow::anyhow!("routes: {e}"))?;
     let journal = opts.settings.journal(&net.node);
     let actuator = Actuator::with_journal(net.node.clone(), opts.verify_key, target, &journal)
         .with_context(|| format!("actuator journal {}", journal.display()))?;
+    let probes = if opts.settings.ebpf { load_probes(opts) } else { None };
     let s = &opts.settings;
     let prober = LinkProber::bind(net.neighbours.iter().map(|n| n.peer).collect(), s.probe_interval, s.probe_timeout)
         .context("binding the link-probe port")?;

@@ -126,6 +126,18 @@ pub fn lab_table(s: &crate::lab_run::LabSummary) -> String {
     if s.faults.iter().any(|f| f.trials_with_traffic < f.trials.len()) {
         out += "trials = those whose fault hit traffic / all (the others failed a link no flow crossed)\n";
     }
+    for r in &s.agent_restarts {
+        out += &match &r.node {
+            None => format!("trial {}: no agent killed: no node held an override of the job then\n", r.trial + 1),
+            Some(node) => format!(
+                "trial {}: agent of {node} killed (holding {} overrides) and restarted: back in its kernel after {}; {} routes disagree with the job afterwards\n",
+                r.trial + 1,
+                r.overrides,
+                r.back_ms.map_or("never (10 s)".into(), |ms| format!("{ms:.0} ms")),
+                r.disagreements.len()
+            ),
+        };
+    }
     if let Some(c) = &s.agent_cost_quiet {
         out += &format!(
             "agents, mesh quiet (10 s): CPU mean {:.2}% max {:.2}% of a core, RSS max {:.1} MB\n",

@@ -200,6 +200,7 @@ impl HealingLoop {
         for i in self.book.incidents() {
             live.incident_changed(&i);
         }
+        live.routes_changed(self.planner.wanted());
     }
 
     /// Keeps every window's root-cause hypotheses for [`take_diagnoses`](Self::take_diagnoses).
@@ -525,6 +526,9 @@ impl HealingLoop {
 
     fn issue(&mut self, incident: &str, plan: &Plan, now: i64, out: &mut Vec<Publication>) -> Vec<ActionRecord> {
         self.stats.planned(plan.cost);
+        if let Some(live) = self.live.as_ref().filter(|_| !plan.changes.is_empty()) {
+            live.routes_changed(self.planner.wanted());
+        }
         let ttl = self.config.planner.command_ttl.as_nanos() as i64;
         plan.changes
             .iter()

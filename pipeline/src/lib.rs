@@ -64,7 +64,7 @@ pub use features::{FeatureEngine, FeatureError, WindowFeatures, BUILTIN_FEATURES
 pub use graph_input::{graph_window, FeaturizedWindow, OfflineFeaturizer};
 pub use history::MODEL_INPUTS;
 pub use job::{run_job, Durability, JobError, JobReport};
-pub use live::{Deciding, IncidentView, LinkLook, LiveEvent, LiveView, Look, MeshFrame};
+pub use live::{Deciding, IncidentView, LinkLook, LiveEvent, LiveView, Look, MeshFrame, WantedRoute};
 pub use metrics::{job_readiness, job_registry};
 pub use recall::open_knowledge;
 pub use stats::{JobStats, PlanCost, PLANS_KEPT};

@@ -71,6 +71,22 @@ pub struct IncidentView {
     pub deciding: Option<Deciding>,
 }
 
+/// A route the job wants on a node beyond its baseline: what its planner installed
+/// and has not withdrawn. What the nodes' kernels should hold, for whoever compares.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct WantedRoute {
+    /// The node whose table holds it.
+    pub node: String,
+    /// The destination node.
+    pub destination: String,
+    /// The neighbour it routes through.
+    pub primary: String,
+    /// The neighbour the kernel fails over to on carrier loss.
+    pub backup: Option<String>,
+    /// The incident whose plan installed it.
+    pub incident: String,
+}
+
 /// Something that changed.
 #[derive(Debug, Clone)]
 pub enum LiveEvent {
@@ -89,6 +105,7 @@ struct Kept {
     frame: Option<Arc<MeshFrame>>,
     incidents: BTreeMap<String, Arc<IncidentView>>,
     deciding: HashMap<String, Deciding>,
+    routes: Arc<Vec<WantedRoute>>,
 }
 
 /// The job's live feed. Attach it with [`HealingLoop::with_live`](crate::HealingLoop::with_live).
@@ -148,6 +165,16 @@ impl LiveView {
     /// One kept incident.
     pub fn incident(&self, id: &str) -> Option<Arc<IncidentView>> {
         self.lock().incidents.get(id).cloned()
+    }
+
+    /// The routes the job wants beyond the nodes' baselines now, by node and
+    /// destination.
+    pub fn wanted_routes(&self) -> Arc<Vec<WantedRoute>> {
+        self.lock().routes.clone()
+    }
+
+    pub(crate) fn routes_changed(&self, routes: Vec<WantedRoute>) {
+        self.lock().routes = Arc::new(routes);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {

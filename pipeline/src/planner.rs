@@ -136,6 +136,21 @@ impl Planner {
         }
     }
 
+    /// The routes it installed and has not withdrawn, by node and destination.
+    pub(crate) fn wanted(&self) -> Vec<crate::live::WantedRoute> {
+        let name = |n: NodeId| self.topo.name(n).to_string();
+        self.installed
+            .iter()
+            .map(|(&(s, d), r)| crate::live::WantedRoute {
+                node: name(s),
+                destination: name(d),
+                primary: name(r.primary),
+                backup: r.backup.map(name),
+                incident: r.incident.clone(),
+            })
+            .collect()
+    }
+
     /// Takes up where a checkpointed planner left off.
     pub(crate) fn restore(&mut self, m: PlannerMemory) {
         self.installed = m.installed;

@@ -89,6 +89,7 @@ impl Dashboard {
             .route("/api/mesh", get(mesh))
             .route("/api/state", get(state))
             .route("/api/events", get(events))
+            .route("/api/routes", get(routes))
             .route("/api/incidents/{id}", get(incident))
             .route("/api/history", get(history))
             .route("/api/model", get(model))
@@ -139,6 +140,12 @@ async fn events(State(d): State<Dashboard>) -> Sse<impl Stream<Item = Result<Eve
         Some((Ok(event), (rx, d)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// The routes the job wants on the nodes beyond their baselines (what their kernels
+/// should hold), by node and destination.
+async fn routes(State(d): State<Dashboard>) -> Response {
+    json(serde_json::to_string(&*d.inner.live.wanted_routes()).unwrap_or_else(|_| "[]".into()))
 }
 
 async fn incident(State(d): State<Dashboard>, Path(id): Path<String>) -> Response {

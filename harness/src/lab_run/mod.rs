@@ -9,6 +9,7 @@
 //! baseline, injects the faults and measures from the flows' packets; the summary
 //! gathers the trials with what the job and the agents did.
 
+mod agent_crash;
 mod cost;
 mod setup;
 mod trial;
@@ -53,6 +54,28 @@ pub struct LabOptions {
     /// The binary the agents run as: `x0-agent`, or `x0tta6bl4` (run as `x0tta6bl4
     /// agent`). None: the `x0-agent` beside this process's binary, else its own.
     pub agent_exe: Option<PathBuf>,
+    /// In each trial, this long after its first fault began: SIGKILL the agent of the
+    /// node holding most of the job's overrides, flush that node's routes of ours (as a
+    /// reboot would), start the agent again, and check the kernels against the job.
+    pub kill_agent: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+/// An agent killed and restarted during a trial (`kill_agent`).
+pub struct AgentRestart {
+    /// The trial (from 0).
+    pub trial: usize,
+    /// The node whose agent was killed; None: no node held an override then (the job
+    /// had not rerouted), so nothing was killed.
+    pub node: Option<String>,
+    /// The job's routes on that node when it was killed.
+    pub overrides: usize,
+    /// Restart until every one of them was in its kernel's table again; None: not
+    /// within 10 s.
+    pub back_ms: Option<f64>,
+    /// Afterwards (given up to 3 s to agree): every (node, destination) whose kernel
+    /// route is not what the job wants (its overrides over the baselines).
+    pub disagreements: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,6 +174,8 @@ pub struct LabSummary {
     pub agent_cost_quiet: Option<AgentCost>,
     /// Where the agents' counters came from (`ebpf` or `procfs`).
     pub telemetry: Option<String>,
+    /// Agents killed and restarted (`kill_agent`), one per trial.
+    pub agent_restarts: Vec<AgentRestart>,
 }
 
 /// Runs the scenario's faults `opts.trials` times on a fresh namespace mesh, and tears
@@ -171,8 +196,10 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
     let cost_wall = Instant::now();
     lab.load_injectors(&opts)?;
     let mut outcomes: Vec<Vec<TrialOutcome>> = vec![Vec::new(); opts.scenario.faults.len()];
+    let mut agent_restarts = Vec::new();
     for n in 0..opts.trials {
-        let trial = trial::run(&mut lab, &opts, n).await?;
+        let trial::Trial { outcomes: trial, agent_restart } = trial::run(&mut lab, &opts, n).await?;
+        agent_restarts.extend(agent_restart);
         let last: Vec<String> = trial
             .iter()
             .map(|t| {
@@ -188,7 +215,9 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabSummary> {
     let agent_cost =
         (opts.routing != Routing::Babel).then(|| cost::agent_cost(lab.agents(), &cost_start, cost_wall.elapsed()));
     let finished = lab.down().await?;
-    Ok(summarize(&opts, finished, outcomes, agent_cost, agent_cost_quiet))
+    let mut summary = summarize(&opts, finished, outcomes, agent_cost, agent_cost_quiet);
+    summary.agent_restarts = agent_restarts;
+    Ok(summary)
 }
 
 /// The figures of one fault over its trials.
@@ -247,6 +276,7 @@ fn summarize(
         agent_cost,
         agent_cost_quiet,
         telemetry: (opts.routing != Routing::Babel).then(|| if opts.no_ebpf { "procfs" } else { "ebpf" }.to_string()),
+        agent_restarts: Vec::new(),
     }
 }
 

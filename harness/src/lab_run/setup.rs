@@ -4,8 +4,10 @@
 use super::{LabOptions, Routing};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -16,7 +18,7 @@ use x0_lab::kernel::flows::{impact, FlowSpec, Flows};
 use x0_lab::kernel::netlab::{process_tag, NetLab};
 use x0_lab::kernel::plan::{backup_coverage, baseline_routes, node_address};
 use x0_lab::kernel::routes::RouteWatch;
-use x0_pipeline::{JobError, JobReport, StreamJob};
+use x0_pipeline::{JobError, JobReport, LiveView, StreamJob, WantedRoute};
 use x0_schema::{Element, FaultKind, NodeId, SigningKey, Topology};
 
 /// Sends `signal` to a child process.
@@ -32,6 +34,19 @@ const LEAN_AGENT: &str = "x0-agent";
 struct Teardown {
     lab: NetLab,
     agents: Vec<Child>,
+    /// Each agent's command line, to start it again after a crash.
+    launches: Vec<Vec<OsString>>,
+}
+
+/// Starts an agent from its command line (program first).
+fn spawn_agent(argv: &[OsString]) -> Result<Child> {
+    let (exe, args) = argv.split_first().context("an empty agent command line")?;
+    Command::new(exe)
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting an agent ({})", exe.to_string_lossy()))
 }
 
 impl Teardown {
@@ -43,6 +58,17 @@ impl Teardown {
         let Some(agent) = self.agents.get(i) else { return Ok(()) };
         let signal = if frozen { Signal::SIGSTOP } else { Signal::SIGCONT };
         send(agent, signal).with_context(|| format!("{signal} to the agent of {node}"))?;
+        Ok(())
+    }
+
+    /// Kills node `i`'s agent with SIGKILL, runs `meanwhile` (the node losing its
+    /// routes, say), and starts the agent again with the same command line.
+    fn kill_and_restart(&mut self, i: usize, meanwhile: impl FnOnce() -> Result<()>) -> Result<()> {
+        let agent = self.agents.get_mut(i).context("no such agent")?;
+        send(agent, Signal::SIGKILL).context("SIGKILL to an agent")?;
+        agent.wait()?;
+        meanwhile()?;
+        self.agents[i] = spawn_agent(&self.launches[i])?;
         Ok(())
     }
 
@@ -126,7 +152,13 @@ pub(super) struct FinishedLab {
 /// The routing that runs the mesh: our agents (and, for `x0`, the stream job on an
 /// embedded broker), or babeld.
 enum RoutingRun {
-    Ours { broker: DevBroker, job: Option<JoinHandle<Result<JobReport, JobError>>>, stop: watch::Sender<bool> },
+    Ours {
+        broker: DevBroker,
+        job: Option<JoinHandle<Result<JobReport, JobError>>>,
+        stop: watch::Sender<bool>,
+        /// What the job wants installed, as it runs.
+        live: Arc<LiveView>,
+    },
     Babel(Babel),
 }
 
@@ -146,7 +178,7 @@ impl Lab {
         }
         let routes = baseline_routes(&topo);
         let net = NetLab::up(&topo, &opts.prefix).context("building the namespace mesh (needs root)")?;
-        let mut teardown = Teardown { lab: net, agents: Vec::new() };
+        let mut teardown = Teardown { lab: net, agents: Vec::new(), launches: Vec::new() };
         std::fs::create_dir_all(&opts.run_dir)?;
         // A fresh mesh: no agent journal of an earlier lab may put its routes back.
         match std::fs::remove_dir_all(opts.run_dir.join("agents")) {
@@ -241,7 +273,7 @@ impl Lab {
     pub(super) async fn down(mut self) -> Result<FinishedLab> {
         self.teardown.stop_agents();
         let report = match self.routing_run {
-            RoutingRun::Ours { broker, job, stop } => {
+            RoutingRun::Ours { broker, job, stop, .. } => {
                 let _ = stop.send(true);
                 let report = match job {
                     Some(j) => Some(j.await.context("stream job panicked")??),
@@ -272,6 +304,19 @@ impl Lab {
         })
     }
 
+    /// The routes our job wants beyond the baselines now (None without a job).
+    pub(super) fn wanted_routes(&self) -> Option<Arc<Vec<WantedRoute>>> {
+        match &self.routing_run {
+            RoutingRun::Ours { job: Some(_), live, .. } => Some(live.wanted_routes()),
+            _ => None,
+        }
+    }
+
+    /// Kills node `i`'s agent (SIGKILL), runs `meanwhile`, and starts it again.
+    pub(super) fn kill_and_restart_agent(&mut self, i: usize, meanwhile: impl FnOnce() -> Result<()>) -> Result<()> {
+        self.teardown.kill_and_restart(i, meanwhile)
+    }
+
     /// Whether the routing is babeld's (its routes have no baseline of ours).
     pub(super) fn under_babel(&self) -> bool {
         self.routing == Routing::Babel
@@ -295,11 +340,13 @@ fn start_routing(opts: &LabOptions, topo: &Topology, teardown: &mut Teardown) ->
     // baseline). Recurrence is measured by `eval stress` and the bundled scenarios.
     let mut config = opts.config.clone();
     config.rca.reopen_within = Duration::ZERO;
+    let live = LiveView::new(topo);
     let job = (opts.routing == Routing::X0).then(|| {
-        let stream_job = StreamJob::new(config, topo.clone(), signer).data_dir(opts.run_dir.join("history"));
+        let stream_job =
+            StreamJob::new(config, topo.clone(), signer).data_dir(opts.run_dir.join("history")).live(live.clone());
         tokio::spawn(async move { stream_job.run(&kafka, stopped).await })
     });
-    Ok(RoutingRun::Ours { broker, job, stop })
+    Ok(RoutingRun::Ours { broker, job, stop, live })
 }
 
 /// The binary agents run as: the one asked for, else `x0-agent` beside this one, else
@@ -324,34 +371,29 @@ fn start_agents(opts: &LabOptions, kafka: &KafkaConfig, signer: &SigningKey, tea
     for net in &teardown.lab.networks {
         let file = opts.run_dir.join(format!("{}.json", net.node));
         std::fs::write(&file, net.to_json())?;
-        let mut cmd = Command::new(&exe);
+        let mut argv: Vec<OsString> = vec![exe.clone().into()];
         if !lean {
-            cmd.arg("agent");
+            argv.push("agent".into());
         }
-        cmd.args(["--node", &net.node, "--netns", &teardown.lab.namespace(&net.node)])
-            .arg("--network")
-            .arg(&file)
-            .args(["--brokers", &kafka.brokers])
-            .arg("--verify-key")
-            .arg(&vk_path)
-            .args(["--telemetry-interval", &interval])
-            .arg("--state-dir")
-            .arg(opts.run_dir.join("agents"))
-            .args(["--lab-tag", &process_tag(&opts.prefix)])
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null());
+        let ns = teardown.lab.namespace(&net.node);
+        argv.extend(["--node", &net.node, "--netns", &ns].map(OsString::from));
+        argv.extend(["--network".into(), file.into_os_string(), "--brokers".into(), kafka.brokers.clone().into()]);
+        argv.extend(["--verify-key".into(), vk_path.clone().into_os_string()]);
+        argv.extend(["--telemetry-interval", &interval].map(OsString::from));
+        argv.extend(["--state-dir".into(), opts.run_dir.join("agents").into_os_string()]);
+        argv.extend(["--lab-tag".into(), process_tag(&opts.prefix).into()]);
         if opts.no_ebpf {
-            cmd.arg("--no-ebpf");
+            argv.push("--no-ebpf".into());
         }
         if let Some(fleet) = &fleet {
             let key = opts.run_dir.join("node-keys").join(format!("{}.key", net.node));
             if !key.exists() {
                 x0_schema::write_message_key(&key, &fleet.node_key(&net.node))?;
             }
-            cmd.arg("--node-key").arg(&key);
+            argv.extend(["--node-key".into(), key.into_os_string()]);
         }
-        let agent = cmd.spawn().with_context(|| format!("starting an agent ({})", exe.display()))?;
-        teardown.agents.push(agent);
+        teardown.agents.push(spawn_agent(&argv)?);
+        teardown.launches.push(argv);
     }
     Ok(())
 }

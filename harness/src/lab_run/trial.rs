@@ -2,7 +2,7 @@
 //! then what the probe flows and the route watch saw while each fault lasted.
 
 use super::setup::{wait_converged, Lab};
-use super::{LabOptions, TrialOutcome};
+use super::{AgentRestart, LabOptions, TrialOutcome};
 use anyhow::{bail, Result};
 use std::time::{Duration, Instant};
 use x0_lab::kernel::faults::Injection;
@@ -14,16 +14,31 @@ fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Runs trial `n` (from 0): one outcome per fault of the scenario.
-pub(super) async fn run(lab: &mut Lab, opts: &LabOptions, n: usize) -> Result<Vec<TrialOutcome>> {
+/// What one trial gave: one outcome per fault of the scenario, and the agent restart
+/// (`--kill-agent`).
+pub(super) struct Trial {
+    pub(super) outcomes: Vec<TrialOutcome>,
+    pub(super) agent_restart: Option<AgentRestart>,
+}
+
+/// Runs trial `n` (from 0).
+pub(super) async fn run(lab: &mut Lab, opts: &LabOptions, n: usize) -> Result<Trial> {
     settle(lab, n).await?;
     let across = flows_across_faults(lab, opts);
     let t0 = lab.epoch.elapsed();
     lab.trials_from_ns = lab.trials_from_ns.min(x0_schema::wall_clock_ns());
-    let windows = inject(lab, opts, t0).await?;
+    let (windows, agent_restart) = inject(lab, opts, t0, n).await?;
     let trial_end = t0 + opts.scenario.duration;
     sleep_until(lab.epoch + trial_end + Duration::from_millis(500)).await;
-    Ok(measure(lab, &windows, trial_end, &across))
+    Ok(Trial { outcomes: measure(lab, &windows, trial_end, &across), agent_restart })
+}
+
+/// What happens at a moment of a trial.
+enum Event {
+    /// Fault `i` starts (`on`) or ends.
+    Fault(usize, bool),
+    /// An agent is killed and restarted (`--kill-agent`).
+    KillAgent,
 }
 
 /// Waits until the mesh is back at its baseline: every flow delivers, no route changed
@@ -81,11 +96,17 @@ fn flows_across_faults(lab: &mut Lab, opts: &LabOptions) -> Vec<Option<usize>> {
         .collect()
 }
 
-/// Injects (and reverts) every fault at its time from `t0`; returns each fault's
-/// (start, end) since the lab's epoch.
-async fn inject(lab: &mut Lab, opts: &LabOptions, t0: Duration) -> Result<Vec<(Duration, Duration)>> {
+/// Injects (and reverts) every fault at its time from `t0`, and kills an agent when
+/// asked; returns each fault's (start, end) since the lab's epoch. Measuring the
+/// restart holds later events back until its routes are back (a few seconds at most).
+async fn inject(
+    lab: &mut Lab,
+    opts: &LabOptions,
+    t0: Duration,
+    trial: usize,
+) -> Result<(Vec<(Duration, Duration)>, Option<AgentRestart>)> {
     let scenario = &opts.scenario;
-    let mut events: Vec<(Duration, usize, bool)> = Vec::new();
+    let mut events: Vec<(Duration, Event)> = Vec::new();
     let mut windows = Vec::new();
     for (i, f) in scenario.faults.iter().enumerate() {
         let start = t0 + f.at;
@@ -96,24 +117,34 @@ async fn inject(lab: &mut Lab, opts: &LabOptions, t0: Duration) -> Result<Vec<(D
             let mut t = start;
             let mut on = true;
             while t < end {
-                events.push((t, i, on));
+                events.push((t, Event::Fault(i, on)));
                 t += half;
                 on = !on;
             }
         } else {
-            events.push((start, i, true));
+            events.push((start, Event::Fault(i, true)));
         }
-        events.push((end, i, false));
+        events.push((end, Event::Fault(i, false)));
     }
+    if let (Some(after), Some(first)) = (opts.kill_agent, windows.iter().map(|w| w.0).min()) {
+        events.push((first + after, Event::KillAgent));
+    }
+    // Stable: at equal times, faults before the kill, in scenario order.
     events.sort_by_key(|e| e.0);
-    for (at, i, on) in events {
+    let mut restart = None;
+    for (at, event) in events {
         sleep_until(lab.epoch + at).await;
-        let f = &scenario.faults[i];
-        let injection = Injection { kind: f.kind, loss: f.loss.unwrap_or(0.3), direction: f.direction, on };
-        let element = lab.elements[i].clone();
-        lab.apply_fault(&element, injection)?;
+        match event {
+            Event::Fault(i, on) => {
+                let f = &scenario.faults[i];
+                let injection = Injection { kind: f.kind, loss: f.loss.unwrap_or(0.3), direction: f.direction, on };
+                let element = lab.elements[i].clone();
+                lab.apply_fault(&element, injection)?;
+            }
+            Event::KillAgent => restart = Some(super::agent_crash::kill_and_restart(lab, trial).await?),
+        }
     }
-    Ok(windows)
+    Ok((windows, restart))
 }
 
 /// Each fault's outage and recovery from the probe packets, and the route changes and

@@ -29,7 +29,8 @@ pub enum LabError {
     Other(String),
 }
 
-pub(crate) fn ip(args: &[&str]) -> Result<(), LabError> {
+/// Runs `ip` with `args`; its stderr is the error when it fails.
+pub fn ip(args: &[&str]) -> Result<(), LabError> {
     let out = Command::new("ip").args(args).output()?;
     if out.status.success() {
         Ok(())

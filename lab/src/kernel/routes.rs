@@ -1,13 +1,13 @@
 //! Watches every node's routing table (whoever writes it: our agents or babeld) and
 //! counts route changes and flaps from the kernel's own state.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use x0_actuator::{KernelRoute, RouteSocket};
+use x0_actuator::{KernelRoute, RouteSocket, BACKUP_METRIC, PRIMARY_METRIC};
 use x0_ingest::in_netns;
 
 /// A change of the next hop a node uses for a destination.
@@ -168,6 +168,34 @@ pub fn off_baseline(lab: &super::netlab::NetLab) -> Vec<String> {
         off.extend(node_off.unwrap_or_else(|_| vec![format!("{} ?", net.node)]));
     }
     off
+}
+
+/// One node's routes of ours by destination name: the primary neighbour (metric
+/// [`PRIMARY_METRIC`]) and the backup (metric [`BACKUP_METRIC`]), as node names.
+pub type RouteTable = BTreeMap<String, (Option<String>, Option<String>)>;
+
+/// Node `i`'s routes of ours as its kernel holds them now.
+pub fn kernel_table(lab: &super::netlab::NetLab, i: usize) -> std::io::Result<RouteTable> {
+    let (ns, net) = (&lab.namespaces[i], &lab.networks[i]);
+    let routes = in_netns(ns, || RouteSocket::open().and_then(|mut s| s.ours()))??;
+    let names: HashMap<Ipv4Addr, &String> = net.destinations.iter().map(|(n, a)| (*a, n)).collect();
+    let hop = |gw: Ipv4Addr| net.neighbours.iter().find(|n| n.peer == gw).map(|n| n.node.clone());
+    let mut table = RouteTable::new();
+    for r in routes {
+        let Some(&dst) = names.get(&r.destination) else { continue };
+        let entry = table.entry(dst.clone()).or_default();
+        match r.metric {
+            PRIMARY_METRIC => entry.0 = hop(r.gateway),
+            BACKUP_METRIC => entry.1 = hop(r.gateway),
+            _ => {}
+        }
+    }
+    Ok(table)
+}
+
+/// Node `i`'s baseline routes (what its agent installs at start) as a [`RouteTable`].
+pub fn baseline_table(lab: &super::netlab::NetLab, i: usize) -> RouteTable {
+    lab.networks[i].baseline.iter().map(|(d, b)| (d.clone(), (Some(b.primary.clone()), b.backup.clone()))).collect()
 }
 
 /// Every node's next hop (node index) per destination address as the kernel has it
