@@ -67,7 +67,9 @@ impl Setup {
     }
 
     fn x0(&self, log: &str) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_x0tta6bl4"));
+        // `X0_TEST_BIN` runs another build of the binary (a release one, to measure).
+        let exe = std::env::var_os("X0_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_x0tta6bl4").into());
+        let mut c = Command::new(exe);
         c.arg("--config").arg(self.path("x0.toml")).stdin(Stdio::null()).stdout(Stdio::null());
         c.stderr(std::fs::File::create(self.path(log)).unwrap());
         c

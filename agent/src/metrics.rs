@@ -19,7 +19,11 @@ pub(crate) struct AgentMetrics {
     samples: Counter,
     /// Telemetry batches the producer could not queue or the broker never took.
     pub(crate) dropped: Counter,
+    /// Telemetry batches given up on while in flight: the broker may have them.
+    pub(crate) uncertain: Counter,
     buffered: Gauge,
+    /// Producers replaced after a fatal error (fenced by the broker, say).
+    pub(crate) producer_restarts: Counter,
     probes_sent: Family<Labels, Counter>,
     probes_lost: Family<Labels, Counter>,
     rtt: Family<Labels, Gauge<f64, AtomicU64>>,
@@ -42,7 +46,17 @@ impl AgentMetrics {
             "Telemetry batches lost: producer queue full, or not delivered in time",
             self.dropped.clone(),
         );
+        r.register(
+            "telemetry_uncertain",
+            "Telemetry batches given up on while in flight: the broker may have written them (not counted as dropped)",
+            self.uncertain.clone(),
+        );
         r.register("telemetry_buffered", "Messages waiting in the producer for the broker", self.buffered.clone());
+        r.register(
+            "producer_restarts",
+            "Producers replaced after a fatal error (fenced by the broker after an outage)",
+            self.producer_restarts.clone(),
+        );
         r.register("probes_sent", "Active link probes sent, per neighbour", self.probes_sent.clone());
         r.register(
             "probes_lost",

@@ -66,10 +66,16 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
     // outlives `message.timeout.ms` (10 s), oldest first, or finds the queue full, is
     // dropped and counted. Routes are untouched: the agent fails open.
     let metrics = AgentMetrics::default();
-    let producer = opts
-        .kafka
-        .base_producer(DeliveryLog { telemetry: opts.kafka.topics.telemetry.clone(), metrics: metrics.clone() })
-        .context("producer")?;
+    let fenced = Arc::new(AtomicBool::new(false));
+    let new_producer = || {
+        let log = DeliveryLog {
+            telemetry: opts.kafka.topics.telemetry.clone(),
+            metrics: metrics.clone(),
+            fenced: fenced.clone(),
+        };
+        opts.kafka.base_producer(log).context("producer")
+    };
+    let mut producer = new_producer()?;
     // Every partition of the command topic, outside any group membership: a restarted
     // agent reads on from its committed offsets at once (a redelivered command gets
     // its journal's answer).
@@ -121,6 +127,17 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
             _ = deliveries.tick() => {
                 producer.poll(Duration::ZERO);
                 metrics.set_buffered(producer.in_flight_count().max(0) as usize);
+                // An idempotent producer whose in-flight messages timed out (a broker
+                // paused past `message.timeout.ms`) bumps its epoch, and a broker may
+                // then fence it (tansu 0.6 does): every later message fails, forever.
+                // Both that and a fatal error get a new producer (a new producer id);
+                // the old one's queue is purged on drop and counted as dropped.
+                let fatal = producer.client().fatal_error().map(|(code, why)| format!("{code}: {why}"));
+                if let Some(why) = fatal.or_else(|| fenced.swap(false, Ordering::Relaxed).then(|| "fenced".to_string())) {
+                    tracing::warn!(reason = %why, "producer can send no more; starting a new one");
+                    producer = new_producer()?;
+                    metrics.producer_restarts.inc();
+                }
             }
             // Until the broker has told us the command topic's partitions (it may be
             // away at start): a short wait on this thread, a second apart.
@@ -198,6 +215,8 @@ struct DeliveryLog {
     /// The telemetry topic, and the batches sent there the broker never took.
     telemetry: String,
     metrics: AgentMetrics,
+    /// Set when the broker refused our producer id: only a new producer sends again.
+    fenced: Arc<AtomicBool>,
 }
 
 impl ClientContext for DeliveryLog {}
@@ -210,8 +229,15 @@ impl ProducerContext for DeliveryLog {
             self.metrics.delivered_ns.store(x0_schema::wall_clock_ns(), Ordering::Relaxed);
         }
         if let Err((e, m)) = result {
+            if x0_kafka::fenced(e) {
+                self.fenced.store(true, Ordering::Relaxed);
+            }
             if m.topic() == self.telemetry {
-                self.metrics.dropped.inc();
+                if x0_kafka::possibly_persisted(m) {
+                    self.metrics.uncertain.inc();
+                } else {
+                    self.metrics.dropped.inc();
+                }
             }
             tracing::warn!(topic = m.topic(), error = %e, "not delivered");
         }

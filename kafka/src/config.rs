@@ -232,6 +232,37 @@ pub fn header<'a, M: Message>(msg: &'a M, name: &str) -> Option<&'a str> {
     headers.iter().find(|h| h.key == name).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
 }
 
+/// Whether a produce error means the broker refused the producer's id or epoch (it
+/// fenced it, say after in-flight messages timed out in a broker outage and the
+/// idempotent producer bumped its epoch: tansu 0.6 fences it then). Such a producer
+/// never sends again; only a new one (a new producer id) does.
+pub fn fenced(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        e,
+        rdkafka::error::KafkaError::MessageProduction(
+            Code::ProducerFenced
+                | Code::InvalidProducerEpoch
+                | Code::UnknownProducerId
+                | Code::InvalidProducerIdMapping
+                | Code::OutOfOrderSequenceNumber
+        )
+    )
+}
+
+/// Whether a message the producer gave up on may be in the broker's log all the same:
+/// it was in flight when its time ran out, so the broker may have written it without
+/// saying so (librdkafka's `rd_kafka_message_status`, which rdkafka does not wrap).
+/// A drop counter that counts these as lost over-counts.
+#[allow(unsafe_code)]
+pub fn possibly_persisted(m: &rdkafka::message::BorrowedMessage<'_>) -> bool {
+    use rdkafka::bindings::{rd_kafka_message_status, rd_kafka_msg_status_t};
+    // SAFETY: `m.ptr()` is the live message the caller borrows (a delivery report's);
+    // the call only reads its status field.
+    let status = unsafe { rd_kafka_message_status(m.ptr()) };
+    status != rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_NOT_PERSISTED
+}
+
 /// Sends rejected bytes to the dead-letter topic with the reason in a header.
 pub async fn dead_letter(
     producer: &FutureProducer,

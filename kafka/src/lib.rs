@@ -17,7 +17,7 @@ mod spiffe;
 mod telemetry;
 
 pub use broker::DevBroker;
-pub use config::{assign_all, dead_letter, header, KafkaConfig, KafkaError};
+pub use config::{assign_all, dead_letter, fenced, header, possibly_persisted, KafkaConfig, KafkaError};
 pub use rdkafka;
 pub use spiffe::{svid_id, Role, SpiffeConfig, SpiffeError, EXIT_SVID_ROTATED, SVID_CHECK_EVERY};
 pub use telemetry::{telemetry_message, Signer, TelemetryPublisher};

@@ -67,7 +67,8 @@ pub struct JobReport {
 }
 
 struct Io {
-    producer: FutureProducer,
+    /// Replaced when the broker fences it (see [`x0_kafka::fenced`]).
+    producer: std::sync::RwLock<FutureProducer>,
     kafka: KafkaConfig,
 }
 
@@ -112,6 +113,22 @@ fn incident_message(incident: &x0_schema::Incident) -> Vec<u8> {
 }
 
 impl Io {
+    /// The producer in use (a cheap handle).
+    fn producer(&self) -> FutureProducer {
+        self.producer.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces a fenced producer with a new one (a new producer id), once however
+    /// many sends saw it fenced: only when `failed` is still the one in use.
+    fn replace_fenced(&self, failed: &FutureProducer) -> Result<(), JobError> {
+        let mut current = self.producer.write().unwrap_or_else(|p| p.into_inner());
+        if std::ptr::eq(current.client().native_ptr(), failed.client().native_ptr()) {
+            tracing::warn!("the broker fenced the job's producer; starting a new one");
+            *current = self.kafka.job_producer()?;
+        }
+        Ok(())
+    }
+
     /// Publishes every output and waits for the broker to acknowledge each, retrying
     /// with bounded backoff. An output that cannot be published stops the job: its
     /// offsets are not committed, so a restarted job replays the decision (with the
@@ -139,8 +156,12 @@ impl Io {
             let mut backoff = Duration::from_millis(100);
             for attempt in 1..=PUBLISH_ATTEMPTS {
                 let record = FutureRecord::to(topic).key(key.as_str()).payload(&payload);
-                match self.producer.send(record, Duration::from_secs(5)).await {
+                let producer = self.producer();
+                match producer.send(record, Duration::from_secs(5)).await {
                     Ok(_) => return Ok(()),
+                    Err((e, _)) if x0_kafka::fenced(&e) && attempt < PUBLISH_ATTEMPTS => {
+                        self.replace_fenced(&producer)?;
+                    }
                     Err((e, _)) if attempt == PUBLISH_ATTEMPTS => {
                         return Err(JobError::Kafka(KafkaError::Delivery { topic: topic.clone(), source: e }))
                     }
@@ -274,10 +295,10 @@ pub async fn run_job(
         manual,
         instance("results").as_deref(),
     )?;
-    let io = Io { producer: kafka.job_producer()?, kafka: kafka.clone() };
+    let io = Io { producer: std::sync::RwLock::new(kafka.job_producer()?), kafka: kafka.clone() };
     // A broker that cannot be reached at start is an error now, not a silent wait.
     let startup = STARTUP_CONTACT.min(kafka.outage_limit.max(Duration::from_secs(1)));
-    let partitions = broker_contact(&io.producer, &kafka.topics.telemetry, startup).await.map_err(|e| {
+    let partitions = broker_contact(&io.producer(), &kafka.topics.telemetry, startup).await.map_err(|e| {
         JobError::Unreachable { brokers: kafka.brokers.clone(), waited: startup, reason: e.to_string() }
     })?;
     core.expect_sources(&partitions, wall_clock_ns());
@@ -328,7 +349,7 @@ pub async fn run_job(
                         Err(refused) => {
                             core.stats().dead_lettered(refused.label);
                             tracing::warn!(reason = %refused.reason, "command result refused");
-                            if let Err(e) = dead_letter(&io.producer, &kafka.topics.dlq, m.key(), payload, &refused.reason).await {
+                            if let Err(e) = dead_letter(&io.producer(), &kafka.topics.dlq, m.key(), payload, &refused.reason).await {
                                 tracing::error!(error = %e, "dead-lettering failed");
                             }
                         }
@@ -370,7 +391,7 @@ pub async fn run_job(
                     if let Err((label, reason)) = admitted {
                         core.stats().dead_lettered(label);
                         tracing::debug!(%reason, "telemetry dead-lettered");
-                        if let Err(e) = dead_letter(&io.producer, &kafka.topics.dlq, m.key(), payload, &reason).await {
+                        if let Err(e) = dead_letter(&io.producer(), &kafka.topics.dlq, m.key(), payload, &reason).await {
                             tracing::error!(error = %e, "dead-lettering failed");
                         }
                         continue;
@@ -391,10 +412,10 @@ pub async fn run_job(
                 Err(e) => tracing::warn!(error = %e, "telemetry consumer"),
             },
             _ = lag_tick.tick() => {
-                refresh_lag(&io.producer, consumer_positions([&telemetry, &results]), core.stats().clone(), &mut lag_task);
+                refresh_lag(&io.producer(), consumer_positions([&telemetry, &results]), core.stats().clone(), &mut lag_task);
             }
             _ = watchdog.tick() => {
-                match broker_contact(&io.producer, &kafka.topics.telemetry, WATCHDOG_EVERY).await {
+                match broker_contact(&io.producer(), &kafka.topics.telemetry, WATCHDOG_EVERY).await {
                     Ok(_) => last_contact = Instant::now(),
                     // Every agent buffers meanwhile, and windows wait for the
                     // watermark: an outage is the job's, not the mesh's. Past the limit
