@@ -26,6 +26,11 @@ enum Actuators {
     RefuseFirst,
     /// Apply every command, and a neighbour forges a refusal of each in its own name.
     Forged,
+    /// The first command each node gets reaches it after it expired (a backlog); the
+    /// rest arrive in time.
+    LateFirst,
+    /// Every reroute reaches its node after it expired.
+    AlwaysLate,
 }
 
 struct Run {
@@ -94,7 +99,16 @@ async fn run_scenario_with(
             let refuse = actuators == Actuators::RefuseFirst
                 && matches!(cmd.action, Action::RouteReplace { .. })
                 && !refused.contains(&cmd.target);
-            let result = if actuators == Actuators::AckOnly || refuse {
+            let late = match actuators {
+                Actuators::LateFirst => !refused.contains(&cmd.target),
+                Actuators::AlwaysLate => matches!(cmd.action, Action::RouteReplace { .. }),
+                _ => false,
+            };
+            let result = if late {
+                // The real actuator, handed the command a millisecond after it expired.
+                refused.push(cmd.target.clone());
+                nodes.get_mut(&cmd.target).unwrap().handle(&cmd.to_json(), cmd.expires_at + 1_000_000)
+            } else if actuators == Actuators::AckOnly || refuse {
                 refused.push(cmd.target.clone());
                 let status = if refuse { ResultStatus::Rejected } else { ResultStatus::Applied };
                 CommandResult {
@@ -178,6 +192,30 @@ async fn a_plan_an_actuator_refused_in_part_is_rolled_back_whole() {
         .count();
     assert!(applied > 0, "some of the plan applied before the refusal");
     assert_eq!(run.withdrawals, run.reroutes, "the applied routes (and the refused) withdrawn");
+}
+
+/// A command that reaches its node expired (a backlog of thousands, a slow consumer)
+/// is not a refusal of the repair: the same action goes out again, and the repair is
+/// kept. One that expires every time (a clock far off, a node that never keeps up) is
+/// re-issued twice, then counts as a refusal and the plan is rolled back.
+#[tokio::test]
+async fn a_command_that_arrives_expired_is_reissued_not_taken_for_a_refusal() {
+    let run = run(Actuators::LateFirst).await;
+    let incident = the_loss_incident(&run);
+    assert!(incident.explanation.contains("re-issued"), "{}", incident.explanation);
+    assert!(!incident.explanation.contains("rolled back"), "{}", incident.explanation);
+    assert_repair_kept(&run);
+    assert!(
+        incident.actions.iter().all(|a| a.status == Some(ResultStatus::Applied)),
+        "the incident's record holds the re-issued commands, all applied: {:#?}",
+        incident.actions
+    );
+
+    let run = run_scenario("examples/scenarios/grid16-gray-loss.toml", Actuators::AlwaysLate, None).await;
+    let incident = the_loss_incident(&run);
+    assert!(incident.explanation.contains("expired"), "{}", incident.explanation);
+    assert!(incident.explanation.contains("rolled back"), "{}", incident.explanation);
+    assert_eq!(incident.outcome, Outcome::Failed);
 }
 
 fn on_link(run: &Run) -> (Vec<&Incident>, Vec<String>) {

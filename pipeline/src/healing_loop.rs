@@ -27,11 +27,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 use x0_schema::{
-    ActionRecord, CommandResult, Element, HealingCommand, Incident, IncidentState, RootCause, RootCauseKind,
-    SigningKey, TelemetryBatch, Topology,
+    Action, ActionRecord, CommandResult, Element, HealingCommand, Incident, IncidentState, ResultStatus, RootCause,
+    RootCauseKind, SigningKey, TelemetryBatch, Topology,
 };
 use x0_sql::CommandRow;
 use x0_training::{GraphDetector, GraphWindow, LabelledWindow, RobustDetector, MODEL_VERSION};
+
+/// Times one action of a plan is re-issued after reaching its node expired, before
+/// the expiry counts as a refusal (and the plan is rolled back).
+const REISSUES: u32 = 2;
 
 /// Why a telemetry message was refused after decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -529,50 +533,95 @@ impl HealingLoop {
         if let Some(live) = self.live.as_ref().filter(|_| !plan.changes.is_empty()) {
             live.routes_changed(self.planner.wanted());
         }
+        plan.changes.iter().map(|c| self.send_command(incident, &c.target, &c.action, now, out)).collect()
+    }
+
+    /// Signs and records one command of `incident`'s plan, issued `now` and valid for
+    /// `planner.command_ttl`; returns its record for the incident.
+    fn send_command(
+        &mut self,
+        incident: &str,
+        target: &str,
+        action: &Action,
+        now: i64,
+        out: &mut Vec<Publication>,
+    ) -> ActionRecord {
         let ttl = self.config.planner.command_ttl.as_nanos() as i64;
-        plan.changes
-            .iter()
-            .map(|c| {
-                self.issued += 1;
-                let mut cmd = HealingCommand {
-                    schema_version: x0_schema::SCHEMA_VERSION,
-                    id: command_id(incident, self.issued, &c.target, &c.action, now),
-                    incident_id: incident.to_string(),
-                    issued_at: now,
-                    expires_at: now + ttl,
-                    target: c.target.clone(),
-                    action: c.action.clone(),
-                    signature: String::new(),
-                };
-                cmd.sign(&self.signer);
-                self.commands.insert(
-                    cmd.id.clone(),
-                    CommandRow {
-                        command_id: cmd.id.clone(),
-                        incident_id: incident.to_string(),
-                        target: cmd.target.clone(),
-                        action: cmd.action.clone(),
-                        issued_at: now,
-                        expires_at: cmd.expires_at,
-                        status: None,
-                        reason: None,
-                        acked_at: None,
-                    },
-                );
-                self.stats.command_sent();
-                let record = ActionRecord {
-                    command_id: cmd.id.clone(),
-                    target: cmd.target.clone(),
-                    action: cmd.action.clone(),
-                    issued_at: now,
-                    status: None,
-                    reason: None,
-                    acked_at: None,
-                };
-                out.push(Publication::Command(cmd));
-                record
-            })
-            .collect()
+        self.issued += 1;
+        let mut cmd = HealingCommand {
+            schema_version: x0_schema::SCHEMA_VERSION,
+            id: command_id(incident, self.issued, target, action, now),
+            incident_id: incident.to_string(),
+            issued_at: now,
+            expires_at: now + ttl,
+            target: target.to_string(),
+            action: action.clone(),
+            signature: String::new(),
+        };
+        cmd.sign(&self.signer);
+        self.commands.insert(
+            cmd.id.clone(),
+            CommandRow {
+                command_id: cmd.id.clone(),
+                incident_id: incident.to_string(),
+                target: cmd.target.clone(),
+                action: cmd.action.clone(),
+                issued_at: now,
+                expires_at: cmd.expires_at,
+                status: None,
+                reason: None,
+                acked_at: None,
+            },
+        );
+        self.stats.command_sent();
+        let record = ActionRecord {
+            command_id: cmd.id.clone(),
+            target: cmd.target.clone(),
+            action: cmd.action.clone(),
+            issued_at: now,
+            status: None,
+            reason: None,
+            acked_at: None,
+        };
+        out.push(Publication::Command(cmd));
+        record
+    }
+
+    /// A command of a plan in progress that reached its node too late (the node
+    /// refused it as expired: a backlog of commands, a slow consumer) is not a
+    /// refusal of the repair: the same action goes out again under a new id and a
+    /// fresh lifetime, at most [`REISSUES`] times per action. Returns None when `r` is
+    /// not such a result, or the action has had its re-issues (then it is a refusal).
+    fn reissue_expired(&mut self, r: &CommandResult) -> Option<Vec<Publication>> {
+        if r.status != ResultStatus::Rejected || !r.reason.starts_with("expired") {
+            return None;
+        }
+        let row = self.commands.get(&r.command_id)?;
+        let (incident, target, action) = (row.incident_id.clone(), row.target.clone(), row.action.clone());
+        // Only what the plan still wants: an expired route of a plan since withdrawn
+        // stays expired.
+        if !self.planner.still_wants(&target, &action) {
+            return None;
+        }
+        let now = self.stream_now().unwrap_or(r.applied_at);
+        let mut out = Vec::new();
+        let record = self.send_command(&incident, &target, &action, now, &mut out);
+        let new_id = record.command_id.clone();
+        if !self.book.reissue(&incident, &r.command_id, &r.reason, record, REISSUES) {
+            // Not re-issued after all: forget the command just built.
+            self.commands.remove(&new_id);
+            self.issued -= 1;
+            return None;
+        }
+        if let Some(row) = self.commands.get_mut(&r.command_id) {
+            row.status = Some(r.status);
+            row.reason = Some(r.reason.clone());
+            row.acked_at = Some(r.applied_at);
+        }
+        self.stats.result_received(r.status);
+        JobStats::bump(&self.stats.commands_reissued);
+        self.generation += 1;
+        Some(out)
     }
 
     /// Whether `r` may touch the command it names: a result must come from the node the
@@ -599,13 +648,16 @@ impl HealingLoop {
         if self.check_result(r, None).is_err() {
             return vec![];
         }
-        let row = self.commands.get_mut(&r.command_id);
-        if row.as_ref().is_some_and(|row| row.status == Some(r.status)) {
+        if self.commands.get(&r.command_id).is_some_and(|row| row.status == Some(r.status)) {
             // A second delivery of a result already taken (the broker redelivering, a
             // replay after a restart): nothing new.
             JobStats::bump(&self.stats.duplicate_results);
             return vec![];
         }
+        if let Some(out) = self.reissue_expired(r) {
+            return out;
+        }
+        let row = self.commands.get_mut(&r.command_id);
         self.stats.result_received(r.status);
         self.generation += 1;
         if let Some(row) = row {

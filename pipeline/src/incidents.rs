@@ -35,6 +35,13 @@ struct Tracked {
     /// Where its current episode began: the first anomalous window, or the window
     /// that reopened it (what a repair's "before" is measured from).
     episode_start: i64,
+    /// Commands re-issued after reaching their node expired: how often each one's
+    /// action has been (keyed by the newest command id).
+    #[serde(default)]
+    reissued: std::collections::HashMap<String, u32>,
+    /// All such re-issues so far.
+    #[serde(default)]
+    reissued_total: u64,
 }
 
 /// Every incident this job knows, keyed by id, plus candidates not yet confirmed.
@@ -352,6 +359,8 @@ impl IncidentBook {
             recurrences: 0,
             noted_unproven: false,
             episode_start: window_start,
+            reissued: Default::default(),
+            reissued_total: 0,
         };
         self.tracked.insert(id.clone(), tracked);
         id
@@ -408,6 +417,34 @@ impl IncidentBook {
             return Some((id, true));
         }
         Some((id, false))
+    }
+
+    /// Puts `record` (the same action re-issued) in place of command `old` of `id`'s
+    /// plan, which its node refused as expired; false when that action was re-issued
+    /// `max` times already (the expiry then stands as a refusal).
+    pub(crate) fn reissue(&mut self, id: &str, old: &str, why: &str, record: ActionRecord, max: u32) -> bool {
+        let Some(t) = self.tracked.get_mut(id) else { return false };
+        let tries = t.reissued.get(old).copied().unwrap_or(0);
+        if tries >= max {
+            return false;
+        }
+        let Some(a) = t.incident.actions.iter_mut().rev().find(|a| a.command_id == old) else { return false };
+        let new = record.command_id.clone();
+        if t.reissued_total == 0 {
+            push_line(
+                &mut t.incident.explanation,
+                &format!(
+                    "command {old} to {} reached its node expired ({}); the same action was re-issued as {new} (an expiry is re-issued up to {max} times before it counts as a refusal)",
+                    a.target, why
+                ),
+            );
+        }
+        *a = record;
+        t.reissued.remove(old);
+        t.reissued.insert(new.clone(), tries + 1);
+        t.reissued_total += 1;
+        self.by_command.insert(new, id.to_string());
+        true
     }
 
     /// Why the incident's plan must be rolled back now: a command of it was refused,

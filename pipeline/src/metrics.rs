@@ -125,6 +125,12 @@ impl Collector for JobMetrics {
         counter(e, "x0_job_duplicate_results", "Results delivered again (ignored)", g(&s.duplicate_results))?;
         counter(
             e,
+            "x0_job_commands_reissued",
+            "Commands re-issued because they reached their node expired",
+            g(&s.commands_reissued),
+        )?;
+        counter(
+            e,
             "x0_job_rollbacks",
             "Repairs rolled back (did not help, or refused in part)",
             g(&s.repairs_rolled_back),

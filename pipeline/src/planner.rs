@@ -136,6 +136,30 @@ impl Planner {
         }
     }
 
+    /// Whether `action` on `target` is still what the planner wants there: the route
+    /// it installed (a replace), or none of its own (a withdraw).
+    pub(crate) fn still_wants(&self, target: &str, action: &Action) -> bool {
+        let node = |n: &str| self.topo.id(n);
+        match action {
+            Action::RouteReplace { destination, primary, backup } => {
+                let (Some(s), Some(d), Some(p)) = (node(target), node(destination), node(primary)) else {
+                    return false;
+                };
+                let b = match backup.as_deref().map(node) {
+                    None => None,
+                    Some(Some(b)) => Some(b),
+                    Some(None) => return false,
+                };
+                self.installed.get(&(s, d)).is_some_and(|r| r.primary == p && r.backup == b)
+            }
+            Action::RouteWithdraw { destination } => match (node(target), node(destination)) {
+                (Some(s), Some(d)) => !self.installed.contains_key(&(s, d)),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// The routes it installed and has not withdrawn, by node and destination.
     pub(crate) fn wanted(&self) -> Vec<crate::live::WantedRoute> {
         let name = |n: NodeId| self.topo.name(n).to_string();

@@ -45,6 +45,8 @@ pub struct JobStats {
     pub commands_sent: AtomicU64,
     /// Results delivered again after they were taken (ignored).
     pub duplicate_results: AtomicU64,
+    /// Commands re-issued because they reached their node expired.
+    pub commands_reissued: AtomicU64,
     /// Checkpoints written.
     pub checkpoints: AtomicU64,
     /// The last checkpoint's size, bytes.
@@ -95,6 +97,7 @@ impl Default for JobStats {
             incidents: AtomicU64::default(),
             commands_sent: AtomicU64::default(),
             duplicate_results: AtomicU64::default(),
+            commands_reissued: AtomicU64::default(),
             checkpoints: AtomicU64::default(),
             checkpoint_bytes: AtomicU64::default(),
             checkpoint_us: AtomicU64::default(),
@@ -275,6 +278,7 @@ impl JobStats {
             "results_applied": self.results_applied(),
             "results_other": self.results_by_status().values().sum::<u64>() - self.results_applied(),
             "duplicate_results": g(&self.duplicate_results),
+            "commands_reissued": g(&self.commands_reissued),
             "repairs_rolled_back": g(&self.repairs_rolled_back),
             "checkpoints": g(&self.checkpoints),
             "checkpoint_bytes": g(&self.checkpoint_bytes),
