@@ -42,6 +42,8 @@ struct Tracked {
     /// All such re-issues so far.
     #[serde(default)]
     reissued_total: u64,
+    #[serde(skip)]
+    index: ActionIndex,
 }
 
 /// Every incident this job knows, keyed by id, plus candidates not yet confirmed.
@@ -60,7 +62,12 @@ pub(crate) struct IncidentBook {
 /// The first command of the incident's current plan its actuator refused, failed or
 /// rolled back, as a reason.
 fn refused(inc: &Incident) -> Option<String> {
-    inc.actions.iter().find_map(|a| match a.status {
+    inc.actions.iter().find_map(refusal)
+}
+
+/// Why `a` counts as refused, if it does.
+fn refusal(a: &ActionRecord) -> Option<String> {
+    match a.status {
         Some(s @ (ResultStatus::Failed | ResultStatus::Rejected | ResultStatus::RolledBack)) => Some(format!(
             "command {} to {} was {}: {}",
             a.command_id,
@@ -69,7 +76,37 @@ fn refused(inc: &Incident) -> Option<String> {
             a.reason.as_deref().unwrap_or("no reason given")
         )),
         _ => None,
-    })
+    }
+}
+
+/// What a result needs to know about an incident's commands without walking them: a
+/// plan on a mesh of thousands is tens of thousands of commands, each answered once,
+/// and a walk per answer made the job quadratic in the plan. Appends are indexed on
+/// the next use (actions are only ever appended or replaced in place); rebuilt after a
+/// restore.
+#[derive(Debug, Default)]
+struct ActionIndex {
+    /// Where each command is in `incident.actions`.
+    at: std::collections::HashMap<String, usize>,
+    /// Actions indexed so far (a prefix of `incident.actions`).
+    indexed: usize,
+    /// Of those, the ones not answered yet.
+    unanswered: usize,
+    /// The first refusal among them.
+    refusal: Option<String>,
+}
+
+impl ActionIndex {
+    fn sync(&mut self, actions: &[ActionRecord]) {
+        for (i, a) in actions.iter().enumerate().skip(self.indexed) {
+            self.at.insert(a.command_id.clone(), i);
+            self.unanswered += usize::from(a.status.is_none());
+            if self.refusal.is_none() {
+                self.refusal = refusal(a);
+            }
+        }
+        self.indexed = actions.len();
+    }
 }
 
 /// When incidents clear and reopen.
@@ -361,6 +398,7 @@ impl IncidentBook {
             episode_start: window_start,
             reissued: Default::default(),
             reissued_total: 0,
+            index: ActionIndex::default(),
         };
         self.tracked.insert(id.clone(), tracked);
         id
@@ -401,14 +439,18 @@ impl IncidentBook {
     pub(crate) fn on_result(&mut self, r: &CommandResult) -> Option<(String, bool)> {
         let id = self.by_command.get(&r.command_id)?.clone();
         let t = self.tracked.get_mut(&id)?;
-        let a = t.incident.actions.iter_mut().rev().find(|a| a.command_id == r.command_id)?;
+        t.index.sync(&t.incident.actions);
+        let a = &mut t.incident.actions[*t.index.at.get(&r.command_id)?];
+        t.index.unanswered -= usize::from(a.status.is_none());
         a.status = Some(r.status);
         a.reason = (!r.reason.is_empty()).then(|| r.reason.clone());
         a.acked_at = Some(r.applied_at);
+        if t.index.refusal.is_none() {
+            t.index.refusal = refusal(a);
+        }
         let inc = &mut t.incident;
-        let all_acked = inc.actions.iter().all(|a| a.status.is_some());
         // A refused command leaves the incident mitigating: the job rolls the plan back.
-        if inc.state == IncidentState::Mitigating && all_acked && refused(inc).is_none() {
+        if inc.state == IncidentState::Mitigating && t.index.unanswered == 0 && t.index.refusal.is_none() {
             let last = inc.actions.iter().filter_map(|a| a.acked_at).max().unwrap_or(r.applied_at);
             inc.mitigated_at = Some(last);
             inc.mttr_ms = Some(ms(last - inc.opened_at));
@@ -428,7 +470,9 @@ impl IncidentBook {
         if tries >= max {
             return false;
         }
-        let Some(a) = t.incident.actions.iter_mut().rev().find(|a| a.command_id == old) else { return false };
+        t.index.sync(&t.incident.actions);
+        let Some(&at) = t.index.at.get(old) else { return false };
+        let a = &mut t.incident.actions[at];
         let new = record.command_id.clone();
         if t.reissued_total == 0 {
             push_line(
@@ -439,7 +483,10 @@ impl IncidentBook {
                 ),
             );
         }
+        // Unanswered before (its expiry was not recorded) and after: the count holds.
         *a = record;
+        t.index.at.remove(old);
+        t.index.at.insert(new.clone(), at);
         t.reissued.remove(old);
         t.reissued.insert(new.clone(), tries + 1);
         t.reissued_total += 1;
@@ -451,7 +498,11 @@ impl IncidentBook {
     /// failed or rolled back by its actuator (a plan applied in part can loop traffic).
     pub(crate) fn refused_command(&self, id: &str) -> Option<String> {
         let t = self.tracked.get(id).filter(|t| t.acted && !t.rolled_back && !t.incident.state.is_final())?;
-        refused(&t.incident)
+        if t.index.indexed == t.incident.actions.len() {
+            t.index.refusal.clone()
+        } else {
+            refused(&t.incident)
+        }
     }
 
     /// Whether every command of the incident's plan was applied (it is being verified).
