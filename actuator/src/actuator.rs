@@ -3,7 +3,7 @@
 use crate::journal::{Answer, Journal};
 use crate::RouteTarget;
 use std::path::Path;
-use x0_schema::{CommandError, CommandResult, HealingCommand, ResultStatus, VerifyingKey};
+use x0_schema::{Action, CommandError, CommandResult, HealingCommand, ResultStatus, VerifyingKey};
 
 /// One node's actuator.
 pub struct Actuator<T> {
@@ -88,13 +88,13 @@ impl<T: RouteTarget> Actuator<T> {
             }
         };
         if let Err(reason) = self.check(&cmd, now_ns) {
-            return answer(ResultStatus::Rejected, reason, cmd.id, self.target.routes());
+            return answer(ResultStatus::Rejected, reason, cmd.id.clone(), touched(&self.target, &cmd.action));
         }
         // A second delivery (the job replaying after a restart, the broker redelivering)
         // gets the first answer: a duplicate is never a refusal. A command that failed
         // is not retried under the same id either (the planner issues a new one).
         if let Some(first) = self.journal.answer(&cmd.id) {
-            let mut r = answer(first.status, first.reason.clone(), cmd.id, self.target.routes());
+            let mut r = answer(first.status, first.reason.clone(), cmd.id.clone(), touched(&self.target, &cmd.action));
             r.applied_at = first.applied_at;
             return r;
         }
@@ -108,7 +108,7 @@ impl<T: RouteTarget> Actuator<T> {
             // The route is changed; only its memory across a restart is at risk.
             tracing::error!(node = %self.node, error = %e, "actuator journal not written");
         }
-        answer(status, reason, cmd.id, self.target.routes())
+        answer(status, reason, cmd.id.clone(), touched(&self.target, &cmd.action))
     }
 
     fn check(&self, cmd: &HealingCommand, now_ns: i64) -> Result<(), String> {
@@ -138,6 +138,17 @@ pub fn reason_class(r: &CommandResult) -> &'static str {
         return "none";
     }
     CLASSES.iter().find(|(prefix, _)| r.reason.starts_with(prefix)).map_or("other", |(_, class)| class)
+}
+
+/// The routes a command touched, for its answer: its destination's, or every one of
+/// ours for a drain, a restore or a no-op. The whole table on every answer made a
+/// repair of k routes on one node cost k² entries on the results topic.
+fn touched<T: RouteTarget>(target: &T, action: &Action) -> Vec<x0_schema::RouteEntry> {
+    let mut routes = target.routes();
+    if let Action::RouteReplace { destination, .. } | Action::RouteWithdraw { destination } = action {
+        routes.retain(|r| &r.destination == destination);
+    }
+    routes
 }
 
 #[cfg(test)]

@@ -57,7 +57,9 @@ pub struct CommandResult {
     pub reason: String,
     /// When the node finished handling it (ns since epoch).
     pub applied_at: i64,
-    /// The routes we own on the node after the command.
+    /// The routes we own on the node after the command, for what it touched: its
+    /// destination's route (none when the node is back on its baseline for it), or
+    /// every route of ours for a drain, restore, probe-rate or no-op command.
     pub routes: Vec<RouteEntry>,
 }
 
