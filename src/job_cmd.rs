@@ -94,7 +94,12 @@ pub(crate) async fn demo(args: DemoArgs, config: Config) -> Result<()> {
             println!("dead-lettered telemetry: {dlq:?}");
         }
         let discarded = JobStats::get(&outcome.job.telemetry_discarded);
-        if discarded > 0 {
+        if discarded == 0 {
+            println!(
+                "kept up: {} telemetry messages taken in, none discarded by the broker",
+                JobStats::get(&outcome.job.messages)
+            );
+        } else {
             println!(
                 "NOT KEPT UP: the embedded broker discarded {discarded} telemetry message(s) before the job read them; \
                  the results above are from partial data (a smaller mesh, or a release build, keeps up)"
