@@ -13,16 +13,29 @@
 //! shared by every destination: a destination costs a few lookups, and nothing is n².
 //!
 //! Where no neighbour of the edge node qualifies, the repair walks up to [`MAX_DEPTH`]
-//! hops around it (each node on the way takes an override); where that fails too, the
-//! planner repairs that one destination over its whole shortest-path tree instead.
+//! hops around it (each node on the way takes an override), and past a near-bridge,
+//! where the other way round is longer, on up to [`DEEP_DEPTH`] hops over at most
+//! [`DEEP_NODES`] nodes; where that fails too, the planner repairs that one
+//! destination over its whole shortest-path tree instead.
 //! Hand-written: this is the planner's core, and no routing crate offers it.
 
 use std::collections::{HashMap, HashSet};
 use x0_schema::{NodeId, Topology};
 
-/// How far from the edge node a repair may go before the planner falls back to the
-/// destination's whole tree.
+/// How far from the edge node the shallow search goes (every candidate's own hop
+/// distances, shared by every destination: candidates this close to the fault recur).
 pub(crate) const MAX_DEPTH: usize = 3;
+
+/// How far the deep search goes when the shallow one found nothing, before the planner
+/// falls back to the destination's whole tree. Candidates this far out are judged on
+/// the destination's distances (one BFS per destination, not one per candidate).
+/// A whole-tree repair moves every route behind the cut (tens of thousands of route
+/// changes for one near-bridge link of a 2,000-node mesh); a path this long moves a
+/// dozen per destination.
+pub(crate) const DEEP_DEPTH: usize = 12;
+
+/// Nodes the deep search may visit.
+pub(crate) const DEEP_NODES: usize = 2048;
 
 /// A distance beyond any real one, still safe to add to another.
 pub(crate) const FAR: u64 = 1 << 40;
@@ -140,6 +153,7 @@ pub(crate) fn clean_exit(
     z: NodeId,
     d: NodeId,
     avoid: &[NodeId],
+    by_destination: bool,
 ) -> Result<bool, OverBudget> {
     if z == d {
         return Ok(true);
@@ -147,7 +161,10 @@ pub(crate) fn clean_exit(
     if avoid.contains(&z) {
         return Ok(false);
     }
-    if !hops.ensure(topo, z) {
+    // Distances are symmetric: with `by_destination` (a deep search's far-out
+    // candidates), the destination's serve as well as z's. Nearer ones get their own,
+    // which later destinations and the guardrail's current-route check reuse.
+    if !(by_destination && hops.known(d)) && !hops.ensure(topo, z) {
         return Err(OverBudget);
     }
     let zd = hops.between(z, d);
@@ -185,7 +202,9 @@ pub(crate) struct EdgeRepair {
 /// A repair of `x`'s route to `d`: the path `x, p1, …, z` with `z` the first node
 /// whose baseline route is clean, or one of `joins` (nodes whose routes toward `d`
 /// were repaired already). The shallowest such path wins, then the cheapest (link
-/// costs to `z`, fewest hops from `z` on). `Ok(None)`: none within [`MAX_DEPTH`] hops.
+/// costs to `z`, fewest hops from `z` on). `Ok(None)`: none within [`MAX_DEPTH`]
+/// hops, or with `deep` within [`DEEP_DEPTH`] (past [`MAX_DEPTH`] visiting at most
+/// [`DEEP_NODES`] nodes).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn repair_at_edge(
     topo: &Topology,
@@ -196,10 +215,14 @@ pub(crate) fn repair_at_edge(
     d: NodeId,
     avoid: &[NodeId],
     joins: &[NodeId],
+    deep: bool,
 ) -> Result<Option<EdgeRepair>, OverBudget> {
     let mut level = vec![vec![x]];
     let mut seen = HashSet::from([x]);
-    for _ in 0..MAX_DEPTH {
+    for depth in 1..=if deep { DEEP_DEPTH } else { MAX_DEPTH } {
+        if depth > MAX_DEPTH && (seen.len() > DEEP_NODES || !hops.ensure(topo, d)) {
+            break;
+        }
         let (mut next, mut joined) = (Vec::new(), Vec::new());
         for path in &level {
             let at = *path.last().expect("non-empty");
@@ -222,11 +245,13 @@ pub(crate) fn repair_at_edge(
             if !joins {
                 let mut around = avoid.to_vec();
                 around.extend_from_slice(&p[1..p.len() - 1]);
-                if !clean_exit(topo, hops, faults, z, d, &around)? {
+                if !clean_exit(topo, hops, faults, z, d, &around, depth > MAX_DEPTH)? {
                     continue;
                 }
             }
-            let onward = if hops.known(z) { hops.between(z, d) as f64 } else { 0.0 };
+            // A deep exit was judged on d's distances (the same numbers as z's).
+            let known = hops.known(z) || (depth > MAX_DEPTH && hops.known(d));
+            let onward = if known { hops.between(z, d) as f64 } else { 0.0 };
             let c = p.windows(2).map(|w| cost(w[0], w[1])).sum::<f64>() + onward;
             if best.as_ref().is_none_or(|(bc, b)| c < *bc || (c == *bc && *p < b.path)) {
                 best = Some((c, EdgeRepair { path: p.clone(), joins }));
@@ -270,7 +295,7 @@ pub(crate) fn alternate(
         if w == primary || !faults.hop_ok(v, w) {
             continue;
         }
-        let rank = (matches!(clean_exit(topo, hops, faults, w, d, &around), Ok(true)), !around.contains(&w));
+        let rank = (matches!(clean_exit(topo, hops, faults, w, d, &around, false), Ok(true)), !around.contains(&w));
         let c = cost(v, w) + if hops.ensure(topo, w) { hops.between(w, d) as f64 } else { 0.0 };
         if best.is_none_or(|(r, bc, _)| rank > r || rank == r && c < bc) {
             best = Some((rank, c, w));
@@ -310,7 +335,7 @@ mod tests {
                     continue;
                 }
                 let avoid = [21, 8];
-                if clean_exit(&topo, &mut hops, &faults, z, d, &avoid).expect("budget") {
+                if clean_exit(&topo, &mut hops, &faults, z, d, &avoid, false).expect("budget") {
                     passed += 1;
                     let path = baseline_path(&topo, z, d);
                     assert!(
@@ -337,7 +362,7 @@ mod tests {
         let mut hops = Hops::new(topo.len(), 1 << 20);
         hops.require(&topo, 27);
         hops.require(&topo, 28);
-        let repair = repair_at_edge(&topo, &mut hops, &faults, &|_, _| 1.0, 27, 31, &[27], &[])
+        let repair = repair_at_edge(&topo, &mut hops, &faults, &|_, _| 1.0, 27, 31, &[27], &[], false)
             .expect("budget")
             .expect("a repair");
         assert!(!repair.joins);
@@ -356,6 +381,27 @@ mod tests {
         // 27 has a backup besides its primary, across a healthy link.
         let alt = alternate(&topo, &mut hops, &faults, &|_, _| 1.0, 27, path[1], 31, &[27]).expect("a backup");
         assert!(alt != path[1] && alt != 28 && topo.neighbours(27).contains(&alt));
+    }
+
+    /// Past a near-bridge the way round is long: on a ring of 12 with the link 0-1 cut,
+    /// 0's only way to 1 is six hops round the other side, beyond the shallow search;
+    /// the deep search finds it and ends on a clean route.
+    #[test]
+    fn the_deep_search_goes_the_long_way_round() {
+        let names = (0..12).map(|i| format!("n{i}")).collect();
+        let topo = Topology::from_links(names, (0..12).map(|i| (i, (i + 1) % 12)));
+        let (nodes, links) = (HashSet::new(), HashSet::from([(0, 1)]));
+        let faults = Faults { nodes: &nodes, links: &links };
+        let mut hops = Hops::new(topo.len(), 1 << 20);
+        hops.require(&topo, 0);
+        hops.require(&topo, 1);
+        let repair = repair_at_edge(&topo, &mut hops, &faults, &|_, _| 1.0, 0, 1, &[0], &[], true)
+            .expect("budget")
+            .expect("a repair");
+        assert_eq!(repair.path, vec![0, 11, 10, 9, 8, 7, 6]);
+        assert!(repair.path.len() > MAX_DEPTH + 1);
+        let rest = baseline_path(&topo, 6, 1);
+        assert!(!rest.contains(&0) && !rest.contains(&7), "{rest:?}");
     }
 
     /// Where a neighbour's own route avoids us, that neighbour is the backup.

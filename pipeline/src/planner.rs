@@ -11,7 +11,9 @@
 
 use crate::config::PlannerConfig;
 use crate::features::WindowFeatures;
-use crate::local_repair::{alternate, clean_exit, repair_at_edge, EdgeRepair, Faults, Hops, FAR, MAX_DEPTH};
+use crate::local_repair::{
+    alternate, clean_exit, repair_at_edge, EdgeRepair, Faults, Hops, DEEP_DEPTH, FAR, MAX_DEPTH,
+};
 use crate::stats::PlanCost;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
@@ -437,10 +439,11 @@ impl Planner {
         let mut around = avoid.to_vec();
         let mut repairs: Vec<EdgeRepair> = Vec::with_capacity(xs.len());
         // First each edge node on its own; then those that found no clean exit may
-        // join a neighbour's repair (two sides of a crash, around each other).
+        // join a neighbour's repair (two sides of a crash, around each other); only
+        // where neither is within reach does the search go deep (past a near-bridge).
         let mut pending = Vec::new();
         for &x in xs {
-            match repair_at_edge(&self.topo, hops, faults, &cost, x, d, &around, &[]).ok()? {
+            match repair_at_edge(&self.topo, hops, faults, &cost, x, d, &around, &[], false).ok()? {
                 Some(r) => {
                     around.extend_from_slice(&r.path[1..r.path.len() - 1]);
                     repairs.push(r);
@@ -451,7 +454,10 @@ impl Planner {
         for x in pending {
             let repaired: Vec<NodeId> =
                 repairs.iter().flat_map(|r| r.path[..r.path.len() - usize::from(!r.joins)].iter().copied()).collect();
-            let r = repair_at_edge(&self.topo, hops, faults, &cost, x, d, &around, &repaired).ok()??;
+            let r = match repair_at_edge(&self.topo, hops, faults, &cost, x, d, &around, &repaired, false).ok()? {
+                Some(r) => r,
+                None => repair_at_edge(&self.topo, hops, faults, &cost, x, d, &around, &repaired, true).ok()??,
+            };
             around.extend_from_slice(&r.path[1..r.path.len() - 1]);
             repairs.push(r);
         }
@@ -460,7 +466,8 @@ impl Planner {
         if repairs.len() > 1 || repairs.iter().any(|r| r.path.len() > 2) {
             for r in repairs.iter().filter(|r| !r.joins) {
                 let z = *r.path.last().expect("non-empty");
-                if !clean_exit(&self.topo, hops, faults, z, d, &around).ok()? {
+                let deep = r.path.len() > MAX_DEPTH + 1;
+                if !clean_exit(&self.topo, hops, faults, z, d, &around, deep).ok()? {
                     return None;
                 }
             }
@@ -623,7 +630,7 @@ impl Planner {
         plan.explanation.insert(
             0,
             format!(
-                "route {} (node, destination) pair(s) on {} node(s) around {element}: where a node next to the fault has a neighbour (or a path of up to {MAX_DEPTH} hops) whose own route avoids it, only that changes; elsewhere each node whose route crosses it takes the next hop of its cheapest healthy path (ETX link costs); backups are loop-free alternates where one exists{}; routes that did not cross {element} were left alone",
+                "route {} (node, destination) pair(s) on {} node(s) around {element}: where a node next to the fault has a neighbour (or a path of up to {MAX_DEPTH} hops, {DEEP_DEPTH} past a near-bridge) whose own route avoids it, only that changes; elsewhere each node whose route crosses it takes the next hop of its cheapest healthy path (ETX link costs); backups are loop-free alternates where one exists{}; routes that did not cross {element} were left alone",
                 plan.changes.len(),
                 targets.len(),
                 if self.config.k_paths >= 2 { "" } else { " (none: planner.k_paths = 1)" }
