@@ -164,7 +164,8 @@ pub(crate) fn clean_exit(
     // Distances are symmetric: with `by_destination` (a deep search's far-out
     // candidates), the destination's serve as well as z's. Nearer ones get their own,
     // which later destinations and the guardrail's current-route check reuse.
-    if !(by_destination && hops.known(d)) && !hops.ensure(topo, z) {
+    let from_destination = by_destination && hops.known(d);
+    if !from_destination && !hops.ensure(topo, z) {
         return Err(OverBudget);
     }
     let zd = hops.between(z, d);
