@@ -600,19 +600,13 @@ impl HealingLoop {
         let (incident, target, action) = (row.incident_id.clone(), row.target.clone(), row.action.clone());
         // Only what the plan still wants: an expired route of a plan since withdrawn
         // stays expired.
-        if !self.planner.still_wants(&target, &action) {
+        if !self.planner.still_wants(&target, &action) || !self.book.may_reissue(&incident, &r.command_id, REISSUES) {
             return None;
         }
         let now = self.stream_now().unwrap_or(r.applied_at);
         let mut out = Vec::new();
         let record = self.send_command(&incident, &target, &action, now, &mut out);
-        let new_id = record.command_id.clone();
-        if !self.book.reissue(&incident, &r.command_id, &r.reason, record, REISSUES) {
-            // Not re-issued after all: forget the command just built.
-            self.commands.remove(&new_id);
-            self.issued -= 1;
-            return None;
-        }
+        self.book.reissue(&incident, &r.command_id, &r.reason, record, REISSUES);
         if let Some(row) = self.commands.get_mut(&r.command_id) {
             row.status = Some(r.status);
             row.reason = Some(r.reason.clone());

@@ -39,9 +39,6 @@ struct Tracked {
     /// action has been (keyed by the newest command id).
     #[serde(default)]
     reissued: std::collections::HashMap<String, u32>,
-    /// All such re-issues so far.
-    #[serde(default)]
-    reissued_total: u64,
     #[serde(skip)]
     index: ActionIndex,
 }
@@ -397,7 +394,6 @@ impl IncidentBook {
             noted_unproven: false,
             episode_start: window_start,
             reissued: Default::default(),
-            reissued_total: 0,
             index: ActionIndex::default(),
         };
         self.tracked.insert(id.clone(), tracked);
@@ -461,20 +457,24 @@ impl IncidentBook {
         Some((id, false))
     }
 
-    /// Puts `record` (the same action re-issued) in place of command `old` of `id`'s
-    /// plan, which its node refused as expired; false when that action was re-issued
-    /// `max` times already (the expiry then stands as a refusal).
-    pub(crate) fn reissue(&mut self, id: &str, old: &str, why: &str, record: ActionRecord, max: u32) -> bool {
+    /// Whether command `old` of `id`'s plan, which its node refused as expired, may be
+    /// re-issued: it is in the plan and its action was re-issued fewer than `max`
+    /// times (else the expiry stands as a refusal).
+    pub(crate) fn may_reissue(&mut self, id: &str, old: &str, max: u32) -> bool {
         let Some(t) = self.tracked.get_mut(id) else { return false };
-        let tries = t.reissued.get(old).copied().unwrap_or(0);
-        if tries >= max {
-            return false;
-        }
         t.index.sync(&t.incident.actions);
-        let Some(&at) = t.index.at.get(old) else { return false };
+        t.index.at.contains_key(old) && t.reissued.get(old).copied().unwrap_or(0) < max
+    }
+
+    /// Puts `record` (the same action re-issued) in place of command `old` of `id`'s
+    /// plan; [`may_reissue`](Self::may_reissue) said it may be.
+    pub(crate) fn reissue(&mut self, id: &str, old: &str, why: &str, record: ActionRecord, max: u32) {
+        let Some(t) = self.tracked.get_mut(id) else { return };
+        let Some(&at) = t.index.at.get(old) else { return };
+        let tries = t.reissued.remove(old).unwrap_or(0);
         let a = &mut t.incident.actions[at];
         let new = record.command_id.clone();
-        if t.reissued_total == 0 {
+        if t.reissued.is_empty() && tries == 0 {
             push_line(
                 &mut t.incident.explanation,
                 &format!(
@@ -487,11 +487,8 @@ impl IncidentBook {
         *a = record;
         t.index.at.remove(old);
         t.index.at.insert(new.clone(), at);
-        t.reissued.remove(old);
         t.reissued.insert(new.clone(), tries + 1);
-        t.reissued_total += 1;
         self.by_command.insert(new, id.to_string());
-        true
     }
 
     /// Why the incident's plan must be rolled back now: a command of it was refused,
