@@ -297,8 +297,9 @@ pub(crate) async fn simulate(args: SimulateArgs, config: Config) -> Result<()> {
     }
     let scenario = Scenario::from_file(&scenario)?;
     let vk = x0_schema::read_verifying_key(&verifying_key)?;
+    let options_start_ns = x0_schema::wall_clock_ns();
     let options = x0_lab::SimOptions {
-        start_ns: x0_schema::wall_clock_ns(),
+        start_ns: options_start_ns,
         deliver_commands_twice: args.deliver_commands_twice,
         ..Default::default()
     };
@@ -320,7 +321,15 @@ pub(crate) async fn simulate(args: SimulateArgs, config: Config) -> Result<()> {
         t.route_changes.len()
     );
     if let Some(path) = args.stats_json {
+        // Restoration from the probe traffic itself (the job's incidents are not here:
+        // it runs elsewhere).
+        let restored = x0_lab::score_run(&scenario, &m.fault_elements(), t, &[], options_start_ns, "sim")
+            .faults
+            .into_iter()
+            .map(|f| serde_json::json!({"target": f.target, "injected_at_ms": f.injected_at_ms, "traffic_restored_at_ms": f.traffic_restored_at_ms}))
+            .collect::<Vec<_>>();
         let json = serde_json::json!({
+            "faults": restored,
             "ticks": stats.ticks,
             "telemetry_messages": stats.telemetry_messages,
             "send_failures": stats.send_failures,

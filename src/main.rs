@@ -2,6 +2,7 @@
 //! this crate only parses flags and calls the library crates.
 
 mod args;
+mod config_cmd;
 mod history_cmd;
 mod job_cmd;
 mod lab_cmd;
@@ -70,7 +71,7 @@ enum Command {
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
-        action: ConfigAction,
+        action: config_cmd::ConfigAction,
     },
     /// Manage the keys: the ed25519 pair that signs healing commands, the fleet secret
     /// and the node and producer keys that authenticate telemetry and results.
@@ -86,17 +87,6 @@ enum Command {
         #[command(subcommand)]
         action: lab_cmd::LabAction,
     },
-}
-
-#[derive(Subcommand)]
-enum ConfigAction {
-    /// Check a configuration file (plus X0__ environment overrides); report every problem.
-    Check {
-        /// The file to check.
-        file: PathBuf,
-    },
-    /// Print the built-in defaults, documented.
-    Show,
 }
 
 #[derive(Subcommand)]
@@ -169,20 +159,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Sql(args) => history_cmd::sql(args, load_config(config)?).await,
         Command::Agent(args) => agent_main(args, config).await,
         Command::Lab { action } => lab_cmd::lab(action, config).await,
-        Command::Config { action: ConfigAction::Show } => {
-            print!("{}", x0_pipeline::DEFAULT_TOML);
-            Ok(())
-        }
-        Command::Config { action: ConfigAction::Check { file } } => {
-            match Config::load(Some(&file), std::env::vars()) {
-                Ok(_) => println!("{}: ok", file.display()),
-                Err(e) => {
-                    eprintln!("{}: {e}", file.display());
-                    std::process::exit(1);
-                }
-            }
-            Ok(())
-        }
+        Command::Config { action } => config_cmd::config(action),
         Command::Keys { action: KeysAction::Fleet { out } } => {
             x0_schema::generate_fleet_secret(&out)?;
             println!("fleet secret {} (keep it on the stream job only: keys.fleet_secret)", out.display());

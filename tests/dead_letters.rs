@@ -75,7 +75,14 @@ struct Job {
 async fn start_job(trust: Option<Trust>) -> Job {
     let broker = DevBroker::start(&Topics::default(), 1).unwrap();
     let kafka = KafkaConfig::for_brokers(&broker.bootstrap_servers());
-    let topo = Topology::generate(&TopologySpec { shape: Shape::Ring, nodes: 4, seed: 1, links: vec![] }).unwrap();
+    let topo = Topology::generate(&TopologySpec {
+        shape: Shape::Ring,
+        nodes: 4,
+        seed: 1,
+        links: vec![],
+        regions: Default::default(),
+    })
+    .unwrap();
     let stats = Arc::new(JobStats::default());
     let features = FeatureEngine::new(BUILTIN_FEATURES_SQL).await.unwrap();
     let mut core =

@@ -223,7 +223,14 @@ async fn only_clients_with_an_svid_of_the_trust_domain_reach_the_broker() {
     assert!(evil_kafka.spiffe.check_identity(Role::Job).is_err(), "another trust domain's job id");
 
     // The stream job, with its SVID, takes what agent n1 publishes with its own.
-    let topo = Topology::generate(&TopologySpec { shape: Shape::Ring, nodes: 4, seed: 1, links: vec![] }).unwrap();
+    let topo = Topology::generate(&TopologySpec {
+        shape: Shape::Ring,
+        nodes: 4,
+        seed: 1,
+        links: vec![],
+        regions: Default::default(),
+    })
+    .unwrap();
     let stats = Arc::new(JobStats::default());
     let features = FeatureEngine::new(BUILTIN_FEATURES_SQL).await.unwrap();
     let fleet = FleetSecret::generate();

@@ -47,6 +47,11 @@ pub struct AgentSettings {
     pub state_dir: std::path::PathBuf,
     /// Address of the agent's `/metrics`, `/healthz`, `/readyz`; empty: none.
     pub listen: String,
+    /// On a mesh split into regions, the telemetry partitions this node's batches go to
+    /// (`x0tta6bl4 config regions` lists them per node); empty: keyed by node, as Kafka
+    /// hashes it.
+    #[serde(default)]
+    pub telemetry_partitions: Vec<i32>,
 }
 
 impl AgentSettings {

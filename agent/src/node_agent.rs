@@ -172,10 +172,15 @@ pub async fn run_agent(opts: AgentOptions, mut shutdown: watch::Receiver<bool>) 
                     metrics.telemetry(&batch);
                     let (payload, headers) = telemetry_message(encoding, &batch);
                     let headers = opts.signer.sign(headers, &node, &payload);
-                    let record = BaseRecord::to(&opts.kafka.topics.telemetry).key(&node).payload(&payload).headers(headers);
-                    if let Err((e, _)) = producer.send(record) {
-                        metrics.dropped.inc();
-                        tracing::warn!(error = %e, "telemetry not queued");
+                    // One copy per region that needs it (none listed: by key).
+                    let partitions = &opts.settings.telemetry_partitions;
+                    for partition in partitions.iter().copied().map(Some).chain(partitions.is_empty().then_some(None)) {
+                        let mut record = BaseRecord::to(&opts.kafka.topics.telemetry).key(&node).payload(&payload).headers(headers.clone());
+                        record.partition = partition;
+                        if let Err((e, _)) = producer.send(record) {
+                            metrics.dropped.inc();
+                            tracing::warn!(error = %e, "telemetry not queued");
+                        }
                     }
                     producer.poll(Duration::ZERO);
                 }

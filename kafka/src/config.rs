@@ -35,6 +35,12 @@ pub enum KafkaError {
         /// What the broker or client said.
         source: rdkafka::error::KafkaError,
     },
+    /// The cluster knows no partition of a topic the client needs.
+    #[error("topic {topic} has no partitions on the cluster (create it first)")]
+    NoPartitions {
+        /// The topic.
+        topic: String,
+    },
 }
 
 /// Where the brokers are and how to talk to them.

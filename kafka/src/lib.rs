@@ -20,4 +20,4 @@ pub use broker::DevBroker;
 pub use config::{assign_all, dead_letter, fenced, header, possibly_persisted, KafkaConfig, KafkaError};
 pub use rdkafka;
 pub use spiffe::{svid_id, Role, SpiffeConfig, SpiffeError, EXIT_SVID_ROTATED, SVID_CHECK_EVERY};
-pub use telemetry::{telemetry_message, Signer, TelemetryPublisher};
+pub use telemetry::{partition_count, telemetry_message, Signer, TelemetryPublisher};

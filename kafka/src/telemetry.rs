@@ -4,11 +4,13 @@
 //! node.
 
 use crate::{KafkaConfig, KafkaError};
+use futures::future::join_all;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use std::collections::HashMap;
 use std::time::Duration;
 use x0_schema::{
-    encode_telemetry, ContentType, FleetSecret, MessageKey, TelemetryBatch, CONTENT_TYPE_HEADER, MAC_HEADER,
+    encode_telemetry, ContentType, FleetSecret, MessageKey, TelemetryBatch, Topology, CONTENT_TYPE_HEADER, MAC_HEADER,
 };
 
 /// Who authenticates the messages a process sends in a node's name (telemetry and
@@ -43,6 +45,9 @@ pub struct TelemetryPublisher {
     topic: String,
     encoding: ContentType,
     signer: Signer,
+    /// Per node name, the partitions its batches go to (its regions' instances); a
+    /// node not in it goes by key, as Kafka hashes it.
+    routes: HashMap<String, Vec<i32>>,
 }
 
 impl std::fmt::Debug for TelemetryPublisher {
@@ -59,7 +64,22 @@ impl TelemetryPublisher {
             topic: kafka.topics.telemetry.clone(),
             encoding,
             signer: Signer::Unsigned,
+            routes: HashMap::new(),
         })
+    }
+
+    /// The same publisher, sending each node's batches to the partitions of every
+    /// region that needs them (see [`Regions`]), when `topology` is split into regions;
+    /// asks the cluster how many partitions the topic has (blocking, at most `within`).
+    pub fn regioned(mut self, topology: &Topology, within: Duration) -> Result<Self, KafkaError> {
+        let regions = topology.regions();
+        if regions.count() <= 1 {
+            return Ok(self);
+        }
+        let partitions = partition_count(&self.producer, &self.topic, within)?;
+        self.routes =
+            (0..topology.len()).map(|v| (topology.name(v).to_string(), regions.partitions_of(v, partitions))).collect();
+        Ok(self)
     }
 
     /// The same publisher, authenticating every message with `signer`.
@@ -71,13 +91,32 @@ impl TelemetryPublisher {
     pub async fn publish(&self, node: &str, batch: &TelemetryBatch) -> Result<(), KafkaError> {
         let (payload, headers) = telemetry_message(self.encoding, batch);
         let headers = self.signer.sign(headers, node, &payload);
-        let record = FutureRecord::to(&self.topic).key(node).payload(&payload).headers(headers);
-        self.producer
-            .send(record, Duration::from_secs(5))
-            .await
-            .map(|_| ())
-            .map_err(|(source, _)| KafkaError::Delivery { topic: self.topic.clone(), source })
+        let send = |partition: Option<i32>| {
+            let mut record = FutureRecord::to(&self.topic).key(node).payload(&payload).headers(headers.clone());
+            record.partition = partition;
+            async move {
+                self.producer
+                    .send(record, Duration::from_secs(5))
+                    .await
+                    .map(|_| ())
+                    .map_err(|(source, _)| KafkaError::Delivery { topic: self.topic.clone(), source })
+            }
+        };
+        match self.routes.get(node) {
+            None => send(None).await,
+            Some(to) => join_all(to.iter().map(|&p| send(Some(p)))).await.into_iter().collect(),
+        }
     }
+}
+
+/// How many partitions `topic` has (a metadata request; blocking).
+pub fn partition_count(producer: &FutureProducer, topic: &str, within: Duration) -> Result<usize, KafkaError> {
+    let metadata = producer.client().fetch_metadata(Some(topic), within)?;
+    let count = metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len());
+    if count == 0 {
+        return Err(KafkaError::NoPartitions { topic: topic.to_string() });
+    }
+    Ok(count)
 }
 
 /// A batch's Kafka payload in `encoding` and the headers that name the encoding.

@@ -61,7 +61,10 @@ pub async fn run_simulation(
     mut on_tick: impl FnMut(&SimMesh),
 ) -> Result<SimRunStats, SimRunError> {
     let producer = kafka.producer()?;
-    let publisher = TelemetryPublisher::new(kafka, encoding)?.signed(signer.clone());
+    let topology = lock(&mesh).topology().clone();
+    let publisher = TelemetryPublisher::new(kafka, encoding)?
+        .signed(signer.clone())
+        .regioned(&topology, std::time::Duration::from_secs(15))?;
     let consumer = kafka.consumer("x0-sim-actuators", &[&kafka.topics.commands])?;
     let (stop_tx, stop_rx) = watch::channel(false);
     // Actuators stamp results with a continuous clock (scenario start + wall time ×

@@ -2,6 +2,7 @@
 //! features, detect, localise, manage incidents, plan and sign commands, take results.
 //! The Kafka loop (`job.rs`) and the benchmark both drive this.
 
+mod regions;
 mod state;
 
 pub use state::StateError;
@@ -94,6 +95,9 @@ pub struct HealingLoop {
     trust: Option<Trust>,
     /// Whoever watches the job as it runs (the web UI).
     live: Option<Arc<LiveView>>,
+    /// The regions this instance owns, when the mesh is split among instances (see
+    /// `regions`); None: it owns everything.
+    ownership: Option<crate::ownership::Ownership>,
 }
 
 /// One window's root-cause hypotheses, as localisation produced them.
@@ -159,6 +163,7 @@ impl HealingLoop {
             checks: BTreeMap::new(),
             trust: None,
             live: None,
+            ownership: None,
         }
     }
 
@@ -346,6 +351,8 @@ impl HealingLoop {
             self.model_inputs.push(window);
         }
         let mut diagnoses = self.localizer.localize(&anomalies, &views, f.start);
+        // Another instance answers for what lies in its regions.
+        diagnoses.retain(|d| self.owns(&d.cause.element));
         if let Some(cal) = &self.calibration {
             for d in &mut diagnoses {
                 let raw = d.cause.confidence;
@@ -640,6 +647,11 @@ impl HealingLoop {
     /// changes nothing): updates its incident, rolls a refused plan back.
     pub fn on_result(&mut self, r: &CommandResult) -> Vec<Publication> {
         if self.check_result(r, None).is_err() {
+            return vec![];
+        }
+        if !self.commands.contains_key(&r.command_id) {
+            // Another instance's command (the mesh split among several), or one whose
+            // incident settled and was evicted: not this loop's to take.
             return vec![];
         }
         if self.commands.get(&r.command_id).is_some_and(|row| row.status == Some(r.status)) {

@@ -302,6 +302,7 @@ pub async fn run_job(
         JobError::Unreachable { brokers: kafka.brokers.clone(), waited: startup, reason: e.to_string() }
     })?;
     core.expect_sources(&partitions, wall_clock_ns());
+    core.split_by_regions(partitions.len());
     core.stats().durable.store(manual, std::sync::atomic::Ordering::Relaxed);
     let mut lag_tick = tokio::time::interval(LAG_EVERY);
     let mut lag_task = None;
@@ -372,7 +373,10 @@ pub async fn run_job(
                             discard_warned = Some(Instant::now());
                         }
                     }
-                    if !taken.new {
+                    if !core.holds_partition(m.partition()) {
+                        take_assignment(&mut core, &telemetry);
+                    }
+                    if !taken.new || !core.takes_copy(m.key(), m.partition()) {
                         continue;
                     }
                     let payload = m.payload().unwrap_or_default();
@@ -412,6 +416,7 @@ pub async fn run_job(
                 Err(e) => tracing::warn!(error = %e, "telemetry consumer"),
             },
             _ = lag_tick.tick() => {
+                take_assignment(&mut core, &telemetry);
                 refresh_lag(&io.producer(), consumer_positions([&telemetry, &results]), core.stats().clone(), &mut lag_task);
             }
             _ = watchdog.tick() => {
@@ -446,6 +451,17 @@ pub async fn run_job(
     }
     write_history(&mut core, &mut history, &mut written, true)?;
     Ok(JobReport { incidents: core.incidents(), commands: core.command_rows() })
+}
+
+/// Takes the telemetry consumer's current assignment: on a mesh split into regions,
+/// the regions this instance owns (see [`HealingLoop::assign`]).
+fn take_assignment(core: &mut HealingLoop, telemetry: &StreamConsumer) {
+    let Ok(assigned) = telemetry.assignment() else { return };
+    let partitions = assigned.elements().iter().map(|e| e.partition()).collect();
+    if let Some(regions) = core.assign(partitions) {
+        tracing::info!(?regions, "this instance now owns these regions of the mesh");
+        eprintln!("stream job: owns regions {regions:?} of the mesh");
+    }
 }
 
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);

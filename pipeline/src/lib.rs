@@ -41,6 +41,7 @@ mod live;
 mod local_repair;
 mod metrics;
 mod model_slot;
+mod ownership;
 mod planner;
 mod rca;
 mod recall;

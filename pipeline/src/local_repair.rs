@@ -311,8 +311,14 @@ mod tests {
     use x0_schema::{Shape, TopologySpec};
 
     fn grid(side: usize) -> Topology {
-        Topology::generate(&TopologySpec { shape: Shape::Grid, nodes: side * side, seed: 1, links: vec![] })
-            .expect("grid")
+        Topology::generate(&TopologySpec {
+            shape: Shape::Grid,
+            nodes: side * side,
+            seed: 1,
+            links: vec![],
+            regions: Default::default(),
+        })
+        .expect("grid")
     }
 
     /// Walks baseline next hops (fewest hops, lowest id first) from s to d.

@@ -695,7 +695,14 @@ mod tests {
     use x0_schema::{Shape, TopologySpec};
 
     fn planner() -> Planner {
-        let topo = Topology::generate(&TopologySpec { shape: Shape::Grid, nodes: 16, seed: 1, links: vec![] }).unwrap();
+        let topo = Topology::generate(&TopologySpec {
+            shape: Shape::Grid,
+            nodes: 16,
+            seed: 1,
+            links: vec![],
+            regions: Default::default(),
+        })
+        .unwrap();
         let config = PlannerConfig { max_changes_per_route_per_minute: 1000, ..crate::Config::default().planner };
         Planner::new(topo, config)
     }
@@ -828,7 +835,9 @@ mod tests {
         for (shape, nodes) in
             [(Shape::Grid, 225), (Shape::RandomGeometric, 200), (Shape::RingOfRings, 120), (Shape::Ring, 40)]
         {
-            let topo = Topology::generate(&TopologySpec { shape, nodes, seed: 3, links: vec![] }).unwrap();
+            let topo =
+                Topology::generate(&TopologySpec { shape, nodes, seed: 3, links: vec![], regions: Default::default() })
+                    .unwrap();
             let mut p = Planner::new(topo.clone(), planner().config.clone());
             let (mut crashed, mut cut) = (Vec::new(), Vec::new());
             let mut incidents = Vec::new();
@@ -871,8 +880,14 @@ mod tests {
     /// and a few nodes beside them change routes, not every node upstream.
     #[test]
     fn a_cut_is_repaired_at_its_edge() {
-        let topo =
-            Topology::generate(&TopologySpec { shape: Shape::Grid, nodes: 400, seed: 1, links: vec![] }).unwrap();
+        let topo = Topology::generate(&TopologySpec {
+            shape: Shape::Grid,
+            nodes: 400,
+            seed: 1,
+            links: vec![],
+            regions: Default::default(),
+        })
+        .unwrap();
         let mut p = Planner::new(topo.clone(), planner().config.clone());
         let crossing = (0..topo.len())
             .map(|d| {

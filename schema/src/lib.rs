@@ -40,6 +40,7 @@ mod incident;
 mod json_codec;
 mod key_files;
 mod message_auth;
+mod regions;
 mod result;
 mod scenario;
 mod summary;
@@ -62,6 +63,7 @@ pub use key_files::{
     read_verifying_key, write_message_key, KeyFileError,
 };
 pub use message_auth::{FleetSecret, MessageKey, MAC_HEADER, PRODUCER_HEADER};
+pub use regions::{farthest_node, hop_counts, voronoi_cells, Regions, RegionsSpec, HALO_HOPS};
 pub use result::{CommandResult, ResultStatus, RouteEntry};
 pub use scenario::{
     Direction, Fault, FaultKind, FaultTarget, Scenario, ScenarioError, Shape, TopologySpec, TrafficPairs, TrafficSpec,

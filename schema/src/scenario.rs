@@ -1,6 +1,7 @@
 //! The scenario file: a mesh, its probe traffic and the faults to inject. Shared by
 //! the simulator, the demo, the lab and the evaluation.
 
+use crate::RegionsSpec;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use thiserror::Error;
@@ -63,6 +64,10 @@ pub struct TopologySpec {
     /// Links of an explicit topology, as node-name pairs.
     #[serde(default)]
     pub links: Vec<[String; 2]>,
+    /// Regions for several job instances (see [`crate::Regions`]): a count, cut
+    /// automatically, or the nodes of each; 1 (the default): not split.
+    #[serde(default, skip_serializing_if = "RegionsSpec::is_single")]
+    pub regions: RegionsSpec,
 }
 
 /// Which node pairs carry probe flows.

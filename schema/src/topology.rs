@@ -2,7 +2,7 @@
 //! fault targets. The simulator, the stream job and the lab all derive these from the
 //! same scenario with this code, so they agree on names, links and baseline routing.
 
-use crate::{Element, Fault, FaultTarget, Scenario, Shape, TopologySpec, TrafficPairs};
+use crate::{Element, Fault, FaultTarget, Regions, Scenario, Shape, TopologySpec, TrafficPairs};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -25,6 +25,9 @@ pub enum TopologyError {
         /// The target it names.
         target: String,
     },
+    /// `[topology] regions` lists a node the topology does not have.
+    #[error("regions: unknown node {0:?}")]
+    UnknownRegionNode(String),
     /// An `auto` fault found no element of the kind it needs.
     #[error("fault {fault}: no eligible {what} for target = \"auto\"")]
     NoAutoTarget {
@@ -42,6 +45,7 @@ pub struct Topology {
     index: HashMap<String, NodeId>,
     links: Vec<(NodeId, NodeId)>,
     adjacency: Vec<Vec<NodeId>>,
+    regions: Regions,
 }
 
 impl Topology {
@@ -62,7 +66,8 @@ impl Topology {
         for adj in &mut adjacency {
             adj.sort_unstable();
         }
-        Topology { names, index, links: out, adjacency }
+        let regions = Regions::single(names.len());
+        Topology { names, index, links: out, adjacency, regions }
     }
 
     /// Generates the scenario's topology; deterministic for a seed.
@@ -102,7 +107,18 @@ impl Topology {
         if topo.names.is_empty() {
             return Err(TopologyError::Empty);
         }
-        Ok(topo)
+        if let crate::RegionsSpec::Explicit(groups) = &spec.regions {
+            if let Some(unknown) = groups.iter().flatten().find(|n| topo.id(n).is_none()) {
+                return Err(TopologyError::UnknownRegionNode(unknown.clone()));
+            }
+        }
+        let regions = Regions::new(&topo, &spec.regions);
+        Ok(Topology { regions, ..topo })
+    }
+
+    /// Its regions (one unless the inventory splits it among job instances).
+    pub fn regions(&self) -> &Regions {
+        &self.regions
     }
 
     /// How many nodes.
@@ -365,7 +381,7 @@ mod tests {
     use super::*;
 
     fn spec(shape: Shape, nodes: usize) -> TopologySpec {
-        TopologySpec { shape, nodes, seed: 7, links: vec![] }
+        TopologySpec { shape, nodes, seed: 7, links: vec![], regions: Default::default() }
     }
 
     #[test]

@@ -7,8 +7,7 @@
 //! [`DETAIL_MAX`] nodes the mesh is cut into regions (graph Voronoi cells around
 //! far-apart seeds), each drawn at the mean landmark position of its nodes.
 
-use std::collections::VecDeque;
-use x0_schema::Topology;
+use x0_schema::{farthest_node as farthest, hop_counts as bfs, Topology};
 
 /// The largest mesh drawn node by node; a bigger one is drawn by region.
 pub const DETAIL_MAX: usize = 400;
@@ -40,7 +39,7 @@ impl MeshMap {
             return MeshMap { pos, region_of: None, region_links: vec![], region_sizes: vec![] };
         }
         let k = n.div_ceil(REGION_NODES).clamp(2, REGIONS_MAX);
-        let region_of = regions(&adjacency, k);
+        let region_of = x0_schema::voronoi_cells(&adjacency, k);
         let mut region_sizes = vec![0u32; k];
         for &r in &region_of {
             region_sizes[r as usize] += 1;
@@ -64,63 +63,6 @@ impl MeshMap {
         let region_links = between.into_iter().map(|((a, b), c)| (a, b, c)).collect();
         MeshMap { pos, region_of: Some(region_of), region_links, region_sizes }
     }
-}
-
-/// Hop counts from `from` (usize::MAX: unreachable).
-fn bfs(adjacency: &[Vec<usize>], from: &[usize]) -> Vec<usize> {
-    let mut dist = vec![usize::MAX; adjacency.len()];
-    let mut queue = VecDeque::new();
-    for &s in from {
-        dist[s] = 0;
-        queue.push_back(s);
-    }
-    while let Some(v) = queue.pop_front() {
-        for &u in &adjacency[v] {
-            if dist[u] == usize::MAX {
-                dist[u] = dist[v] + 1;
-                queue.push_back(u);
-            }
-        }
-    }
-    dist
-}
-
-/// The node farthest from `d` (reachable ones only; the first on ties).
-fn farthest(d: &[usize]) -> usize {
-    (0..d.len()).filter(|&v| d[v] != usize::MAX).max_by_key(|&v| (d[v], std::cmp::Reverse(v))).unwrap_or(0)
-}
-
-/// Cuts the graph into `k` cells around far-apart seeds (farthest-point sampling);
-/// each node joins its nearest seed. Unreachable nodes join cell 0.
-fn regions(adjacency: &[Vec<usize>], k: usize) -> Vec<u32> {
-    let mut seeds = vec![farthest(&bfs(adjacency, &[0]))];
-    let mut nearest = bfs(adjacency, &seeds);
-    while seeds.len() < k {
-        let next = farthest(&nearest);
-        if nearest[next] == 0 {
-            break;
-        }
-        seeds.push(next);
-        for (d, s) in nearest.iter_mut().zip(bfs(adjacency, &[next])) {
-            *d = (*d).min(s);
-        }
-    }
-    // One multi-source sweep, remembering which seed reached each node first.
-    let mut owner = vec![u32::MAX; adjacency.len()];
-    let mut queue = VecDeque::new();
-    for (r, &s) in seeds.iter().enumerate() {
-        owner[s] = r as u32;
-        queue.push_back(s);
-    }
-    while let Some(v) = queue.pop_front() {
-        for &u in &adjacency[v] {
-            if owner[u] == u32::MAX {
-                owner[u] = owner[v];
-                queue.push_back(u);
-            }
-        }
-    }
-    owner.iter().map(|&o| if o == u32::MAX { 0 } else { o }).collect()
 }
 
 /// Positions in 0..1000 for a graph: landmark coordinates, untangled by

@@ -51,7 +51,8 @@ fn one(seed: u64, i: usize) -> Result<Scenario> {
     let shape = SHAPES[(i / CASES.len() + i) % SHAPES.len()];
     let nodes = rng.gen_range(50..=300);
     // TOML integers are signed 64-bit: keep seeds a file can hold.
-    let spec = TopologySpec { shape, nodes, seed: rng.gen_range(0..1 << 31), links: vec![] };
+    let spec =
+        TopologySpec { shape, nodes, seed: rng.gen_range(0..1 << 31), links: vec![], regions: Default::default() };
     let topo = Topology::generate(&spec)?;
     let traffic = TrafficSpec { pairs: TrafficPairs::Count((nodes / 2).clamp(40, 120)), rate_pps: 50 };
     let mut scenario = Scenario {

@@ -1,0 +1,50 @@
+//! The healing loop on a mesh split into regions among several job instances: which
+//! regions it owns, from its telemetry partitions (see [`crate::ownership`]).
+
+use super::HealingLoop;
+use crate::ownership::Ownership;
+use x0_schema::Element;
+
+impl HealingLoop {
+    /// Splits the work by the inventory's regions, on a telemetry topic of
+    /// `partitions`: from now on this loop owns only the regions of the partitions
+    /// [`assign`](Self::assign) gives it. Nothing changes on an inventory of one region.
+    pub fn split_by_regions(&mut self, partitions: usize) {
+        if self.topo.regions().count() > 1 {
+            self.ownership = Some(Ownership::new(&self.topo, partitions));
+        }
+    }
+
+    /// Takes the consumer group's assignment of telemetry partitions. Returns the
+    /// regions now owned when they changed. Nodes it no longer sees are forgotten as
+    /// reporters (their silence is another instance's news).
+    pub fn assign(&mut self, partitions: Vec<i32>) -> Option<Vec<u32>> {
+        let ownership = self.ownership.as_mut()?;
+        if !ownership.assign(&self.topo, partitions) {
+            return None;
+        }
+        let (ownership, topo) = (&*ownership, &self.topo);
+        self.seen.retain(|n| ownership.sees(topo, n));
+        Some(ownership.regions())
+    }
+
+    /// Whether telemetry from `partition` is this loop's according to the last
+    /// assignment (false: ask the consumer again).
+    pub fn holds_partition(&self, partition: i32) -> bool {
+        self.ownership.as_ref().is_none_or(|o| o.holds(partition))
+    }
+
+    /// Whether to take the copy of a node's batch that came on `partition` (a node
+    /// near a border sends one to each region that needs it).
+    pub fn takes_copy(&self, key: Option<&[u8]>, partition: i32) -> bool {
+        match (&self.ownership, key.and_then(|k| std::str::from_utf8(k).ok())) {
+            (Some(o), Some(node)) => o.takes_copy(&self.topo, node, partition),
+            _ => true,
+        }
+    }
+
+    /// Whether this loop opens incidents and plans for `element`.
+    pub fn owns(&self, element: &Element) -> bool {
+        self.ownership.as_ref().is_none_or(|o| o.owns(&self.topo, element))
+    }
+}
