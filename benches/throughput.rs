@@ -18,7 +18,13 @@
 //! so that root cause and planning are on the measured path; the incidents, commands
 //! and the slowest window close→decision are reported.
 //!
-//! cargo bench --bench throughput -- [--nodes 10000] [--seconds 4] [--arrow | --json] [--authenticated] [--ui] [--faults]
+//! With `--regions R`, the inventory is split into R regions (`[topology] regions`)
+//! and the job is one instance of R in a consumer group that assigned it region 0: it
+//! is fed only what its partition carries (region 0's nodes and its 2-hop halo), and
+//! the `--faults` are placed inside region 0. Its samples/s and decision latency are
+//! what each of R instances needs from its core.
+//!
+//! cargo bench --bench throughput -- [--nodes 10000] [--seconds 4] [--arrow | --json] [--authenticated] [--ui] [--faults] [--regions R]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,12 +52,18 @@ fn main() {
     let arrow = std::env::args().any(|a| a == "--arrow");
     let authenticated = std::env::args().any(|a| a == "--authenticated");
     let ui = std::env::args().any(|a| a == "--ui");
+    let regions = arg("--regions", 1);
+    let shape = format!("[topology]\nshape='grid'\nnodes={nodes}\nseed=1\nregions={regions}\n");
     let faults = if std::env::args().any(|a| a == "--faults") {
         let (link, node) = (seconds * 400, seconds * 600);
-        // Near the middle of the grid (row-major names): a busy link, a busy node.
-        let side = (nodes as f64).sqrt() as u64;
-        let mid = side / 2 * side + side / 2;
-        let (a, b, c) = (format!("n{mid}"), format!("n{}", mid + 1), format!("n{}", mid - side - 3));
+        let (a, b, c) = if regions > 1 {
+            inside_region_zero(&shape)
+        } else {
+            // Near the middle of the grid (row-major names): a busy link, a busy node.
+            let side = (nodes as f64).sqrt() as u64;
+            let mid = side / 2 * side + side / 2;
+            (format!("n{mid}"), format!("n{}", mid + 1), format!("n{}", mid - side - 3))
+        };
         format!(
             "[[fault]]\nat='{link}ms'\nkind='link-down'\ntarget='{a}-{b}'\n[[fault]]\nat='{node}ms'\nkind='node-crash'\ntarget='{c}'\n"
         )
@@ -65,7 +77,7 @@ fn main() {
         _ => ContentType::Binary,
     };
     let scenario = Scenario::from_toml_str(&format!(
-        "name='bench'\nduration='{seconds}s'\ntelemetry_interval='100ms'\n[topology]\nshape='grid'\nnodes={nodes}\nseed=1\n[traffic]\npairs=0\nrate_pps=0\n{faults}"
+        "name='bench'\nduration='{seconds}s'\ntelemetry_interval='100ms'\n{shape}[traffic]\npairs=0\nrate_pps=0\n{faults}"
     ))
     .expect("bench scenario");
     let start_ns = 1_700_000_000_000_000_000;
@@ -73,9 +85,15 @@ fn main() {
     let topo = mesh.topology().clone();
     eprintln!("generating {seconds} s of telemetry for {nodes} nodes, {} links ...", topo.links().len());
     let mut messages = Vec::new();
-    let mut samples = 0u64;
+    let (mut samples, mut all_samples) = (0u64, 0u64);
+    // Region 0's partition: its nodes and their 2-hop halo.
+    let fed = |node: &str| topo.id(node).is_some_and(|v| topo.regions().audience(v).contains(&0));
     while !mesh.finished() {
         for (node, batch) in mesh.step() {
+            all_samples += batch.len() as u64;
+            if !fed(&node) {
+                continue;
+            }
             samples += batch.len() as u64;
             let payload = match encoding {
                 ContentType::JsonLines => encode_json_lines(&batch),
@@ -88,6 +106,13 @@ fn main() {
     }
     let bytes: usize = messages.iter().map(|(_, p, _)| p.len()).sum();
     eprintln!("{} messages, {samples} samples, {:.1} MB of {encoding:?}", messages.len(), bytes as f64 / 1e6);
+    if regions > 1 {
+        println!(
+            "regions {} · this instance owns region 0 and takes in {samples} of the mesh's {all_samples} samples ({:.1}%, its halo included)",
+            topo.regions().count(),
+            100.0 * samples as f64 / all_samples as f64
+        );
+    }
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
@@ -103,6 +128,8 @@ fn main() {
             core = core.with_trust(x0_pipeline::Trust::new(fleet.clone()));
         }
         core.discard_features();
+        core.split_by_regions(regions as usize);
+        core.assign(vec![0]);
         let watched = if ui {
             let live = x0_pipeline::LiveView::new(mesh.topology());
             core = core.with_live(live.clone());
@@ -237,6 +264,27 @@ fn main() {
             restore.elapsed().as_secs_f64() * 1e3
         );
     });
+}
+
+/// A link and a node deep inside region 0 (farthest from every other region), so
+/// that the instance owning region 0 plans for both: (link end, link end, node).
+fn inside_region_zero(shape: &str) -> (String, String, String) {
+    let spec: x0_schema::Scenario =
+        Scenario::from_toml_str(&format!("name='r'\nduration='1s'\n{shape}[traffic]\npairs=0\nrate_pps=0\n"))
+            .expect("scenario");
+    let topo = x0_schema::Topology::generate(&spec.topology).expect("topology");
+    let adjacency: Vec<Vec<usize>> = (0..topo.len()).map(|v| topo.neighbours(v).to_vec()).collect();
+    let others: Vec<usize> = (0..topo.len()).filter(|&v| topo.regions().of(v) != 0).collect();
+    let depth = x0_schema::hop_counts(&adjacency, &others);
+    let deepest = x0_schema::farthest_node(&depth);
+    let next = topo.neighbours(deepest)[0];
+    // Four hops from the link, still deep in region 0.
+    let from_link = x0_schema::hop_counts(&adjacency, &[deepest, next]);
+    let crash = (0..topo.len())
+        .filter(|&v| from_link[v] == 4 && topo.regions().of(v) == 0)
+        .max_by_key(|&v| (depth[v], std::cmp::Reverse(v)))
+        .expect("a node four hops from the link");
+    (topo.name(deepest).to_string(), topo.name(next).to_string(), topo.name(crash).to_string())
 }
 
 /// User + system CPU time of this process so far, in seconds (`/proc/self/stat`, in

@@ -69,7 +69,7 @@ impl TelemetryPublisher {
     }
 
     /// The same publisher, sending each node's batches to the partitions of every
-    /// region that needs them (see [`Regions`]), when `topology` is split into regions;
+    /// region that needs them (see [`Regions`](x0_schema::Regions)), when `topology` is split into regions;
     /// asks the cluster how many partitions the topic has (blocking, at most `within`).
     pub fn regioned(mut self, topology: &Topology, within: Duration) -> Result<Self, KafkaError> {
         let regions = topology.regions();
