@@ -5,11 +5,13 @@
 //!
 //! cargo bench --bench kafka_hop -- [--brokers HOST:PORT] [--messages 2000] [--rate 200]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
 use std::time::{Duration, Instant};
-use x0_kafka::{DevBroker, KafkaConfig};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -20,23 +22,8 @@ fn main() {
     let messages: usize = arg("--messages").and_then(|v| v.parse().ok()).unwrap_or(2000);
     let rate: f64 = arg("--rate").and_then(|v| v.parse().ok()).unwrap_or(200.0);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let mock;
-    let (kafka, label) = match arg("--brokers") {
-        Some(b) => {
-            let mut k = KafkaConfig::for_brokers(&b);
-            k.topics.telemetry = format!("x0.hop-bench-{}", std::process::id());
-            (k, format!("broker at {b}"))
-        }
-        None => {
-            mock = DevBroker::start(&x0_schema::Topics::default(), 1).expect("mock cluster");
-            (KafkaConfig::for_brokers(&mock.bootstrap_servers()), "mock cluster (in process)".to_string())
-        }
-    };
     rt.block_on(async {
-        if arg("--brokers").is_some() {
-            // The mock cluster has its topics already (and no admin API).
-            kafka.create_topics(&[&kafka.topics.telemetry], 1).await.expect("topic");
-        }
+        let (kafka, label, _mock) = support::bench_broker(arg("--brokers"), "hop-bench").await;
         let topic = kafka.topics.telemetry.clone();
         let consumer: StreamConsumer =
             kafka.consumer(&format!("hop-bench-{}", std::process::id()), &[&topic]).expect("consumer");

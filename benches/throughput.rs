@@ -26,8 +26,12 @@
 //!
 //! cargo bench --bench throughput -- [--nodes 10000] [--seconds 4] [--arrow | --json] [--authenticated] [--ui] [--faults] [--regions R]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{cpu_seconds, thread_cpu_seconds};
 use x0_lab::{SimMesh, SimOptions};
 use x0_pipeline::{
     inventory_digest, CheckpointMeta, CheckpointStore, Config, FeatureEngine, HealingLoop, JobStats,
@@ -266,7 +270,7 @@ fn main() {
     });
 }
 
-/// A link and a node deep inside region 0 (farthest from every other region), so
+/// A link and a node deep inside region 0 (at its centre), so
 /// that the instance owning region 0 plans for both: (link end, link end, node).
 fn inside_region_zero(shape: &str) -> (String, String, String) {
     let spec: x0_schema::Scenario =
@@ -276,35 +280,23 @@ fn inside_region_zero(shape: &str) -> (String, String, String) {
     let adjacency: Vec<Vec<usize>> = (0..topo.len()).map(|v| topo.neighbours(v).to_vec()).collect();
     let others: Vec<usize> = (0..topo.len()).filter(|&v| topo.regions().of(v) != 0).collect();
     let depth = x0_schema::hop_counts(&adjacency, &others);
-    let deepest = x0_schema::farthest_node(&depth);
+    // The centre of region 0: farthest from both the other regions and the mesh's
+    // edge (nodes short of a full set of links), as the one-region run's faults are.
+    let full = (0..topo.len()).map(|v| topo.neighbours(v).len()).max().unwrap_or(0);
+    let edge: Vec<usize> = (0..topo.len()).filter(|&v| topo.neighbours(v).len() < full).collect();
+    let inland = x0_schema::hop_counts(&adjacency, &edge);
+    let deepest = (0..topo.len())
+        .filter(|&v| topo.regions().of(v) == 0)
+        .max_by_key(|&v| (depth[v].min(inland[v]), std::cmp::Reverse(v)))
+        .expect("a node in region 0");
     let next = topo.neighbours(deepest)[0];
     // Four hops from the link, still deep in region 0.
     let from_link = x0_schema::hop_counts(&adjacency, &[deepest, next]);
     let crash = (0..topo.len())
         .filter(|&v| from_link[v] == 4 && topo.regions().of(v) == 0)
-        .max_by_key(|&v| (depth[v], std::cmp::Reverse(v)))
+        .max_by_key(|&v| (depth[v].min(inland[v]), std::cmp::Reverse(v)))
         .expect("a node four hops from the link");
     (topo.name(deepest).to_string(), topo.name(next).to_string(), topo.name(crash).to_string())
-}
-
-/// User + system CPU time of this process so far, in seconds (`/proc/self/stat`, in
-/// clock ticks of 10 ms).
-fn cpu_seconds() -> f64 {
-    stat_cpu_seconds("/proc/self/stat")
-}
-
-/// The same for one thread of this process.
-fn thread_cpu_seconds(tid: u32) -> f64 {
-    stat_cpu_seconds(&format!("/proc/self/task/{tid}/stat"))
-}
-
-fn stat_cpu_seconds(path: &str) -> f64 {
-    let stat = std::fs::read_to_string(path).expect("a /proc stat file");
-    // Fields after the command name (which may hold spaces) start at field 3.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
-    ticks as f64 / 100.0
 }
 
 /// Serves the dashboard of `live` from a thread of its own and opens it in a headless

@@ -98,6 +98,9 @@ pub struct HealingLoop {
     /// The regions this instance owns, when the mesh is split among instances (see
     /// `regions`); None: it owns everything.
     ownership: Option<crate::ownership::Ownership>,
+    /// The part of the mesh the model scores: what this instance sees when the mesh is
+    /// split (see `regions`); None: the whole inventory.
+    seen_mesh: Option<Topology>,
 }
 
 /// One window's root-cause hypotheses, as localisation produced them.
@@ -164,6 +167,7 @@ impl HealingLoop {
             trust: None,
             live: None,
             ownership: None,
+            seen_mesh: None,
         }
     }
 
@@ -326,9 +330,9 @@ impl HealingLoop {
         // The model's input, built only when a model scores it or the history keeps it.
         let record = self.keep_features && self.config.model.record_inputs;
         let window =
-            (record || self.model.current().is_some()).then(|| FeaturizedWindow::new(f, &self.topo, &anomalies));
+            (record || self.model.current().is_some()).then(|| FeaturizedWindow::new(f, self.model_view(), &anomalies));
         if let (Some(model), Some(window)) = (self.model.current(), &window) {
-            let flagged = model_flags(model, &window.graph, &self.topo);
+            let flagged = model_flags(model, &window.graph, self.model_view());
             // The model decides which elements are anomalous; the statistical detector's
             // signals are the evidence root-cause analysis reasons with. Hard evidence
             // (carrier lost, a node gone silent) stands on its own.
@@ -737,8 +741,9 @@ impl HealingLoop {
     /// Model inputs of the windows closed since the last call, as unlabelled training
     /// windows of run `run`.
     pub fn take_model_inputs(&mut self, run: &str) -> Vec<LabelledWindow> {
-        let names = self.topo.names();
-        std::mem::take(&mut self.model_inputs).into_iter().map(|w| w.unlabelled(run, names)).collect()
+        let inputs = std::mem::take(&mut self.model_inputs);
+        let names = self.model_view().names();
+        inputs.into_iter().map(|w| w.unlabelled(run, names)).collect()
     }
 
     /// Feature rows accumulated since the last call.

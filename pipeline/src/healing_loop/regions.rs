@@ -3,7 +3,7 @@
 
 use super::HealingLoop;
 use crate::ownership::Ownership;
-use x0_schema::Element;
+use x0_schema::{Element, Topology};
 
 impl HealingLoop {
     /// Splits the work by the inventory's regions, on a telemetry topic of
@@ -25,7 +25,26 @@ impl HealingLoop {
         }
         let (ownership, topo) = (&*ownership, &self.topo);
         self.seen.retain(|n| ownership.sees(topo, n));
-        Some(ownership.regions())
+        // The model scores only the nodes this instance sees and the links among them
+        // (a graph of the whole inventory would cost every instance the whole mesh's
+        // inference). Its recorded inputs so far were over the old view: dropped.
+        let names: Vec<String> = topo.names().iter().filter(|n| ownership.sees(topo, n)).cloned().collect();
+        let index: std::collections::HashMap<&str, usize> =
+            names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+        let links: Vec<(usize, usize)> = topo
+            .links()
+            .iter()
+            .filter_map(|&(a, b)| Some((*index.get(topo.name(a))?, *index.get(topo.name(b))?)))
+            .collect();
+        let regions = ownership.regions();
+        self.seen_mesh = Some(Topology::from_links(names, links));
+        self.model_inputs.clear();
+        Some(regions)
+    }
+
+    /// The mesh the model scores: what this instance sees.
+    pub(super) fn model_view(&self) -> &Topology {
+        self.seen_mesh.as_ref().unwrap_or(&self.topo)
     }
 
     /// Whether telemetry from `partition` is this loop's according to the last
