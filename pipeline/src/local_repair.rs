@@ -41,17 +41,40 @@ pub(crate) const DEEP_NODES: usize = 2048;
 pub(crate) const FAR: u64 = 1 << 40;
 
 /// Fewest-hop distances over every link (the metric baseline routes follow, faults or
-/// not) from a few nodes, computed on demand: one BFS per node, at most `capacity`.
+/// not) from a few nodes, computed on demand: one BFS per node, at most `capacity`,
+/// plus those from the destination being repaired, in a slot of their own that the
+/// next destination reuses (a plan visits thousands of destinations, each once: kept,
+/// their distances would spend the budget the nodes around the fault share).
 pub(crate) struct Hops {
     from: HashMap<NodeId, Vec<u32>>,
     capacity: usize,
+    destination: Option<(NodeId, Vec<u32>)>,
 }
 
 impl Hops {
     /// Room for `max_entries` distances in all (4 bytes each), and never fewer than 16
     /// nodes' worth.
     pub(crate) fn new(nodes: usize, max_entries: usize) -> Self {
-        Hops { from: HashMap::new(), capacity: (max_entries / nodes.max(1)).max(16) }
+        Hops { from: HashMap::new(), capacity: (max_entries / nodes.max(1)).max(16), destination: None }
+    }
+
+    /// Makes the distances from the destination `d` known, outside the budget, in
+    /// place of the previous destination's.
+    pub(crate) fn focus(&mut self, topo: &Topology, d: NodeId) {
+        if self.from.contains_key(&d) || self.destination.as_ref().is_some_and(|(v, _)| *v == d) {
+            return;
+        }
+        let mut dist = self.destination.take().map(|(_, dist)| dist).unwrap_or_default();
+        bfs_into(topo, d, &mut dist);
+        self.destination = Some((d, dist));
+    }
+
+    fn distances_from(&self, v: NodeId) -> Option<&[u32]> {
+        match (self.from.get(&v), &self.destination) {
+            (Some(dist), _) => Some(dist),
+            (None, Some((d, dist))) if *d == v => Some(dist),
+            _ => None,
+        }
     }
 
     /// Makes the distances from `v` known; false when the budget is spent.
@@ -74,13 +97,13 @@ impl Hops {
 
     /// Whether the distances from `v` are known.
     pub(crate) fn known(&self, v: NodeId) -> bool {
-        self.from.contains_key(&v)
+        self.distances_from(v).is_some()
     }
 
     /// Hops between `a` and `b`, [`FAR`] when unreachable; the distances from one of
     /// them must be known.
     pub(crate) fn between(&self, a: NodeId, b: NodeId) -> u64 {
-        let h = match (self.from.get(&a), self.from.get(&b)) {
+        let h = match (self.distances_from(a), self.distances_from(b)) {
             (Some(from_a), _) => from_a[b],
             (None, Some(from_b)) => from_b[a],
             (None, None) => panic!("hop distances from neither {a} nor {b} are known"),
@@ -104,14 +127,26 @@ impl Hops {
         around.iter().copied().find(|&y| self.between(y, d) == closest)
     }
 
-    /// From how many nodes distances are held, and their bytes.
+    /// From how many nodes distances are held, and their bytes (the destination's
+    /// slot included).
     pub(crate) fn footprint(&self) -> (usize, usize) {
-        (self.from.len(), self.from.values().map(|v| v.len() * 4).sum())
+        let slot = self.destination.iter().map(|(_, dist)| dist.len() * 4);
+        (
+            self.from.len() + usize::from(self.destination.is_some()),
+            self.from.values().map(|v| v.len() * 4).chain(slot).sum(),
+        )
     }
 }
 
 fn bfs(topo: &Topology, from: NodeId) -> Vec<u32> {
-    let mut dist = vec![u32::MAX; topo.len()];
+    let mut dist = Vec::new();
+    bfs_into(topo, from, &mut dist);
+    dist
+}
+
+fn bfs_into(topo: &Topology, from: NodeId, dist: &mut Vec<u32>) {
+    dist.clear();
+    dist.resize(topo.len(), u32::MAX);
     let mut queue = std::collections::VecDeque::from([from]);
     dist[from] = 0;
     while let Some(v) = queue.pop_front() {
@@ -122,7 +157,6 @@ fn bfs(topo: &Topology, from: NodeId) -> Vec<u32> {
             }
         }
     }
-    dist
 }
 
 /// The faulted elements routes must avoid.
@@ -221,8 +255,11 @@ pub(crate) fn repair_at_edge(
     let mut level = vec![vec![x]];
     let mut seen = HashSet::from([x]);
     for depth in 1..=if deep { DEEP_DEPTH } else { MAX_DEPTH } {
-        if depth > MAX_DEPTH && (seen.len() > DEEP_NODES || !hops.ensure(topo, d)) {
-            break;
+        if depth > MAX_DEPTH {
+            if seen.len() > DEEP_NODES {
+                break;
+            }
+            hops.focus(topo, d);
         }
         let (mut next, mut joined) = (Vec::new(), Vec::new());
         for path in &level {

@@ -905,6 +905,44 @@ mod tests {
         assert_routes_avoid(&mut p, &[], &[(210, 211)], "n210-n211");
     }
 
+    /// A node crash a few hops behind a link that is still down: the routes the link's
+    /// repair moved must be gone around too, which sends many destinations to the deep
+    /// search. Each destination's distances must not stay held after its repair (they
+    /// once spent the plan's distance budget, and every destination after that was
+    /// repaired over its whole tree: 50 s for one crash at 100,000 nodes).
+    #[test]
+    fn a_crash_behind_a_downed_link_is_repaired_at_the_edge_in_bounded_memory() {
+        let topo = Topology::generate(&TopologySpec {
+            shape: Shape::Grid,
+            nodes: 900,
+            seed: 1,
+            links: vec![],
+            regions: Default::default(),
+        })
+        .unwrap();
+        let (a, b) = (15 * 30 + 15, topo.neighbours(15 * 30 + 15)[0]);
+        let adjacency: Vec<Vec<usize>> = (0..topo.len()).map(|v| topo.neighbours(v).to_vec()).collect();
+        let from_link = x0_schema::hop_counts(&adjacency, &[a, b]);
+        let mut with_link = Planner::new(topo.clone(), planner().config.clone());
+        with_link.plan_fault("i1", &topo.link_element(a, b), 0);
+        // Before, crash n498 held the distances from 282 nodes here.
+        let mut heaviest: Option<(usize, NodeId, Planner)> = None;
+        for c in (0..topo.len()).filter(|&v| from_link[v] == 4).step_by(3) {
+            let mut p = Planner::new(topo.clone(), planner().config.clone());
+            p.restore(with_link.memory());
+            let plan = p.plan_fault("i2", &Element::node(topo.name(c)), 1);
+            assert_eq!(plan.cost.whole_tree, 0, "crash {c}: {:?}", plan.explanation);
+            // The nodes around the two faults, and one destination's slot.
+            let held = plan.cost.hop_bytes / (4 * topo.len());
+            assert!(held <= 80, "crash {c}: distances from {held} nodes held");
+            if heaviest.as_ref().is_none_or(|(h, _, _)| held > *h) {
+                heaviest = Some((held, c, p));
+            }
+        }
+        let (_, c, mut p) = heaviest.expect("crashes four hops from the link");
+        assert_routes_avoid(&mut p, &[c], &[(a.min(b), a.max(b))], &format!("crash {c} behind {a}-{b}"));
+    }
+
     #[test]
     fn the_rate_guardrail_holds_changes_back() {
         let mut p = planner();
