@@ -145,8 +145,9 @@ pub fn reason_class(r: &CommandResult) -> &'static str {
 /// repair of k routes on one node cost k² entries on the results topic.
 fn touched<T: RouteTarget>(target: &T, action: &Action) -> Vec<x0_schema::RouteEntry> {
     let mut routes = target.routes();
-    if let Action::RouteReplace { destination, .. } | Action::RouteWithdraw { destination } = action {
-        routes.retain(|r| &r.destination == destination);
+    let destinations: std::collections::HashSet<&str> = action.parts().iter().filter_map(Action::destination).collect();
+    if !destinations.is_empty() {
+        routes.retain(|r| destinations.contains(r.destination.as_str()));
     }
     routes
 }

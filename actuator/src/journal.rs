@@ -77,13 +77,15 @@ impl Journal {
     /// answers that expired before `now_ns`; then writes the journal.
     pub(crate) fn record(&mut self, id: &str, action: &Action, answer: Answer, now_ns: i64) -> std::io::Result<()> {
         if answer.status == ResultStatus::Applied {
-            if let Some(key) = slot(action) {
-                match action {
+            // A batch is in force route by route: a later command may change one of them.
+            for part in action.parts() {
+                let Some(key) = slot(part) else { continue };
+                match part {
                     Action::RouteWithdraw { .. } | Action::LinkRestore { .. } => {
                         self.contents.in_force.remove(&key);
                     }
                     _ => {
-                        self.contents.in_force.insert(key, action.clone());
+                        self.contents.in_force.insert(key, part.clone());
                     }
                 }
             }
@@ -109,7 +111,7 @@ fn slot(action: &Action) -> Option<String> {
         }
         Action::LinkDrain { peer } | Action::LinkRestore { peer } => Some(format!("drain {peer}")),
         Action::ProbeRate { .. } => Some("probe rate".to_string()),
-        Action::NoOp => None,
+        Action::NoOp | Action::RouteBatch { .. } => None,
     }
 }
 

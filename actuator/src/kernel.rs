@@ -228,6 +228,40 @@ impl KernelRouteTarget {
         self.net.destinations.get(d).map(|_| ()).ok_or_else(|| TargetError::Invalid(format!("unknown node {d}")))
     }
 
+    /// A route action checked: its destination and the hops it wants there (None:
+    /// no route of ours, the destination has no baseline).
+    fn staged(&self, action: &Action) -> Result<(String, Option<Hops>), TargetError> {
+        match action {
+            Action::RouteReplace { destination, primary, backup } => {
+                self.check_destination(destination)?;
+                self.check_neighbour(primary)?;
+                if let Some(b) = backup {
+                    self.check_neighbour(b)?;
+                    if b == primary {
+                        return Err(TargetError::Invalid("backup equals primary".into()));
+                    }
+                }
+                Ok((destination.clone(), Some(Hops { primary: primary.clone(), backup: backup.clone() })))
+            }
+            Action::RouteWithdraw { destination } => {
+                self.check_destination(destination)?;
+                let baseline = self.net.baseline.get(destination);
+                Ok((
+                    destination.clone(),
+                    baseline.map(|b| Hops { primary: b.primary.clone(), backup: b.backup.clone() }),
+                ))
+            }
+            other => Err(TargetError::Invalid(format!("{} is not a route action", other.kind()))),
+        }
+    }
+
+    fn set(&mut self, destination: String, hops: Option<Hops>) {
+        match hops {
+            Some(h) => self.desired.insert(destination, h),
+            None => self.desired.remove(&destination),
+        };
+    }
+
     /// Destinations whose routes use neighbour `n`.
     fn via(&self, n: &str) -> Vec<String> {
         self.desired
@@ -241,29 +275,17 @@ impl KernelRouteTarget {
 impl RouteTarget for KernelRouteTarget {
     fn apply(&mut self, action: &Action) -> Result<(), TargetError> {
         match action {
-            Action::RouteReplace { destination, primary, backup } => {
-                self.check_destination(destination)?;
-                self.check_neighbour(primary)?;
-                if let Some(b) = backup {
-                    self.check_neighbour(b)?;
-                    if b == primary {
-                        return Err(TargetError::Invalid("backup equals primary".into()));
-                    }
-                }
-                let hops = Hops { primary: primary.clone(), backup: backup.clone() };
-                self.transact(vec![destination.clone()], |t| {
-                    t.desired.insert(destination.clone(), hops);
-                })
+            Action::RouteReplace { .. } | Action::RouteWithdraw { .. } => {
+                let (destination, hops) = self.staged(action)?;
+                self.transact(vec![destination.clone()], |t| t.set(destination, hops))
             }
-            Action::RouteWithdraw { destination } => {
-                self.check_destination(destination)?;
-                let baseline = self.net.baseline.get(destination).cloned();
-                self.transact(vec![destination.clone()], |t| match baseline {
-                    Some(b) => {
-                        t.desired.insert(destination.clone(), Hops { primary: b.primary, backup: b.backup });
-                    }
-                    None => {
-                        t.desired.remove(destination);
+            // Checked whole before anything changes, then one transaction: all or none.
+            Action::RouteBatch { routes } => {
+                let staged = routes.iter().map(|r| self.staged(r)).collect::<Result<Vec<_>, _>>()?;
+                let dsts = staged.iter().map(|(d, _)| d.clone()).collect();
+                self.transact(dsts, |t| {
+                    for (destination, hops) in staged {
+                        t.set(destination, hops);
                     }
                 })
             }

@@ -98,38 +98,13 @@ fn a_restarted_actuator_puts_the_override_back_in_the_kernel() {
     if skip_unless_root("a_restarted_actuator_puts_the_override_back_in_the_kernel") {
         return;
     }
-    use x0_actuator::{Actuator, BaselineRoute, KernelRouteTarget, Neighbour, NodeNetwork, PRIMARY_METRIC};
+    use x0_actuator::{Actuator, KernelRouteTarget, PRIMARY_METRIC};
     use x0_schema::{Action, HealingCommand, ResultStatus};
     let state = tempfile::tempdir().unwrap();
     let journal = state.path().join("n1.journal.json");
     std::thread::spawn(move || {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        for (a, b, net) in [("x0a", "x0b", 1), ("x0c", "x0d", 2)] {
-            ip(&format!("link add {a} type veth peer name {b}"));
-            ip(&format!("addr add 10.78.{net}.1/24 dev {a}"));
-            ip(&format!("link set {a} up"));
-            ip(&format!("link set {b} up"));
-        }
-        let n = |node: &str, iface: &str, net: u8| Neighbour {
-            node: node.into(),
-            iface: iface.into(),
-            local: Ipv4Addr::new(10, 78, net, 1),
-            peer: Ipv4Addr::new(10, 78, net, 2),
-        };
-        let net = NodeNetwork {
-            node: "n1".into(),
-            address: Ipv4Addr::new(10, 79, 0, 1),
-            neighbours: vec![n("n2", "x0a", 1), n("n3", "x0c", 2)],
-            destinations: [("n1", 1), ("n2", 2), ("n3", 3), ("n4", 4)]
-                .into_iter()
-                .map(|(d, i)| (d.to_string(), Ipv4Addr::new(10, 79, 0, i)))
-                .collect(),
-            baseline: [("n2", "n2"), ("n3", "n3"), ("n4", "n2")]
-                .into_iter()
-                .map(|(d, p)| (d.to_string(), BaselineRoute { primary: p.into(), backup: None }))
-                .collect(),
-            uturn: Default::default(),
-        };
+        let net = two_neighbours();
         let key = x0_schema::generate_signing_key();
         let mut cmd = HealingCommand {
             schema_version: x0_schema::SCHEMA_VERSION,
@@ -165,6 +140,90 @@ fn a_restarted_actuator_puts_the_override_back_in_the_kernel() {
         assert_eq!(a.handle(&cmd.to_json(), 2), first, "the redelivered command gets its first answer");
         assert_eq!(a.applications(), 0, "and is not applied again");
         println!("override back in the kernel {took:?} after the actuator restarted");
+    })
+    .join()
+    .unwrap();
+}
+
+/// In the calling thread's (fresh) namespace: node n1 with neighbours n2 (over x0a)
+/// and n3 (over x0c), destinations n2, n3 and n4, n4 reached through n2 at baseline.
+fn two_neighbours() -> x0_actuator::NodeNetwork {
+    use x0_actuator::{BaselineRoute, Neighbour, NodeNetwork};
+    for (a, b, net) in [("x0a", "x0b", 1), ("x0c", "x0d", 2)] {
+        ip(&format!("link add {a} type veth peer name {b}"));
+        ip(&format!("addr add 10.78.{net}.1/24 dev {a}"));
+        ip(&format!("link set {a} up"));
+        ip(&format!("link set {b} up"));
+    }
+    let n = |node: &str, iface: &str, net: u8| Neighbour {
+        node: node.into(),
+        iface: iface.into(),
+        local: Ipv4Addr::new(10, 78, net, 1),
+        peer: Ipv4Addr::new(10, 78, net, 2),
+    };
+    NodeNetwork {
+        node: "n1".into(),
+        address: Ipv4Addr::new(10, 79, 0, 1),
+        neighbours: vec![n("n2", "x0a", 1), n("n3", "x0c", 2)],
+        destinations: [("n1", 1), ("n2", 2), ("n3", 3), ("n4", 4)]
+            .into_iter()
+            .map(|(d, i)| (d.to_string(), Ipv4Addr::new(10, 79, 0, i)))
+            .collect(),
+        baseline: [("n2", "n2"), ("n3", "n3"), ("n4", "n2")]
+            .into_iter()
+            .map(|(d, p)| (d.to_string(), BaselineRoute { primary: p.into(), backup: None }))
+            .collect(),
+        uturn: Default::default(),
+    }
+}
+
+/// A batch of route changes reaches the kernel in one transaction: a batch with one
+/// impossible route changes nothing; a good one changes every route it names.
+#[test]
+fn a_route_batch_reaches_the_kernel_whole_or_not_at_all() {
+    if skip_unless_root("a_route_batch_reaches_the_kernel_whole_or_not_at_all") {
+        return;
+    }
+    use x0_actuator::{KernelRouteTarget, RouteTarget, TargetError, PRIMARY_METRIC};
+    use x0_schema::Action;
+    std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let mut target = KernelRouteTarget::start(two_neighbours()).unwrap();
+        let gateway = |d: u8| {
+            let mut s = RouteSocket::open().unwrap();
+            let dst = Ipv4Addr::new(10, 79, 0, d);
+            s.ours()
+                .unwrap()
+                .into_iter()
+                .find(|r| r.destination == dst && r.metric == PRIMARY_METRIC)
+                .map(|r| r.gateway)
+        };
+        let (via_n2, via_n3) = (Ipv4Addr::new(10, 78, 1, 2), Ipv4Addr::new(10, 78, 2, 2));
+        assert_eq!((gateway(4), gateway(2)), (Some(via_n2), Some(via_n2)), "the baseline");
+        let replace =
+            |d: &str, p: &str| Action::RouteReplace { destination: d.into(), primary: p.into(), backup: None };
+
+        let bad = Action::RouteBatch { routes: vec![replace("n4", "n3"), replace("n2", "n9")] };
+        assert!(matches!(target.apply(&bad), Err(TargetError::Invalid(_))));
+        assert_eq!(gateway(4), Some(via_n2), "nothing of a refused batch reaches the kernel");
+
+        let good = Action::RouteBatch {
+            routes: vec![
+                replace("n4", "n3"),
+                Action::RouteReplace { destination: "n2".into(), primary: "n3".into(), backup: Some("n2".into()) },
+            ],
+        };
+        target.apply(&good).unwrap();
+        assert_eq!((gateway(4), gateway(2)), (Some(via_n3), Some(via_n3)));
+
+        let back = Action::RouteBatch {
+            routes: vec![
+                Action::RouteWithdraw { destination: "n4".into() },
+                Action::RouteWithdraw { destination: "n2".into() },
+            ],
+        };
+        target.apply(&back).unwrap();
+        assert_eq!((gateway(4), gateway(2)), (Some(via_n2), Some(via_n2)), "back to the baseline");
     })
     .join()
     .unwrap();

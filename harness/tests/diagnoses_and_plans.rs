@@ -16,34 +16,41 @@ use x0_schema::{Action, HealingCommand, Scenario};
 
 mod common;
 
-/// One line per command, without its random id and signature.
-fn command_line(c: &HealingCommand) -> String {
-    let action = match &c.action {
+/// One line per action (each route of a batch), without the command's random id and
+/// signature.
+fn command_lines(c: &HealingCommand) -> Vec<String> {
+    let line = |a: &Action| match a {
         Action::RouteReplace { destination, primary, backup } => {
             format!("route {destination} via {primary}, backup {}", backup.as_deref().unwrap_or("none"))
         }
         Action::RouteWithdraw { destination } => format!("withdraw {destination}"),
         other => format!("{other:?}"),
     };
-    format!("{}: {action}", c.target)
+    c.action.parts().iter().map(|a| format!("{}: {}", c.target, line(a))).collect()
 }
 
-/// The commands each incident sent, in the order of the decisions that sent them.
-type Plans = Vec<(String, Vec<String>)>;
+/// The actions each incident sent and in how many commands, in the order of the
+/// decisions that sent them.
+type Plans = Vec<(String, Vec<String>, usize)>;
 
 async fn conclusions(scenario: &Scenario) -> String {
     let (healing, sent) = common::run_offline(scenario).await;
     let mut plans = Plans::new();
     for window in sent {
-        let mut commands: Vec<(String, String)> =
-            window.iter().map(|c| (c.incident_id.clone(), command_line(c))).collect();
+        let mut lines: Vec<(String, String)> =
+            window.iter().flat_map(|c| command_lines(c).into_iter().map(|l| (c.incident_id.clone(), l))).collect();
         // Commands of one decision go out together: their order among themselves is not
         // part of the plan.
-        commands.sort();
-        for (incident, line) in commands {
-            match plans.iter_mut().find(|(i, _)| *i == incident) {
-                Some((_, lines)) => lines.push(line),
-                None => plans.push((incident, vec![line])),
+        lines.sort();
+        for (incident, line) in lines {
+            match plans.iter_mut().find(|(i, _, _)| *i == incident) {
+                Some((_, lines, _)) => lines.push(line),
+                None => plans.push((incident, vec![line], 0)),
+            }
+        }
+        for c in &window {
+            if let Some((_, _, commands)) = plans.iter_mut().find(|(i, _, _)| *i == c.incident_id) {
+                *commands += 1;
             }
         }
     }
@@ -65,8 +72,8 @@ async fn conclusions(scenario: &Scenario) -> String {
         for line in i.explanation.lines() {
             writeln!(out, "  explanation: {line}").unwrap();
         }
-        if let Some((_, lines)) = plans.iter().find(|(id, _)| *id == i.incident_id) {
-            writeln!(out, "  plan ({} commands):", lines.len()).unwrap();
+        if let Some((_, lines, commands)) = plans.iter().find(|(id, _, _)| *id == i.incident_id) {
+            writeln!(out, "  plan ({} actions in {commands} commands):", lines.len()).unwrap();
             for l in lines {
                 writeln!(out, "    {l}").unwrap();
             }

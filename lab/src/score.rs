@@ -102,7 +102,7 @@ pub fn score_run(
                     root_cause: rc.map(|r| r.element.to_string()),
                     root_cause_correct: rc.is_some_and(|r| blames(r.kind, &r.element, fault.kind, element)),
                     confidence: rc.map(|r| r.confidence),
-                    actions: inc.actions.len(),
+                    actions: inc.action_count(),
                     traffic_restored_at_ms: None,
                     mttd_ms: Some((detected - injected).max(0)),
                     mttr_ms: None,

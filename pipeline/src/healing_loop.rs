@@ -24,7 +24,7 @@ use crate::trust::{Speaker, Trust};
 use crate::verify::{LossHistory, RepairCheck, RepairVerdict, VerifyRule};
 use crate::window::Windows;
 use arrow::array::RecordBatch;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 use x0_schema::{
@@ -544,7 +544,22 @@ impl HealingLoop {
         if let Some(live) = self.live.as_ref().filter(|_| !plan.changes.is_empty()) {
             live.routes_changed(self.planner.wanted());
         }
-        plan.changes.iter().map(|c| self.send_command(incident, &c.target, &c.action, now, out)).collect()
+        // One command per node for its route changes (batches of at most
+        // `MAX_BATCH_ROUTES`), in the order the plan gives the nodes.
+        let mut per_node: Vec<(&str, Vec<Action>)> = Vec::new();
+        let mut slot: HashMap<&str, usize> = HashMap::new();
+        for c in &plan.changes {
+            let i = *slot.entry(c.target.as_str()).or_insert_with(|| {
+                per_node.push((c.target.as_str(), Vec::new()));
+                per_node.len() - 1
+            });
+            per_node[i].1.push(c.action.clone());
+        }
+        per_node
+            .into_iter()
+            .flat_map(|(target, changes)| Action::batched(changes).into_iter().map(move |a| (target, a)))
+            .map(|(target, action)| self.send_command(incident, target, &action, now, out))
+            .collect()
     }
 
     /// Signs and records one command of `incident`'s plan, issued `now` and valid for
@@ -608,10 +623,17 @@ impl HealingLoop {
             return None;
         }
         let row = self.commands.get(&r.command_id)?;
-        let (incident, target, action) = (row.incident_id.clone(), row.target.clone(), row.action.clone());
+        let (incident, target) = (row.incident_id.clone(), row.target.clone());
         // Only what the plan still wants: an expired route of a plan since withdrawn
-        // stays expired.
-        if !self.planner.still_wants(&target, &action) || !self.book.may_reissue(&incident, &r.command_id, REISSUES) {
+        // stays expired (of a batch, the routes it still wants go again).
+        let wanted: Vec<Action> =
+            row.action.parts().iter().filter(|a| self.planner.still_wants(&target, a)).cloned().collect();
+        let action = match wanted.len() {
+            0 => return None,
+            1 => wanted.into_iter().next().expect("one"),
+            _ => Action::RouteBatch { routes: wanted },
+        };
+        if !self.book.may_reissue(&incident, &r.command_id, REISSUES) {
             return None;
         }
         let now = self.stream_now().unwrap_or(r.applied_at);

@@ -88,7 +88,7 @@ impl KnowledgeRecall {
             p.incident_id,
             rc.element,
             past.score,
-            p.actions.len(),
+            p.action_count(),
             p.mttr_ms.map(|m| format!(" in {m} ms")).unwrap_or_default(),
         ))
     }

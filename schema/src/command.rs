@@ -44,7 +44,18 @@ pub enum Action {
     },
     /// Do nothing (used to test the command path end to end).
     NoOp,
+    /// Several route replacements and withdrawals on one node, each for a different
+    /// destination, applied together: all of them or none. A repair moves hundreds
+    /// of routes on the nodes beside a fault; one command each cost a signature, a
+    /// message and an answer per route.
+    RouteBatch {
+        /// `route-replace` and `route-withdraw` actions only.
+        routes: Vec<Action>,
+    },
 }
+
+/// Routes one batch may carry (about 100 bytes of JSON each).
+pub const MAX_BATCH_ROUTES: usize = 512;
 
 impl Action {
     /// A short label for tables and counters.
@@ -56,7 +67,73 @@ impl Action {
             Action::LinkRestore { .. } => "link-restore",
             Action::ProbeRate { .. } => "probe-rate",
             Action::NoOp => "no-op",
+            Action::RouteBatch { .. } => "route-batch",
         }
+    }
+
+    /// The single actions it stands for: a batch's routes, or itself.
+    pub fn parts(&self) -> &[Action] {
+        match self {
+            Action::RouteBatch { routes } => routes,
+            other => std::slice::from_ref(other),
+        }
+    }
+
+    /// The destination a route action is about.
+    pub fn destination(&self) -> Option<&str> {
+        match self {
+            Action::RouteReplace { destination, .. } | Action::RouteWithdraw { destination } => Some(destination),
+            _ => None,
+        }
+    }
+
+    /// Whether it is well formed beyond its syntax: a batch holds between 1 and
+    /// [`MAX_BATCH_ROUTES`] route actions, no two for the same destination.
+    pub fn check(&self) -> Result<(), String> {
+        let Action::RouteBatch { routes } = self else { return Ok(()) };
+        if routes.is_empty() || routes.len() > MAX_BATCH_ROUTES {
+            return Err(format!("a route batch holds 1 to {MAX_BATCH_ROUTES} routes, not {}", routes.len()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for r in routes {
+            let Some(d) = r.destination() else {
+                return Err(format!("a route batch holds route actions only, not {}", r.kind()));
+            };
+            if !seen.insert(d) {
+                return Err(format!("a route batch names destination {d} twice"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `changes` (route actions for one node) as few actions as possible: one action
+    /// alone, more as batches of at most [`MAX_BATCH_ROUTES`]. A destination changed
+    /// twice starts a new batch, so the order holds.
+    pub fn batched(changes: Vec<Action>) -> Vec<Action> {
+        fn flush(batch: &mut Vec<Action>, out: &mut Vec<Action>) {
+            match batch.len() {
+                0 => {}
+                1 => out.extend(batch.pop()),
+                _ => out.push(Action::RouteBatch { routes: std::mem::take(batch) }),
+            }
+        }
+        let (mut out, mut batch, mut seen) = (Vec::new(), Vec::new(), std::collections::HashSet::new());
+        for c in changes {
+            let fits = batch.len() < MAX_BATCH_ROUTES && c.destination().is_some_and(|d| !seen.contains(d));
+            if !fits {
+                flush(&mut batch, &mut out);
+                seen.clear();
+            }
+            match c.destination() {
+                Some(d) => {
+                    seen.insert(d.to_string());
+                    batch.push(c);
+                }
+                None => out.push(c),
+            }
+        }
+        flush(&mut batch, &mut out);
+        out
     }
 }
 
@@ -160,7 +237,9 @@ impl HealingCommand {
 
     /// Parses wire bytes. An action outside the closed set is `Malformed`.
     pub fn from_json(bytes: &[u8]) -> Result<Self, CommandError> {
-        serde_json::from_slice(bytes).map_err(|e| CommandError::Malformed(e.to_string()))
+        let cmd: HealingCommand = serde_json::from_slice(bytes).map_err(|e| CommandError::Malformed(e.to_string()))?;
+        cmd.action.check().map_err(CommandError::Malformed)?;
+        Ok(cmd)
     }
 
     /// The signed command as JSON (what `x0.commands` carries).
@@ -236,6 +315,55 @@ mod tests {
         c.schema_version = 2;
         c.sign(&key);
         assert_eq!(c.verify(&key.verifying_key(), 0), Err(CommandError::Version(2)));
+    }
+
+    fn replace(d: &str) -> Action {
+        Action::RouteReplace { destination: d.into(), primary: "n2".into(), backup: None }
+    }
+
+    #[test]
+    fn route_changes_batch_in_order_and_within_bounds() {
+        let one = Action::batched(vec![replace("n3")]);
+        assert_eq!(one, vec![replace("n3")]);
+        let changes: Vec<Action> = (0..MAX_BATCH_ROUTES + 3).map(|i| replace(&format!("n{i}"))).collect();
+        let batches = Action::batched(changes.clone());
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches.iter().flat_map(|b| b.parts()).cloned().collect::<Vec<_>>(), changes);
+        assert!(batches.iter().all(|b| b.check().is_ok()));
+        // The same destination twice: the second starts a new batch.
+        let twice = Action::batched(vec![
+            replace("n3"),
+            replace("n4"),
+            Action::RouteWithdraw { destination: "n3".into() },
+            Action::NoOp,
+        ]);
+        assert_eq!(twice.len(), 3, "{twice:?}");
+        assert_eq!(twice[1], Action::RouteWithdraw { destination: "n3".into() });
+        assert_eq!(twice[2], Action::NoOp);
+    }
+
+    #[test]
+    fn a_batch_outside_the_rules_is_malformed() {
+        let key = generate_signing_key();
+        for (routes, why) in [
+            (vec![], "1 to"),
+            (vec![replace("n3"), Action::NoOp], "route actions only"),
+            (vec![replace("n3"), Action::RouteBatch { routes: vec![replace("n4")] }], "route actions only"),
+            (vec![replace("n3"), replace("n3")], "twice"),
+        ] {
+            let mut c = cmd();
+            c.action = Action::RouteBatch { routes };
+            c.sign(&key);
+            match HealingCommand::from_json(&c.to_json()) {
+                Err(CommandError::Malformed(reason)) => assert!(reason.contains(why), "{reason}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut good = cmd();
+        good.action =
+            Action::RouteBatch { routes: vec![replace("n3"), Action::RouteWithdraw { destination: "n4".into() }] };
+        good.sign(&key);
+        assert_eq!(HealingCommand::from_json(&good.to_json()).unwrap().verify(&key.verifying_key(), 0), Ok(()));
     }
 
     #[test]

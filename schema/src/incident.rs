@@ -202,6 +202,11 @@ pub struct Incident {
 }
 
 impl Incident {
+    /// The single actions its commands carried (a batch counts its routes).
+    pub fn action_count(&self) -> usize {
+        self.actions.iter().map(|a| a.action.parts().len()).sum()
+    }
+
     /// When it was detected, then when it reopened, if it did: each moment a fault
     /// announced itself through this incident (ns since the epoch).
     pub fn detections(&self) -> impl Iterator<Item = i64> + '_ {

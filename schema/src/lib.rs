@@ -51,7 +51,9 @@ mod topology;
 pub use arrow_codec::{encode_arrow, link_batch, link_schema, node_batch, node_schema};
 pub use binary_codec::{encode_binary, BINARY_VERSION};
 pub use clock::wall_clock_ns;
-pub use command::{generate_signing_key, Action, CommandError, HealingCommand, SigningKey, VerifyingKey};
+pub use command::{
+    generate_signing_key, Action, CommandError, HealingCommand, SigningKey, VerifyingKey, MAX_BATCH_ROUTES,
+};
 pub use config_layers::{ConfigErrors, ConfigLayers};
 pub use decode::{decode_telemetry, encode_telemetry, ContentType, DecodeError};
 pub use durable_file::replace_file_durably;

@@ -127,6 +127,9 @@ pub fn commands_schema() -> SchemaRef {
         text("status", true),
         text("reason", true),
         ts("acked_at", true),
+        // How many routes it changes (a batch's count; 0 for a drain). Null in files
+        // written before route batches, where each command changed at most one.
+        Field::new("routes", DataType::Int64, true),
     ]))
 }
 
@@ -148,6 +151,9 @@ pub fn commands_batch(rows: &[CommandRow]) -> RecordBatch {
         Arc::new(StringArray::from_iter(rows.iter().map(|r| r.status.map(|s| s.as_str())))),
         Arc::new(StringArray::from_iter(rows.iter().map(|r| r.reason.clone()))),
         t(&|r| r.acked_at),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.action.parts().iter().filter(|a| a.destination().is_some()).count() as i64),
+        )),
     ];
     RecordBatch::try_new(commands_schema(), cols).expect("columns built to match commands_schema")
 }

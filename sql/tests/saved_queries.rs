@@ -59,9 +59,30 @@ fn history() -> tempfile::TempDir {
         let those: Vec<Incident> = incidents.iter().filter(|i| day(i.opened_at) == d).cloned().collect();
         write_partitioned(dir.path(), "incidents", d, "fixture", &incidents_batch(&those)).unwrap();
     }
+    // The first half as files written before route batches were (no `routes` column).
     let commands: Vec<CommandRow> = common::fixture("commands.jsonl");
-    write_partitioned(dir.path(), "commands", commands[0].issued_at, "fixture", &commands_batch(&commands)).unwrap();
+    let (old, new) = commands.split_at(commands.len() / 2);
+    let old = commands_batch(old);
+    let before_batches = old.project(&(0..old.num_columns() - 1).collect::<Vec<_>>()).unwrap();
+    write_partitioned(dir.path(), "commands", commands[0].issued_at, "before-batches", &before_batches).unwrap();
+    write_partitioned(dir.path(), "commands", commands[0].issued_at, "fixture", &commands_batch(new)).unwrap();
     dir
+}
+
+/// Commands recorded before route batches read on, with no route count.
+#[tokio::test]
+async fn commands_written_before_route_batches_still_read() {
+    let dir = history();
+    let engine = HistoryEngine::open(dir.path().to_str().unwrap()).await.unwrap();
+    let batches = engine.query("SELECT count(*), count(routes), sum(routes) FROM commands").await.unwrap();
+    let rows = common::rows(&batches, false);
+    let all: usize = common::fixture::<CommandRow>("commands.jsonl").len();
+    let new = all - all / 2;
+    assert_eq!(
+        rows,
+        vec![vec![all.to_string(), new.to_string(), new.to_string()]],
+        "every fixture command changes one route"
+    );
 }
 
 fn slt_files() -> Vec<PathBuf> {

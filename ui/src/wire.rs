@@ -132,8 +132,8 @@ pub(crate) fn incident_detail(v: &IncidentView, topo: &Topology, map: &MeshMap) 
     let i = &v.incident;
     let mut overrides: HashMap<(NodeId, NodeId), NodeId> = HashMap::new();
     let mut changes = Vec::new();
-    for a in &i.actions {
-        if let Action::RouteReplace { destination, primary, backup } = &a.action {
+    for (a, part) in i.actions.iter().flat_map(|a| a.action.parts().iter().map(move |p| (a, p))) {
+        if let Action::RouteReplace { destination, primary, backup } = part {
             let ids = (topo.id(&a.target), topo.id(destination), topo.id(primary));
             if let (Some(s), Some(d), Some(p)) = ids {
                 if a.status != Some(ResultStatus::RolledBack) {

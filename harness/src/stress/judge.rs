@@ -86,9 +86,10 @@ fn about(incident: &Incident, element: &Element) -> bool {
     })
 }
 
-/// Whether an action moves traffic (a withdrawal only hands it back).
-fn moves_traffic(a: &Action) -> bool {
-    matches!(a, Action::RouteReplace { .. } | Action::LinkDrain { .. })
+/// How many route or link changes of an action move traffic (a withdrawal only hands
+/// it back; a batch counts its routes).
+fn moves_traffic(a: &Action) -> usize {
+    a.parts().iter().filter(|a| matches!(a, Action::RouteReplace { .. } | Action::LinkDrain { .. })).count()
 }
 
 /// Judges `run` of `scenario`, run as case `case`.
@@ -146,7 +147,7 @@ pub fn judge(scenario: &Scenario, case: &str, topo: &Topology, run: &ClosedRun) 
         let pretence =
             pretend_elements.iter().any(|e| i.root_cause.as_ref().is_some_and(|rc| x0_lab::near(&rc.element, e)));
         if !justified {
-            let moving = i.actions.iter().filter(|a| moves_traffic(&a.action)).count();
+            let moving: usize = i.actions.iter().map(|a| moves_traffic(&a.action)).sum();
             harmful += moving;
             on_pretence += if pretence { moving } else { 0 };
         }
