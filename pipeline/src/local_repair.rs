@@ -178,8 +178,10 @@ impl Faults<'_> {
 pub(crate) struct OverBudget;
 
 /// Whether `z`'s baseline route to `d` crosses no faulted link and touches none of
-/// `avoid` (crashed nodes belong there): sufficient, every fewest-hop path from `z` to
-/// `d` is strictly shorter than any through them.
+/// `avoid` (crashed nodes belong there, and every node whose route toward `d` is not
+/// its baseline): sufficient, every fewest-hop path from `z` to `d` is strictly
+/// shorter than any through them, and than any across a faulted link one of whose
+/// ends routes across it.
 pub(crate) fn clean_exit(
     topo: &Topology,
     hops: &mut Hops,
@@ -217,6 +219,18 @@ pub(crate) fn clean_exit(
     for &(a, b) in faults.links {
         hops.require(topo, a);
         hops.require(topo, b);
+        // A route toward d crosses a→b only where a's next hop toward d is b. Outside
+        // `avoid`, a routes by its baseline; in it, the check above keeps z's route
+        // away from a altogether. A link neither end routes across (its ends repaired
+        // already, or d lying elsewhere) cannot be crossed, however many fewest-hop
+        // paths pass it: on a grid most do, and each rejected exit sent the repair on
+        // to the deep search.
+        let routes_across = |u: NodeId, v: NodeId, hops: &Hops| {
+            !avoid.contains(&u) && hops.baseline_next(topo, u, d).is_none_or(|n| n == v)
+        };
+        if !routes_across(a, b, hops) && !routes_across(b, a, hops) {
+            continue;
+        }
         if zd >= hops.between(z, a) + 1 + hops.between(b, d) || zd >= hops.between(z, b) + 1 + hops.between(a, d) {
             return Ok(false);
         }

@@ -943,6 +943,44 @@ mod tests {
         assert_routes_avoid(&mut p, &[c], &[(a.min(b), a.max(b))], &format!("crash {c} behind {a}-{b}"));
     }
 
+    /// Two faults close together, in every relative placement up to five hops apart
+    /// (a crash or a second link behind a link that is down): every route still avoids
+    /// both and none loops.
+    #[test]
+    fn faults_close_together_leave_no_route_broken() {
+        let topo = Topology::generate(&TopologySpec {
+            shape: Shape::Grid,
+            nodes: 256,
+            seed: 1,
+            links: vec![],
+            regions: Default::default(),
+        })
+        .unwrap();
+        let (a, b) = (8 * 16 + 8, topo.neighbours(8 * 16 + 8)[0]);
+        let first = (a.min(b), a.max(b));
+        let adjacency: Vec<Vec<usize>> = (0..topo.len()).map(|v| topo.neighbours(v).to_vec()).collect();
+        let from_link = x0_schema::hop_counts(&adjacency, &[a, b]);
+        let mut with_link = Planner::new(topo.clone(), planner().config.clone());
+        with_link.plan_fault("i1", &topo.link_element(a, b), 0);
+        let near: Vec<NodeId> = (0..topo.len()).filter(|&v| (1..=5).contains(&from_link[v])).collect();
+        for (i, &v) in near.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+            let mut p = Planner::new(topo.clone(), planner().config.clone());
+            p.restore(with_link.memory());
+            if i % 2 == 0 {
+                p.plan_fault("i2", &Element::node(topo.name(v)), 1);
+                assert_routes_avoid(&mut p, &[v], &[first], &format!("crash {v} near {a}-{b}"));
+            } else {
+                let w = topo.neighbours(v)[i % topo.neighbours(v).len()];
+                let second = (v.min(w), v.max(w));
+                if second == first {
+                    continue;
+                }
+                p.plan_fault("i2", &topo.link_element(v, w), 1);
+                assert_routes_avoid(&mut p, &[], &[first, second], &format!("link {v}-{w} near {a}-{b}"));
+            }
+        }
+    }
+
     #[test]
     fn the_rate_guardrail_holds_changes_back() {
         let mut p = planner();
