@@ -19,7 +19,7 @@
 //! destination over its whole shortest-path tree instead.
 //! Hand-written: this is the planner's core, and no routing crate offers it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use x0_schema::{NodeId, Topology};
 
 /// How far from the edge node the shallow search goes (every candidate's own hop
@@ -46,53 +46,139 @@ pub(crate) const FAR: u64 = 1 << 40;
 /// next destination reuses (a plan visits thousands of destinations, each once: kept,
 /// their distances would spend the budget the nodes around the fault share).
 pub(crate) struct Hops {
-    from: HashMap<NodeId, Vec<u32>>,
+    /// Where each node's distances are in `tables` (`u32::MAX`: not held). An index,
+    /// not a map: `between` runs millions of times in a plan of a big mesh.
+    slot: Vec<u32>,
+    tables: Vec<Vec<u32>>,
     capacity: usize,
     destination: Option<(NodeId, Vec<u32>)>,
+    /// The links as flat arrays, built at the first BFS (a BFS over `Topology`'s
+    /// per-node vectors chases a pointer per node: 7 ms at 100,000 nodes).
+    graph: Option<FlatGraph>,
+    queue: Vec<u32>,
+}
+
+/// Adjacency in compressed sparse rows: node v's neighbours are
+/// `targets[offsets[v]..offsets[v + 1]]`.
+struct FlatGraph {
+    offsets: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+impl FlatGraph {
+    fn of(topo: &Topology) -> Self {
+        let mut offsets = Vec::with_capacity(topo.len() + 1);
+        let mut targets = Vec::with_capacity(topo.links().len() * 2);
+        offsets.push(0);
+        for v in 0..topo.len() {
+            targets.extend(topo.neighbours(v).iter().map(|&u| u as u32));
+            offsets.push(targets.len() as u32);
+        }
+        FlatGraph { offsets, targets }
+    }
+
+    /// Hop counts from `from` into `dist` (`u32::MAX`: unreachable).
+    fn bfs(&self, from: NodeId, dist: &mut Vec<u32>, queue: &mut Vec<u32>) {
+        dist.clear();
+        dist.resize(self.offsets.len() - 1, u32::MAX);
+        queue.clear();
+        queue.push(from as u32);
+        dist[from] = 0;
+        let mut head = 0;
+        while let Some(&v) = queue.get(head) {
+            head += 1;
+            let next = dist[v as usize] + 1;
+            for &u in &self.targets[self.offsets[v as usize] as usize..self.offsets[v as usize + 1] as usize] {
+                if dist[u as usize] == u32::MAX {
+                    dist[u as usize] = next;
+                    queue.push(u);
+                }
+            }
+        }
+    }
 }
 
 impl Hops {
     /// Room for `max_entries` distances in all (4 bytes each), and never fewer than 16
     /// nodes' worth.
     pub(crate) fn new(nodes: usize, max_entries: usize) -> Self {
-        Hops { from: HashMap::new(), capacity: (max_entries / nodes.max(1)).max(16), destination: None }
+        Hops {
+            slot: vec![u32::MAX; nodes],
+            tables: Vec::new(),
+            capacity: (max_entries / nodes.max(1)).max(16),
+            destination: None,
+            graph: None,
+            queue: Vec::new(),
+        }
+    }
+
+    fn held(&self, v: NodeId) -> bool {
+        self.slot[v] != u32::MAX
+    }
+
+    fn bfs_into(&mut self, topo: &Topology, from: NodeId, dist: &mut Vec<u32>) {
+        let graph = self.graph.get_or_insert_with(|| FlatGraph::of(topo));
+        graph.bfs(from, dist, &mut self.queue);
+    }
+
+    fn hold(&mut self, topo: &Topology, v: NodeId) {
+        let mut dist = Vec::new();
+        self.bfs_into(topo, v, &mut dist);
+        self.slot[v] = self.tables.len() as u32;
+        self.tables.push(dist);
     }
 
     /// Makes the distances from the destination `d` known, outside the budget, in
     /// place of the previous destination's.
     pub(crate) fn focus(&mut self, topo: &Topology, d: NodeId) {
-        if self.from.contains_key(&d) || self.destination.as_ref().is_some_and(|(v, _)| *v == d) {
+        if self.held(d) || self.destination.as_ref().is_some_and(|(v, _)| *v == d) {
             return;
         }
         let mut dist = self.destination.take().map(|(_, dist)| dist).unwrap_or_default();
-        bfs_into(topo, d, &mut dist);
+        self.bfs_into(topo, d, &mut dist);
         self.destination = Some((d, dist));
     }
 
     fn distances_from(&self, v: NodeId) -> Option<&[u32]> {
-        match (self.from.get(&v), &self.destination) {
-            (Some(dist), _) => Some(dist),
-            (None, Some((d, dist))) if *d == v => Some(dist),
+        match (self.slot[v], &self.destination) {
+            (i, _) if i != u32::MAX => Some(&self.tables[i as usize]),
+            (_, Some((d, dist))) if *d == v => Some(dist),
             _ => None,
         }
     }
 
     /// Makes the distances from `v` known; false when the budget is spent.
     pub(crate) fn ensure(&mut self, topo: &Topology, v: NodeId) -> bool {
-        if self.from.contains_key(&v) {
+        if self.held(v) {
             return true;
         }
-        if self.from.len() >= self.capacity {
+        if self.tables.len() >= self.capacity {
             return false;
         }
-        self.from.insert(v, bfs(topo, v));
+        self.hold(topo, v);
+        true
+    }
+
+    /// Makes the distances from `v` known while half the budget is free: for a deep
+    /// search's candidates, which recur across destinations (the same way round a
+    /// near-bridge serves many) but must not starve the nodes near the fault.
+    pub(crate) fn ensure_spare(&mut self, topo: &Topology, v: NodeId) -> bool {
+        if self.held(v) {
+            return true;
+        }
+        if self.tables.len() >= self.capacity / 2 {
+            return false;
+        }
+        self.hold(topo, v);
         true
     }
 
     /// Makes the distances from `v` known whatever the budget (the few nodes at the
     /// fault itself, without which nothing can be planned).
     pub(crate) fn require(&mut self, topo: &Topology, v: NodeId) {
-        self.from.entry(v).or_insert_with(|| bfs(topo, v));
+        if !self.held(v) {
+            self.hold(topo, v);
+        }
     }
 
     /// Whether the distances from `v` are known.
@@ -117,10 +203,11 @@ impl Hops {
 
     /// `v`'s baseline next hop toward `d`: its first neighbour one hop closer, as
     /// `Topology::baseline_next_hops` picks it. None where `v` is `d`, `d` is out of
-    /// reach, or the distances from some neighbour of `v` are not known.
+    /// reach, or neither the distances from `d` nor from every neighbour of `v` are
+    /// known.
     pub(crate) fn baseline_next(&self, topo: &Topology, v: NodeId, d: NodeId) -> Option<NodeId> {
         let around = topo.neighbours(v);
-        if v == d || !around.iter().all(|&y| self.known(y)) {
+        if v == d || !(self.known(d) || around.iter().all(|&y| self.known(y))) {
             return None;
         }
         let closest = around.iter().map(|&y| self.between(y, d)).min().filter(|&h| h < FAR)?;
@@ -132,30 +219,9 @@ impl Hops {
     pub(crate) fn footprint(&self) -> (usize, usize) {
         let slot = self.destination.iter().map(|(_, dist)| dist.len() * 4);
         (
-            self.from.len() + usize::from(self.destination.is_some()),
-            self.from.values().map(|v| v.len() * 4).chain(slot).sum(),
+            self.tables.len() + usize::from(self.destination.is_some()),
+            self.tables.iter().map(|v| v.len() * 4).chain(slot).sum(),
         )
-    }
-}
-
-fn bfs(topo: &Topology, from: NodeId) -> Vec<u32> {
-    let mut dist = Vec::new();
-    bfs_into(topo, from, &mut dist);
-    dist
-}
-
-fn bfs_into(topo: &Topology, from: NodeId, dist: &mut Vec<u32>) {
-    dist.clear();
-    dist.resize(topo.len(), u32::MAX);
-    let mut queue = std::collections::VecDeque::from([from]);
-    dist[from] = 0;
-    while let Some(v) = queue.pop_front() {
-        for &u in topo.neighbours(v) {
-            if dist[u] == u32::MAX {
-                dist[u] = dist[v] + 1;
-                queue.push_back(u);
-            }
-        }
     }
 }
 
@@ -197,12 +263,12 @@ pub(crate) fn clean_exit(
     if avoid.contains(&z) {
         return Ok(false);
     }
-    // Distances are symmetric: with `by_destination` (a deep search's far-out
-    // candidates), the destination's serve as well as z's. Nearer ones get their own,
-    // which later destinations and the guardrail's current-route check reuse.
-    let from_destination = by_destination && hops.known(d);
-    if !from_destination && !hops.ensure(topo, z) {
-        return Err(OverBudget);
+    // Distances are symmetric: z's own serve, which later destinations and the
+    // guardrail's current-route check reuse; with `by_destination` (a deep search's
+    // far-out candidates), or with the budget spent, the destination's do (one BFS,
+    // kept for this destination only).
+    if by_destination || !hops.ensure(topo, z) {
+        hops.focus(topo, d);
     }
     let zd = hops.between(z, d);
     if zd >= FAR {
@@ -210,7 +276,11 @@ pub(crate) fn clean_exit(
     }
     for &s in avoid.iter().filter(|&&s| s != d) {
         if !hops.ensure(topo, s) {
-            return Err(OverBudget);
+            // Over budget: z's distances and d's serve instead of s's.
+            hops.focus(topo, d);
+            if !hops.known(z) {
+                return Err(OverBudget);
+            }
         }
         if zd >= hops.between(z, s) + hops.between(s, d) {
             return Ok(false);
@@ -269,11 +339,8 @@ pub(crate) fn repair_at_edge(
     let mut level = vec![vec![x]];
     let mut seen = HashSet::from([x]);
     for depth in 1..=if deep { DEEP_DEPTH } else { MAX_DEPTH } {
-        if depth > MAX_DEPTH {
-            if seen.len() > DEEP_NODES {
-                break;
-            }
-            hops.focus(topo, d);
+        if depth > MAX_DEPTH && seen.len() > DEEP_NODES {
+            break;
         }
         let (mut next, mut joined) = (Vec::new(), Vec::new());
         for path in &level {
@@ -297,12 +364,16 @@ pub(crate) fn repair_at_edge(
             if !joins {
                 let mut around = avoid.to_vec();
                 around.extend_from_slice(&p[1..p.len() - 1]);
-                if !clean_exit(topo, hops, faults, z, d, &around, depth > MAX_DEPTH)? {
+                // A far-out candidate is judged on its own distances while the budget
+                // has room (the next destination asks about it again), else on the
+                // destination's (one BFS, this destination only). The same numbers.
+                let by_destination = depth > MAX_DEPTH && !hops.ensure_spare(topo, z);
+                if !clean_exit(topo, hops, faults, z, d, &around, by_destination)? {
                     continue;
                 }
             }
-            // A deep exit was judged on d's distances (the same numbers as z's).
-            let known = hops.known(z) || (depth > MAX_DEPTH && hops.known(d));
+            // An exit judged on d's distances: the same numbers as z's.
+            let known = hops.known(z) || hops.known(d);
             let onward = if known { hops.between(z, d) as f64 } else { 0.0 };
             let c = p.windows(2).map(|w| cost(w[0], w[1])).sum::<f64>() + onward;
             if best.as_ref().is_none_or(|(bc, b)| c < *bc || (c == *bc && *p < b.path)) {
