@@ -267,7 +267,8 @@ pub(crate) fn clean_exit(
     // guardrail's current-route check reuse; with `by_destination` (a deep search's
     // far-out candidates), or with the budget spent, the destination's do (one BFS,
     // kept for this destination only).
-    if by_destination || !hops.ensure(topo, z) {
+    let own = hops.known(z) || (!by_destination && hops.ensure(topo, z));
+    if !own {
         hops.focus(topo, d);
     }
     let zd = hops.between(z, d);
