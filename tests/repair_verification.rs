@@ -22,7 +22,7 @@ enum Actuators {
     /// Acknowledge every command as applied, apply none (routes that do not steer the
     /// traffic: another daemon's routes win, a policy rule overrides ours).
     AckOnly,
-    /// Refuse the first reroute each node gets, apply the rest.
+    /// Refuse the first reroute of the run (one node's share of the plan), apply the rest.
     RefuseFirst,
     /// Apply every command, and a neighbour forges a refusal of each in its own name.
     Forged,
@@ -91,17 +91,14 @@ async fn run_scenario_with(
         let mut pending: Vec<Publication> = core.close_ready().await.unwrap();
         while let Some(out) = pending.pop() {
             let Publication::Command(cmd) = out else { continue };
-            match cmd.action {
-                Action::RouteReplace { .. } => reroutes += 1,
-                Action::RouteWithdraw { .. } => withdrawals += 1,
-                _ => {}
-            }
-            let refuse = actuators == Actuators::RefuseFirst
-                && matches!(cmd.action, Action::RouteReplace { .. })
-                && !refused.contains(&cmd.target);
+            reroutes += replaces(&cmd.action);
+            withdrawals += cmd.action.parts().iter().filter(|a| matches!(a, Action::RouteWithdraw { .. })).count();
+            // One node refuses its share of the plan (one command per node: a batch);
+            // the others apply theirs.
+            let refuse = actuators == Actuators::RefuseFirst && replaces(&cmd.action) > 0 && refused.is_empty();
             let late = match actuators {
                 Actuators::LateFirst => !refused.contains(&cmd.target),
-                Actuators::AlwaysLate => matches!(cmd.action, Action::RouteReplace { .. }),
+                Actuators::AlwaysLate => replaces(&cmd.action) > 0,
                 _ => false,
             };
             let result = if late {
@@ -149,6 +146,11 @@ fn assert_repair_kept(run: &Run) {
     assert_eq!(incident.state, IncidentState::Resolved);
 }
 
+/// Routes a command moves (a batch carries several).
+fn replaces(action: &Action) -> usize {
+    action.parts().iter().filter(|a| matches!(a, Action::RouteReplace { .. })).count()
+}
+
 fn the_loss_incident(run: &Run) -> &Incident {
     let acted: Vec<&Incident> = run.incidents.iter().filter(|i| !i.actions.is_empty()).collect();
     assert_eq!(acted.len(), 1, "one incident acted on: {:#?}", run.incidents);
@@ -185,11 +187,8 @@ async fn a_plan_an_actuator_refused_in_part_is_rolled_back_whole() {
     assert!(incident.explanation.contains("refused by the test"), "{}", incident.explanation);
     assert!(incident.explanation.contains("rolled back"), "{}", incident.explanation);
     assert_eq!(incident.outcome, Outcome::Failed);
-    let applied = incident
-        .actions
-        .iter()
-        .filter(|a| matches!(a.action, Action::RouteReplace { .. }) && a.status == Some(ResultStatus::Applied))
-        .count();
+    let applied =
+        incident.actions.iter().filter(|a| replaces(&a.action) > 0 && a.status == Some(ResultStatus::Applied)).count();
     assert!(applied > 0, "some of the plan applied before the refusal");
     assert_eq!(run.withdrawals, run.reroutes, "the applied routes (and the refused) withdrawn");
 }
@@ -253,11 +252,7 @@ async fn a_repair_that_did_not_help_is_not_repeated_when_the_fault_recurs() {
     let reopened = incident.reopened_at[0];
     assert!(incident.explanation.contains("did not help"), "{}", incident.explanation);
     assert!(incident.explanation.contains("not repeating it"), "{}", incident.explanation);
-    let rerouted_again = incident
-        .actions
-        .iter()
-        .filter(|a| a.issued_at >= reopened && matches!(a.action, Action::RouteReplace { .. }))
-        .count();
+    let rerouted_again = incident.actions.iter().filter(|a| a.issued_at >= reopened && replaces(&a.action) > 0).count();
     assert_eq!(rerouted_again, 0, "{}", incident.explanation);
 }
 
