@@ -149,24 +149,21 @@ impl Hops {
 
     /// Makes the distances from `v` known; false when the budget is spent.
     pub(crate) fn ensure(&mut self, topo: &Topology, v: NodeId) -> bool {
-        if self.held(v) {
-            return true;
-        }
-        if self.tables.len() >= self.capacity {
-            return false;
-        }
-        self.hold(topo, v);
-        true
+        self.ensure_within(topo, v, self.capacity)
     }
 
     /// Makes the distances from `v` known while half the budget is free: for a deep
     /// search's candidates, which recur across destinations (the same way round a
     /// near-bridge serves many) but must not starve the nodes near the fault.
     pub(crate) fn ensure_spare(&mut self, topo: &Topology, v: NodeId) -> bool {
+        self.ensure_within(topo, v, self.capacity / 2)
+    }
+
+    fn ensure_within(&mut self, topo: &Topology, v: NodeId, limit: usize) -> bool {
         if self.held(v) {
             return true;
         }
-        if self.tables.len() >= self.capacity / 2 {
+        if self.tables.len() >= limit {
             return false;
         }
         self.hold(topo, v);
