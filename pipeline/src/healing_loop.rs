@@ -435,12 +435,13 @@ impl HealingLoop {
         if rc.kind == RootCauseKind::SuspectReporter {
             self.book.record_no_action(id, &format!("{} reports faults its neighbours do not corroborate: suspect reporter, no reroute on its word alone", rc.element));
         } else if one_reporters_word(&rc) {
-            let who = rc.reporters.first().map_or("no node", String::as_str);
+            let who = rc
+                .reporters
+                .first()
+                .map_or_else(|| "no node corroborates it".to_string(), |r| format!("only {r} observes it"));
             self.book.record_no_action(
                 id,
-                &format!(
-                    "only {who} observes it: one reporter's word never crosses the action bar; watching, not acting"
-                ),
+                &format!("{who}: one reporter's word never crosses the action bar; watching, not acting"),
             );
         } else if rc.confidence < min {
             self.book.record_no_action(
@@ -463,7 +464,10 @@ impl HealingLoop {
                 plan.explanation.join("; ")
             );
             let actions = self.issue(id, &plan, now, out);
-            if actions.is_empty() {
+            if actions.is_empty() && self.book.acted(id) {
+                // Rediagnosed after acting, and the routes already avoid the new cause.
+                self.book.note(id, &why);
+            } else if actions.is_empty() {
                 self.book.record_no_action(id, &why);
             } else {
                 self.book.record_actions(id, actions, &why);
@@ -525,7 +529,10 @@ impl HealingLoop {
     }
 
     fn clear(&mut self, id: &str, now: i64, out: &mut Vec<Publication>) {
-        let (withdrawals, why) = if self.book.acted(id) {
+        // Not only when it acted: an incident whose plan changed nothing still holds its
+        // fault in the planner (which would avoid the element for good), and may own
+        // routes re-planned when another incident cleared.
+        let (withdrawals, why) = if self.book.acted(id) || self.planner.holds(id) {
             let plan = self.planner.plan_clear(id, now);
             let why = plan.explanation.join("; ");
             (self.issue(id, &plan, now, out), why)

@@ -3,7 +3,7 @@
 
 use crate::rca::Diagnosis;
 use std::collections::BTreeMap;
-use x0_schema::{ActionRecord, CommandResult, Element, Incident, IncidentState, Outcome, ResultStatus};
+use x0_schema::{ActionRecord, CommandResult, Element, Incident, IncidentState, Outcome, ResultStatus, RootCauseKind};
 
 /// What a window or a result did to the book.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +42,9 @@ struct Tracked {
     #[serde(skip)]
     index: ActionIndex,
 }
+
+/// How recent a link-down must be for a crash of one of its ends to take it over.
+const FIRST_SIGN_WINDOWS: u32 = 3;
 
 /// Every incident this job knows, keyed by id, plus candidates not yet confirmed.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -228,7 +231,7 @@ impl IncidentBook {
         let mut touched = Vec::new();
         for d in diagnoses {
             self.absorb_link_candidates(&d);
-            let id = match self.open_for(&d.cause.element) {
+            let id = match self.open_for(&d.cause.element).or_else(|| self.first_sign_of_crash(&d, &mut out)) {
                 Some(id) => id,
                 None => match self.resolved_lately(&d.cause.element, now_ns) {
                     Some(id) => {
@@ -327,6 +330,46 @@ impl IncidentBook {
                 });
             !absorbed
         });
+    }
+
+    /// A crash whose node lost carrier on a link in the windows just before it fell
+    /// silent (its own agent saw it go, as well as the neighbour) takes over that link's
+    /// incident: one incident for the crash, re-diagnosed, not a link-down beside it.
+    /// The link's routes stay, now in the crash's name, and the crash plans the rest.
+    /// Only a link-down seen in the last window and at most [`FIRST_SIGN_WINDOWS`] old:
+    /// a link that was down long before is a fault of its own.
+    fn first_sign_of_crash(&mut self, d: &Diagnosis, out: &mut Vec<Transition>) -> Option<String> {
+        let Element::Node { id: node } = &d.cause.element else { return None };
+        if d.cause.kind != RootCauseKind::NodeCrash {
+            return None;
+        }
+        let (id, t) = self
+            .tracked
+            .iter_mut()
+            .filter(|(_, t)| {
+                t.confirmed
+                    && !t.incident.state.is_final()
+                    && t.healthy_windows == 0
+                    && t.streak <= FIRST_SIGN_WINDOWS
+                    && t.incident.root_cause.as_ref().is_some_and(|rc| {
+                        rc.kind == RootCauseKind::LinkDown
+                            && rc.element.touches(node)
+                            && d.symptoms.iter().any(|s| s.element == rc.element)
+                    })
+            })
+            .min_by_key(|(id, t)| (t.incident.opened_at, (*id).clone()))?;
+        let link = t.incident.root_cause.as_ref().map(|rc| rc.element.to_string()).unwrap_or_default();
+        push_line(
+            &mut t.incident.explanation,
+            &format!("rediagnosed: carrier lost on {link} was the first sign of node {node} going down"),
+        );
+        // Before acting, the usual path re-diagnoses it; after, its cause is fixed
+        // there, so it changes here.
+        if t.acted {
+            t.incident.root_cause = Some(d.cause.clone());
+            out.push(Transition::Rediagnosed(id.clone()));
+        }
+        Some(id.clone())
     }
 
     /// The fault of a resolved incident is back: the same incident opens again, with
@@ -621,7 +664,7 @@ impl IncidentBook {
 mod tests {
     use super::*;
     use crate::rca::Diagnosis;
-    use x0_schema::{RootCause, RootCauseKind};
+    use x0_schema::{RootCause, Symptom};
 
     fn policy(windows: u32) -> ClearPolicy {
         ClearPolicy { windows, max_windows: 8 * windows, reopen_within_ns: 1_000 }
@@ -640,6 +683,50 @@ mod tests {
             hard: true,
             symptoms: vec![],
         }
+    }
+
+    fn crash(node: &str, links: &[(&str, &str)]) -> Diagnosis {
+        let symptom =
+            |element: Element| Symptom { element, feature: "x".into(), value: 1.0, score: 9.0, window_start: 0 };
+        Diagnosis {
+            cause: RootCause {
+                kind: RootCauseKind::NodeCrash,
+                element: Element::node(node),
+                confidence: 0.93,
+                ambiguity: vec![],
+                evidence: vec![],
+                reporters: vec!["n1".into(), "n7".into()],
+            },
+            hard: true,
+            symptoms: links.iter().map(|(a, b)| symptom(Element::link(a, b))).collect(),
+        }
+    }
+
+    /// Regression (kernel lab, grid crash): the crashing node's own agent reported
+    /// carrier lost on one link just before it fell silent; the link-down (both ends,
+    /// acted on at once) and the crash stood as two incidents, and the crash's, which
+    /// planned nothing, kept its fault when it cleared.
+    #[test]
+    fn a_crash_right_after_carrier_loss_on_its_link_takes_over_that_incident() {
+        let mut book = IncidentBook::new(2, policy(3), "m", "t");
+        let [Transition::Diagnosed(id)] = &book.observe(vec![down(("n2", "n3"))], 0, 1)[..] else { panic!() };
+        let id = id.clone();
+        book.record_actions(&id, vec![action("c1")], "plan");
+        let t = book.observe(vec![crash("n3", &[("n2", "n3"), ("n3", "n7")])], 1, 2);
+        assert!(matches!(&t[..], [Transition::Rediagnosed(x)] if *x == id), "{t:?}");
+        let all = book.incidents();
+        assert_eq!(all.len(), 1, "{all:?}");
+        let rc = all[0].root_cause.as_ref().unwrap();
+        assert_eq!((rc.kind, &rc.element), (RootCauseKind::NodeCrash, &Element::node("n3")));
+        assert!(all[0].explanation.contains("first sign of node n3"), "{}", all[0].explanation);
+        // A link that was down long before the node crashed is a fault of its own.
+        let mut book = IncidentBook::new(2, policy(3), "m", "t");
+        book.observe(vec![down(("n2", "n3"))], 0, 1);
+        for w in 1..=FIRST_SIGN_WINDOWS as i64 {
+            book.observe(vec![down(("n2", "n3"))], w, w + 1);
+        }
+        book.observe(vec![crash("n3", &[("n2", "n3")])], 9, 10);
+        assert_eq!(book.incidents().len(), 2);
     }
 
     #[test]
