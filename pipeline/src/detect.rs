@@ -39,6 +39,8 @@ pub(crate) enum View {
     Bad,
     /// Enough probes answered.
     Good,
+    /// Enough probes sent, and some lost, but too few for an anomaly on their own.
+    Lossy,
     Unknown,
 }
 
@@ -109,12 +111,11 @@ pub(crate) fn detect(
                 });
             }
         }
-        let view = if bad {
-            View::Bad
-        } else if l.probes_sent >= min_probes && l.probe_loss.is_some_and(|p| p < 0.15) {
-            View::Good
-        } else {
-            View::Unknown
+        let view = match l.probe_loss {
+            _ if bad => View::Bad,
+            Some(p) if l.probes_sent >= min_probes && p < 0.15 => View::Good,
+            Some(_) if l.probes_sent >= min_probes => View::Lossy,
+            _ => View::Unknown,
         };
         views.push((l.node.clone(), l.peer.clone(), view));
     }
