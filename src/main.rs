@@ -18,7 +18,7 @@ use x0_pipeline::Config;
 #[derive(Parser)]
 #[command(
     name = "x0tta6bl4",
-    version,
+    version = x0_schema::CONTRACT_VERSION,
     about = "Self-healing for mesh networks: kernel telemetry -> detection -> root cause -> signed reroute"
 )]
 struct Cli {

@@ -94,3 +94,23 @@ fn the_manifests_configuration_loads_for_job_and_agent() {
     }
     assert!(toml.contains("fleet_secret") && toml.contains("node_key") && toml.contains("[kafka.spiffe]"), "{toml}");
 }
+
+/// The job and the lean agent built together report the same contracts fingerprint in
+/// `--version` (what `lab run` checks an `x0-agent` by before running it), and it is
+/// the fingerprint of these sources.
+#[test]
+fn the_job_and_the_lean_agent_report_the_same_contracts() {
+    let job = Path::new(env!("CARGO_BIN_EXE_x0tta6bl4"));
+    let agent = job.with_file_name("x0-agent");
+    assert!(agent.is_file(), "x0-agent is built beside x0tta6bl4");
+    let version = |exe: &Path| {
+        let out = Command::new(exe).arg("--version").output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (job, agent) = (version(job), version(&agent));
+    let contracts = x0_schema::CONTRACT_VERSION;
+    assert!(contracts.contains("(contracts ") && contracts.len() > 20, "{contracts}");
+    assert_eq!(job, format!("x0tta6bl4 {contracts}"));
+    assert_eq!(agent, format!("x0-agent {contracts}"));
+}

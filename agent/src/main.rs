@@ -8,7 +8,7 @@ use x0_ops::{init_logging, LogFormat};
 
 /// The x0tta6bl4 node agent: kernel probes and link probes out, signed commands in (netlink).
 #[derive(Parser)]
-#[command(version)]
+#[command(version = x0_schema::CONTRACT_VERSION)]
 struct Cli {
     /// Configuration file (TOML); defaults are built in.
     #[arg(long, env = "X0_CONFIG", global = true)]

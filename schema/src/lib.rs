@@ -57,6 +57,11 @@ pub use command::{
 pub use config_layers::{ConfigErrors, ConfigLayers};
 pub use decode::{decode_telemetry, encode_telemetry, ContentType, DecodeError};
 pub use durable_file::replace_file_durably;
+/// The release and a fingerprint of this crate's sources (its contracts), as binaries
+/// report it in `--version`: an agent and a job with the same one speak the same
+/// commands. `x0tta6bl4 lab run` checks the agent binary it is given by it.
+pub const CONTRACT_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (contracts ", env!("X0_CONTRACT_ID"), ")");
+
 pub use element::Element;
 pub use incident::{ActionRecord, Incident, IncidentState, Outcome, RootCause, RootCauseKind, Symptom};
 pub use json_codec::encode_json_lines;

@@ -350,14 +350,32 @@ fn start_routing(opts: &LabOptions, topo: &Topology, teardown: &mut Teardown) ->
 }
 
 /// The binary agents run as: the one asked for, else `x0-agent` beside this one, else
-/// this one (as `x0tta6bl4 agent`).
+/// this one (as `x0tta6bl4 agent`). An `x0-agent` built from other contract sources
+/// (its `--version`) is passed over, loudly: `cargo build --release` leaves it alone
+/// unless asked for, and an agent that predates a command kind rejects every command
+/// of that kind, so the lab would measure a job whose plans all roll back.
 fn agent_exe(opts: &LabOptions) -> Result<PathBuf> {
     if let Some(p) = &opts.agent_exe {
         return Ok(p.clone());
     }
     let own = std::env::current_exe()?;
     let lean = own.with_file_name(LEAN_AGENT);
-    Ok(if lean.is_file() { lean } else { own })
+    if !lean.is_file() {
+        return Ok(own);
+    }
+    let theirs = Command::new(&lean).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let ours = x0_schema::CONTRACT_VERSION;
+    match theirs {
+        Ok(v) if v.trim_end().ends_with(ours) => Ok(lean),
+        other => {
+            let theirs = other.map_or_else(|e| e.to_string(), |v| v.trim().to_string());
+            eprintln!(
+                "note: {} is not built from these sources ({theirs}; this binary: {ours}): agents run as `x0tta6bl4 agent` (rebuild it: cargo build --release -p x0-agent)",
+                lean.display()
+            );
+            Ok(own)
+        }
+    }
 }
 
 fn start_agents(opts: &LabOptions, kafka: &KafkaConfig, signer: &SigningKey, teardown: &mut Teardown) -> Result<()> {
