@@ -231,6 +231,16 @@ impl IncidentBook {
         let mut touched = Vec::new();
         for d in diagnoses {
             self.absorb_link_candidates(&d);
+            if let Some(id) = self.crash_holding(&d.cause.element) {
+                // A crashed node's links are avoided with it; what they show while its
+                // incident is open (the node coming back, its agent's first windows
+                // after the outage) is the crash's, and keeps it from clearing.
+                let t = self.tracked.get_mut(&id).expect("just found");
+                t.healthy_windows = 0;
+                keep_recent_symptoms(&mut t.incident, d.symptoms);
+                touched.push(id);
+                continue;
+            }
             let id = match self.open_for(&d.cause.element).or_else(|| self.first_sign_of_crash(&d, &mut out)) {
                 Some(id) => id,
                 None => match self.resolved_lately(&d.cause.element, now_ns) {
@@ -330,6 +340,22 @@ impl IncidentBook {
                 });
             !absorbed
         });
+    }
+
+    /// The open, confirmed crash incident of an end of `element`, a link.
+    fn crash_holding(&self, element: &Element) -> Option<String> {
+        let Element::Link { a, b } = element else { return None };
+        self.tracked
+            .iter()
+            .find(|(_, t)| {
+                t.confirmed
+                    && !t.incident.state.is_final()
+                    && t.incident.root_cause.as_ref().is_some_and(|rc| {
+                        rc.kind == RootCauseKind::NodeCrash
+                            && matches!(&rc.element, Element::Node { id } if id == a || id == b)
+                    })
+            })
+            .map(|(id, _)| id.clone())
     }
 
     /// A crash whose node lost carrier on a link in the windows just before it fell
@@ -726,6 +752,28 @@ mod tests {
             book.observe(vec![down(("n2", "n3"))], w, w + 1);
         }
         book.observe(vec![crash("n3", &[("n2", "n3")])], 9, 10);
+        assert_eq!(book.incidents().len(), 2);
+    }
+
+    /// Regression (kernel lab, ring crash): when the crashed node came back, its
+    /// agent's first window reported its probes on two links all lost (and so did the
+    /// neighbours'), which opened two link-loss incidents beside the open crash.
+    #[test]
+    fn a_crashed_nodes_links_speak_for_its_incident_until_it_clears() {
+        let mut book = IncidentBook::new(2, policy(3), "m", "t");
+        let [Transition::Diagnosed(id)] = &book.observe(vec![crash("n0", &[("n0", "n1")])], 0, 1)[..] else { panic!() };
+        let id = id.clone();
+        for w in 1..6 {
+            assert!(book.observe(vec![loss(("n0", "n1")), loss(("n11", "n0"))], w, w + 1).is_empty());
+        }
+        assert_eq!(book.incidents().len(), 1, "the links' symptoms are the crash's");
+        // and they keep it open: it clears only after the policy's quiet windows.
+        assert!(book.observe(vec![], 6, 7).is_empty() && book.observe(vec![], 7, 8).is_empty());
+        assert!(matches!(&book.observe(vec![], 8, 9)[..], [Transition::Cleared(x)] if *x == id));
+        // Once it is resolved, a link fault there is a fault of its own.
+        book.resolve(&id, 9, vec![], "cleared");
+        book.observe(vec![loss(("n0", "n1"))], 20_000, 20_001);
+        book.observe(vec![loss(("n0", "n1"))], 20_001, 20_002);
         assert_eq!(book.incidents().len(), 2);
     }
 
