@@ -312,6 +312,23 @@ impl Lab {
         }
     }
 
+    /// The job's incidents not yet over, one line each with the latest line of its
+    /// explanation (why a lab waits: what keeps an incident open).
+    pub(super) fn open_incidents(&self) -> Vec<String> {
+        let RoutingRun::Ours { live, .. } = &self.routing_run else { return vec![] };
+        live.incidents()
+            .iter()
+            .map(|v| &v.incident)
+            .filter(|i| !i.state.is_final())
+            .map(|i| {
+                let cause =
+                    i.root_cause.as_ref().map_or(String::new(), |rc| format!("{} {}", rc.kind.as_str(), rc.element));
+                let last = i.explanation.lines().last().unwrap_or("");
+                format!("{} {cause} ({:?}): {last}", i.incident_id, i.state)
+            })
+            .collect()
+    }
+
     /// Kills node `i`'s agent (SIGKILL), runs `meanwhile`, and starts it again.
     pub(super) fn kill_and_restart_agent(&mut self, i: usize, meanwhile: impl FnOnce() -> Result<()>) -> Result<()> {
         self.teardown.kill_and_restart(i, meanwhile)

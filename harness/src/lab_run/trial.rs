@@ -56,11 +56,12 @@ async fn settle(lab: &Lab, n: usize) -> Result<()> {
         }
         if started.elapsed() > Duration::from_secs(90) {
             bail!(
-                "routes did not return to the baseline within 90 s before trial {} (routes changed in the last 3 s: {}; off the baseline: {} {:?})",
+                "routes did not return to the baseline within 90 s before trial {} (routes changed in the last 3 s: {}; off the baseline: {} {:?}; the job's open incidents: {:?})",
                 n + 1,
                 !quiet,
                 off.len(),
-                &off[..off.len().min(8)]
+                &off[..off.len().min(8)],
+                lab.open_incidents()
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
