@@ -44,6 +44,16 @@ pub(crate) enum View {
     Unknown,
 }
 
+/// One link end's view of its link in one window, with the probes behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EndView {
+    pub node: String,
+    pub peer: String,
+    pub view: View,
+    pub probes_sent: f64,
+    pub probes_lost: f64,
+}
+
 /// Adds the nodes behind a batch to `seen` (the nodes whose silence is news).
 pub(crate) fn note_reporters(seen: &mut HashSet<String>, batch: &x0_schema::TelemetryBatch) {
     for n in batch.nodes.iter().map(|n| &n.node).chain(batch.links.iter().map(|l| &l.node)) {
@@ -59,7 +69,7 @@ pub(crate) fn detect(
     f: &WindowFeatures,
     known: &[String],
     seen: &HashSet<String>,
-) -> (Vec<Anomaly>, Vec<(String, String, View)>) {
+) -> (Vec<Anomaly>, Vec<EndView>) {
     let mut out = Vec::new();
     let mut views = Vec::new();
     let min_probes = detector.config().min_probes;
@@ -117,7 +127,13 @@ pub(crate) fn detect(
             Some(_) if l.probes_sent >= min_probes => View::Lossy,
             _ => View::Unknown,
         };
-        views.push((l.node.clone(), l.peer.clone(), view));
+        views.push(EndView {
+            node: l.node.clone(),
+            peer: l.peer.clone(),
+            view,
+            probes_sent: l.probes_sent,
+            probes_lost: l.probe_loss.map_or(0.0, |p| p * l.probes_sent),
+        });
     }
     for n in &f.nodes {
         if let Some(z) = detector.score(&n.node, Feature::Cpu, n.cpu, n.samples) {

@@ -6,7 +6,10 @@
 //! a lone symptom never gets more than 0.55, two independent corroborating sources
 //! reach 0.85–0.95.
 
-use crate::detect::{Anomaly, Signal, View};
+mod probes;
+
+use crate::detect::{Anomaly, EndView, Signal, View};
+use probes::ProbeRecord;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use x0_schema::{Element, RootCause, RootCauseKind, Symptom};
 
@@ -23,6 +26,9 @@ pub(crate) struct Diagnosis {
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Localizer {
     views: HashMap<(String, String), VecDeque<View>>,
+    /// Their probes over the same windows, pooled for a test across windows.
+    #[serde(default)]
+    probes: ProbeRecord,
     /// Reporters found uncorroborated, with the windows left before we trust them again.
     suspects: HashMap<String, usize>,
 }
@@ -73,13 +79,14 @@ impl Localizer {
         Self::default()
     }
 
-    fn remember(&mut self, views: &[(String, String, View)]) {
-        for (node, peer, v) in views {
-            let q = self.views.entry((node.clone(), peer.clone())).or_default();
+    fn remember(&mut self, views: &[EndView]) {
+        for v in views {
+            let q = self.views.entry((v.node.clone(), v.peer.clone())).or_default();
             if q.len() == MEMORY {
                 q.pop_front();
             }
-            q.push_back(*v);
+            q.push_back(v.view);
+            self.probes.remember(&v.node, &v.peer, v.probes_sent, v.probes_lost, MEMORY);
         }
     }
 
@@ -91,12 +98,7 @@ impl Localizer {
     /// first (they explain every symptom on their links), then overloaded nodes (they
     /// explain delay and loss on theirs), then what is left, link by link, and last
     /// the claims only one end makes.
-    pub(crate) fn localize(
-        &mut self,
-        anomalies: &[Anomaly],
-        views: &[(String, String, View)],
-        window_start: i64,
-    ) -> Vec<Diagnosis> {
+    pub(crate) fn localize(&mut self, anomalies: &[Anomaly], views: &[EndView], window_start: i64) -> Vec<Diagnosis> {
         self.remember(views);
         let mut explained = vec![false; anomalies.len()];
         let mut out = crashes(anomalies, views, &mut explained, window_start);
@@ -138,32 +140,35 @@ impl Localizer {
         }
         if let [claimant] = claims.iter().copied().collect::<Vec<_>>()[..] {
             // Real loss crosses the other end's probes too (they go both ways).
-            // When those keep coming back, the claim is the claimant's alone.
+            // Loss one way only (a -> b) costs a's probes a share of what a sends and
+            // b's a share of their replies: with a few probes a window, each end's
+            // loss crosses the detector's floor in some windows only, while b's counter
+            // gap shows in every one. So the other end's own recent losses are its
+            // claim too: pooled over the remembered windows, more than a healthy link
+            // loses; or, while its latest probes are not all answered, one window with
+            // an anomaly of them, or a third of the windows losing some. A healthy
+            // end's probes come back, and keep a liar's claim its own.
             let other = if claimant == na.as_str() { nb.as_str() } else { na.as_str() };
             let now = self.latest(other, claimant);
+            let pooled_loss = self.probes.lossy(other, claimant);
+            let recent_loss = now != View::Good
+                && (self.count(other, claimant, View::Bad) >= 1
+                    || self.count(other, claimant, View::Lossy) >= MEMORY / 3);
+            // When the other end's probes keep coming back, the claim is the
+            // claimant's alone, and a known suspect's is unless the pool says otherwise.
             let contradicted = now == View::Good
                 && self.count(other, claimant, View::Bad) == 0
                 && self.count(other, claimant, View::Good) >= 2;
             let suspect = self.suspects.contains_key(claimant) && now != View::Bad;
-            if contradicted || suspect {
+            if (contradicted || suspect) && !pooled_loss {
                 return LinkFinding::OneSided(claimant.to_string());
             }
-            // Loss one way only (a -> b) costs a's probes a share of what a sends and
-            // b's a share of their replies: with a few probes a window, each end's
-            // loss crosses the detector's floor in some windows only, while b's counter
-            // gap shows in every one. While the other end's latest probes are not all
-            // answered, its own recent losses are its claim too: one window with an
-            // anomaly of them, or a third of the remembered windows losing some (a healthy
-            // end's probes come back, and keep a liar's claim its own).
-            if now != View::Good
-                && (self.count(other, claimant, View::Bad) >= 1
-                    || self.count(other, claimant, View::Lossy) >= MEMORY / 3)
-            {
+            if pooled_loss || recent_loss {
                 claims.insert(other);
             }
         }
-        let views = (self.count(na, nb, View::Bad), self.count(nb, na, View::Bad));
-        LinkFinding::Cause(link_loss(link, signals, &claims, views))
+        let pooled = (self.probes.pooled(na, nb), self.probes.pooled(nb, na));
+        LinkFinding::Cause(link_loss(link, signals, &claims, pooled))
     }
 
     fn latest(&self, node: &str, peer: &str) -> View {
@@ -251,19 +256,14 @@ const ALL_LOST: f64 = 0.95;
 /// as soon as one neighbour still reaches it (its probes answered, even in part): the
 /// node forwards, nothing about it is diagnosed, and the symptoms on its links are
 /// left to be judged as the links' own. Every symptom on a crashed node's links is its.
-fn crashes(
-    anomalies: &[Anomaly],
-    views: &[(String, String, View)],
-    explained: &mut [bool],
-    window_start: i64,
-) -> Vec<Diagnosis> {
+fn crashes(anomalies: &[Anomaly], views: &[EndView], explained: &mut [bool], window_start: i64) -> Vec<Diagnosis> {
     let mut out = Vec::new();
     for (i, a) in anomalies.iter().enumerate() {
         let (Signal::Silent, Element::Node { id }) = (&a.signal, &a.element) else { continue };
         explained[i] = true;
         let mut witnesses = BTreeSet::new();
         let mut reaching: BTreeSet<&str> =
-            views.iter().filter(|(_, peer, v)| peer == id && *v == View::Good).map(|(n, _, _)| n.as_str()).collect();
+            views.iter().filter(|v| &v.peer == id && v.view == View::Good).map(|v| v.node.as_str()).collect();
         for b in anomalies.iter().filter(|b| touching(id, b)) {
             match &b.signal {
                 Signal::ProbeLoss { reporter } if reporter != id && b.value < ALL_LOST => {
@@ -385,8 +385,14 @@ fn link_down(link: &Element, signals: &[&Anomaly]) -> Option<Diagnosis> {
 }
 
 /// Loss on a link, as strong as the independent claims behind it: both ends, and the
-/// sender's counters against the receiver's. `views` are each end's bad probe windows.
-fn link_loss(link: &Element, signals: &[&Anomaly], claims: &BTreeSet<&str>, views: (usize, usize)) -> Diagnosis {
+/// sender's counters against the receiver's. `probes` are each end's (sent, lost) over
+/// the remembered windows.
+fn link_loss(
+    link: &Element,
+    signals: &[&Anomaly],
+    claims: &BTreeSet<&str>,
+    probes: ((u32, u32), (u32, u32)),
+) -> Diagnosis {
     let Element::Link { a: na, b: nb } = link else { unreachable!("link_finding passes links only") };
     let counter = signals.iter().any(|s| matches!(s.signal, Signal::CounterLoss { .. }));
     let confidence = match (claims.len(), counter) {
@@ -409,9 +415,9 @@ fn link_loss(link: &Element, signals: &[&Anomaly], claims: &BTreeSet<&str>, view
         })
         .collect();
     let who = claims.iter().copied().collect::<Vec<_>>().join(" and ");
+    let ((sa, la), (sb, lb)) = probes;
     evidence.push(format!(
-        "claimed by {who}; probe views over the last {MEMORY} windows: {na} bad {}, {nb} bad {}",
-        views.0, views.1
+        "claimed by {who}; probes over the last {MEMORY} windows: {na} lost {la} of {sa}, {nb} lost {lb} of {sb}"
     ));
     let mut d = diagnosis(RootCauseKind::LinkLoss, link.clone(), confidence, evidence);
     d.cause.reporters = claims.iter().map(|r| r.to_string()).collect();
@@ -443,9 +449,15 @@ mod tests {
         Anomaly { element: Element::link(a, b), signal, feature: "x", value: 0.5, score: 10.0 }
     }
 
-    fn views(good: &[(&str, &str)], bad: &[(&str, &str)]) -> Vec<(String, String, View)> {
-        let g = good.iter().map(|(x, y)| (x.to_string(), y.to_string(), View::Good));
-        g.chain(bad.iter().map(|(x, y)| (x.to_string(), y.to_string(), View::Bad))).collect()
+    /// One end's window: `sent` probes, `lost` of them lost.
+    fn end(node: &str, peer: &str, view: View, sent: f64, lost: f64) -> EndView {
+        EndView { node: node.into(), peer: peer.into(), view, probes_sent: sent, probes_lost: lost }
+    }
+
+    /// Ends whose five probes all came back, and ends that lost all five.
+    fn views(good: &[(&str, &str)], bad: &[(&str, &str)]) -> Vec<EndView> {
+        let g = good.iter().map(|(x, y)| end(x, y, View::Good, 5.0, 0.0));
+        g.chain(bad.iter().map(|(x, y)| end(x, y, View::Bad, 5.0, 5.0))).collect()
     }
 
     /// Regression: the liar's own under-reported receive counter was taken as a second,
@@ -620,12 +632,15 @@ mod tests {
         let counter = anomaly("n1", "n2", Signal::CounterLoss { from: "n2".into(), to: "n1".into() });
         let one: BTreeSet<&str> = ["n1"].into();
         let two: BTreeSet<&str> = ["n1", "n2"].into();
-        assert_eq!(link_loss(&link, &[&probe], &one, (1, 0)).cause.confidence, 0.55);
-        assert_eq!(link_loss(&link, &[&probe, &counter], &one, (1, 0)).cause.confidence, 0.7);
-        assert_eq!(link_loss(&link, &[&probe], &two, (1, 1)).cause.confidence, 0.88);
-        assert_eq!(link_loss(&link, &[&probe, &counter], &two, (1, 1)).cause.confidence, 0.93);
-        assert_eq!(link_loss(&link, &[&probe], &one, (1, 0)).cause.reporters, ["n1"], "one reporter's word");
-        assert_eq!(link_loss(&link, &[&probe], &two, (1, 1)).cause.reporters, ["n1", "n2"]);
+        let p = ((30, 9), (30, 0));
+        assert_eq!(link_loss(&link, &[&probe], &one, p).cause.confidence, 0.55);
+        assert_eq!(link_loss(&link, &[&probe, &counter], &one, p).cause.confidence, 0.7);
+        assert_eq!(link_loss(&link, &[&probe], &two, p).cause.confidence, 0.88);
+        assert_eq!(link_loss(&link, &[&probe, &counter], &two, p).cause.confidence, 0.93);
+        assert_eq!(link_loss(&link, &[&probe], &one, p).cause.reporters, ["n1"], "one reporter's word");
+        let d = link_loss(&link, &[&probe], &two, p);
+        assert_eq!(d.cause.reporters, ["n1", "n2"]);
+        assert!(d.cause.evidence.last().unwrap().ends_with("n1 lost 9 of 30, n2 lost 0 of 30"), "{d:?}");
     }
 
     /// Regression (kernel lab, one-way 30% loss n2 -> n3): n3's counter gap showed in
@@ -634,19 +649,20 @@ mod tests {
     #[test]
     fn the_other_ends_recent_lost_probes_corroborate_a_one_way_loss() {
         let gap = || anomaly("n2", "n3", Signal::CounterLoss { from: "n2".into(), to: "n3".into() });
-        let unknown = |node: &str, peer: &str| (node.to_string(), peer.to_string(), View::Unknown);
+        let unknown = |node: &str, peer: &str| end(node, peer, View::Unknown, 0.0, 0.0);
         for (n2_now, corroborated) in [(unknown("n2", "n3"), true), (views(&[("n2", "n3")], &[]).remove(0), false)] {
             let mut l = Localizer::new();
+            // Two of its five probes lost: an anomaly, yet too few for the pooled test.
             let first = [gap(), anomaly("n2", "n3", Signal::ProbeLoss { reporter: "n2".into() })];
-            l.localize(&first, &views(&[], &[("n2", "n3")]), 0);
+            l.localize(&first, &[end("n2", "n3", View::Bad, 5.0, 2.0)], 0);
             let d = l.localize(&[gap()], &[n2_now.clone(), unknown("n3", "n2")], 1);
             assert_eq!(d.len(), 1, "{d:?}");
             let want: &[&str] = if corroborated { &["n2", "n3"] } else { &["n3"] };
-            assert_eq!(d[0].cause.reporters, want, "n2 now {:?}", n2_now.2);
+            assert_eq!(d[0].cause.reporters, want, "n2 now {:?}", n2_now.view);
         }
         // No window of n2's with an anomaly, but some of its probes lost in a third
         // of them: its claim too; in fewer, n3's word alone.
-        let lossy = |node: &str, peer: &str| (node.to_string(), peer.to_string(), View::Lossy);
+        let lossy = |node: &str, peer: &str| end(node, peer, View::Lossy, 5.0, 1.0);
         for (lossy_windows, corroborated) in [(MEMORY / 3, true), (MEMORY / 3 - 1, false)] {
             let mut l = Localizer::new();
             for w in 0..lossy_windows {
@@ -655,6 +671,27 @@ mod tests {
             let d = l.localize(&[gap()], &[unknown("n2", "n3")], 9);
             let want: &[&str] = if corroborated { &["n2", "n3"] } else { &["n3"] };
             assert_eq!(d[0].cause.reporters, want, "{lossy_windows} lossy windows");
+        }
+    }
+
+    /// Regression (kernel lab, one-way 30% loss, 1 trial in 10 over 2 s): n2's five
+    /// probes a window lost one in each of four windows, then none: never an anomaly
+    /// (that takes two of five), and its latest all answered, so n3's counter gap stood
+    /// alone. Pooled, 4 of 25 is loss; a healthy end's 25 of 25 answered keeps the
+    /// claim n3's.
+    #[test]
+    fn the_other_ends_pooled_probes_corroborate_when_no_single_window_does() {
+        let gap = || anomaly("n2", "n3", Signal::CounterLoss { from: "n2".into(), to: "n3".into() });
+        for (losses, corroborated) in [([1.0, 1.0, 1.0, 1.0, 0.0], true), ([0.0; 5], false)] {
+            let mut l = Localizer::new();
+            let mut d = vec![];
+            for (w, lost) in losses.into_iter().enumerate() {
+                let view = if lost == 0.0 { View::Good } else { View::Lossy };
+                d = l.localize(&[gap()], &[end("n2", "n3", view, 5.0, lost)], w as i64);
+            }
+            let want: &[&str] = if corroborated { &["n2", "n3"] } else { &["n3"] };
+            assert_eq!(d[0].cause.reporters, want, "n2 lost {losses:?}");
+            assert_eq!(d[0].cause.kind, RootCauseKind::LinkLoss);
         }
     }
 
