@@ -195,15 +195,8 @@ async fn a_recurring_fault_is_recalled_and_repaired_sooner() {
     // CI) delays the clearing by a few seconds more.
     s.duration = Duration::from_secs(30);
     s.faults[0].target = "n5-n6".into();
-    // What is under test is recall, not the check after acting (tests/repair_verification.rs
-    // covers that). In one CI run that check judged the first repair within 0.2 s of its
-    // acks on windows still showing the loss (+85%) and rolled it back, so nothing was
-    // left to recall: the windows' times are the simulator's and the acks' the wall
-    // clock's, and under load they drift apart (an open defect of the demo).
-    let mut config = Config::default();
-    config.planner.verify_windows = 0;
-    let first = run_with(s.clone(), ContentType::Arrow, dir.path(), Duration::ZERO, config.clone()).await;
-    let second = run_with(s, ContentType::Arrow, dir.path(), Duration::ZERO, config).await;
+    let first = run(s.clone(), ContentType::Arrow, dir.path()).await;
+    let second = run(s, ContentType::Arrow, dir.path()).await;
     let incident = |o: &DemoOutcome| {
         o.report
             .incidents

@@ -31,7 +31,15 @@ enum Actuators {
     LateFirst,
     /// Every reroute reaches its node after it expired.
     AlwaysLate,
+    /// Apply every command, while the job reads the mesh's telemetry `JOB_LAG` ticks
+    /// behind (a backlog in the broker, a loaded machine): the nodes apply at their
+    /// own time, ahead of the newest window the job has read.
+    AheadOfTheJob,
 }
+
+/// How many telemetry ticks (of 100 ms) the job reads behind the mesh in
+/// [`Actuators::AheadOfTheJob`]: four windows.
+const JOB_LAG: usize = 20;
 
 struct Run {
     incidents: Vec<Incident>,
@@ -76,6 +84,8 @@ async fn run_scenario_with(
         .collect();
     let mut refused: Vec<String> = Vec::new();
     let (mut reroutes, mut withdrawals) = (0, 0);
+    let lag = if actuators == Actuators::AheadOfTheJob { JOB_LAG } else { 0 };
+    let mut feed = std::collections::VecDeque::new();
     loop {
         let (now, batches) = {
             let mut m = mesh.lock().unwrap();
@@ -84,8 +94,12 @@ async fn run_scenario_with(
             }
             (m.now_ns(), m.step())
         };
-        for (_, batch) in batches {
-            core.admit(0, batch, now).unwrap();
+        feed.push_back((now, batches));
+        while feed.len() > lag {
+            let (sent_at, batches) = feed.pop_front().unwrap();
+            for (_, batch) in batches {
+                core.admit(0, batch, sent_at).unwrap();
+            }
         }
         // Commands come from closed windows and from results (a rollback).
         let mut pending: Vec<Publication> = core.close_ready().await.unwrap();
@@ -160,6 +174,14 @@ fn the_loss_incident(run: &Run) -> &Incident {
 #[tokio::test]
 async fn a_reroute_that_took_the_traffic_off_the_lossy_link_is_kept() {
     assert_repair_kept(&run(Actuators::Honest).await);
+}
+
+/// Regression (CI, end_to_end): a job behind its telemetry took the newest window it
+/// had read as the time the routes changed, judged the repair on windows the nodes had
+/// sent before applying it, still showing the loss, and rolled a good repair back.
+#[tokio::test]
+async fn a_job_behind_its_telemetry_judges_a_repair_on_windows_sent_after_it() {
+    assert_repair_kept(&run(Actuators::AheadOfTheJob).await);
 }
 
 #[tokio::test]

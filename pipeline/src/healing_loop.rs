@@ -713,10 +713,19 @@ impl HealingLoop {
             return out;
         }
         if changed && self.book.applied(&id) {
-            // Windows that start after this are the repair's to answer for.
-            let now = self.stream_now().unwrap_or(r.applied_at);
+            // Windows that start after this are the repair's to answer for: after the
+            // newest telemetry the job has read and after the node's own time of
+            // applying. A job behind its telemetry (a backlog, a loaded machine) has
+            // not yet read windows its agents sent before the routes changed, and
+            // those still show the fault. A node clock far ahead is capped at the
+            // future-skew bound, so it cannot hold the check off for good.
+            let skew = self.config.window.max_future_skew.as_nanos() as i64;
+            let took_effect = match self.stream_now() {
+                Some(now) => now.max(r.applied_at.min(now.saturating_add(skew))),
+                None => r.applied_at,
+            };
             if let Some(check) = self.checks.get_mut(&id) {
-                check.applied(now);
+                check.applied(took_effect);
             }
         }
         // The incident is published when its state moves (its whole plan applied), not
