@@ -224,15 +224,31 @@ impl Hops {
 
 /// The faulted elements routes must avoid.
 pub(crate) struct Faults<'a> {
+    /// Crashed nodes: no route crosses them.
     pub nodes: &'a HashSet<NodeId>,
     /// (low, high) node ids.
     pub links: &'a HashSet<(NodeId, NodeId)>,
+    /// Of `nodes`, those reporting again while their incident is open: still crossed
+    /// by no route until it clears, but their own routes and the routes toward them
+    /// are repaired like any node's.
+    pub returned: &'a HashSet<NodeId>,
 }
 
 impl Faults<'_> {
     /// Whether the hop a→b is usable: its link is not faulted and b is not crashed.
     pub(crate) fn hop_ok(&self, a: NodeId, b: NodeId) -> bool {
         !self.nodes.contains(&b) && !self.links.contains(&(a.min(b), a.max(b)))
+    }
+
+    /// Whether a route toward `d` may take the hop a→b: a usable hop, or the last hop
+    /// into `d` itself when `d` is back from a crash.
+    pub(crate) fn hop_toward(&self, a: NodeId, b: NodeId, d: NodeId) -> bool {
+        self.hop_ok(a, b) || (b == d && self.returned.contains(&b) && !self.links.contains(&(a.min(b), a.max(b))))
+    }
+
+    /// Crashed and not back: neither source nor destination of a repair.
+    pub(crate) fn down(&self, n: NodeId) -> bool {
+        self.nodes.contains(&n) && !self.returned.contains(&n)
     }
 }
 
@@ -344,14 +360,14 @@ pub(crate) fn repair_at_edge(
         for path in &level {
             let at = *path.last().expect("non-empty");
             for &z in topo.neighbours(at) {
-                if !faults.hop_ok(at, z) || !seen.insert(z) {
+                if !faults.hop_toward(at, z, d) || !seen.insert(z) {
                     continue;
                 }
                 let mut p = path.clone();
                 p.push(z);
                 if joins.contains(&z) {
                     joined.push(p);
-                } else if !avoid.contains(&z) {
+                } else if z == d || !avoid.contains(&z) {
                     next.push(p);
                 }
             }
@@ -413,7 +429,7 @@ pub(crate) fn alternate(
     // the baseline the U-turn tables know), then the cheapest.
     let mut best: Option<((bool, bool), f64, NodeId)> = None;
     for &w in topo.neighbours(v) {
-        if w == primary || !faults.hop_ok(v, w) {
+        if w == primary || !faults.hop_toward(v, w, d) {
             continue;
         }
         let rank = (matches!(clean_exit(topo, hops, faults, w, d, &around, false), Ok(true)), !around.contains(&w));
@@ -453,7 +469,8 @@ mod tests {
         let topo = grid(6);
         let (a, b) = (14, 15);
         let (nodes, links) = (HashSet::from([21]), HashSet::from([(a, b)]));
-        let faults = Faults { nodes: &nodes, links: &links };
+        let returned = HashSet::new();
+        let faults = Faults { nodes: &nodes, links: &links, returned: &returned };
         let mut hops = Hops::new(topo.len(), 1 << 20);
         let mut passed = 0;
         for z in 0..topo.len() {
@@ -485,7 +502,8 @@ mod tests {
         // Row 3: nodes 24..=31; cut 27-28, route 27 -> 31.
         let links = HashSet::from([(27, 28)]);
         let nodes = HashSet::new();
-        let faults = Faults { nodes: &nodes, links: &links };
+        let returned = HashSet::new();
+        let faults = Faults { nodes: &nodes, links: &links, returned: &returned };
         let mut hops = Hops::new(topo.len(), 1 << 20);
         hops.require(&topo, 27);
         hops.require(&topo, 28);
@@ -518,7 +536,8 @@ mod tests {
         let names = (0..12).map(|i| format!("n{i}")).collect();
         let topo = Topology::from_links(names, (0..12).map(|i| (i, (i + 1) % 12)));
         let (nodes, links) = (HashSet::new(), HashSet::from([(0, 1)]));
-        let faults = Faults { nodes: &nodes, links: &links };
+        let returned = HashSet::new();
+        let faults = Faults { nodes: &nodes, links: &links, returned: &returned };
         let mut hops = Hops::new(topo.len(), 1 << 20);
         hops.require(&topo, 0);
         hops.require(&topo, 1);
@@ -536,7 +555,8 @@ mod tests {
     fn a_loop_free_alternate_is_preferred() {
         let topo = grid(6);
         let (nodes, links) = (HashSet::new(), HashSet::from([(14, 15)]));
-        let faults = Faults { nodes: &nodes, links: &links };
+        let returned = HashSet::new();
+        let faults = Faults { nodes: &nodes, links: &links, returned: &returned };
         let mut hops = Hops::new(topo.len(), 1 << 20);
         // 14 toward 35 (bottom right): 20 (below) and 15 (right, cut) lead there; 8 and 13 go back through 14.
         let w = alternate(&topo, &mut hops, &faults, &|_, _| 1.0, 14, 13, 35, &[14]).expect("a backup");

@@ -16,7 +16,7 @@ use crate::local_repair::{
 };
 use crate::stats::PlanCost;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 use x0_schema::{Action, Element, NodeId, Topology};
 
@@ -72,6 +72,8 @@ pub(crate) struct PlannerMemory {
     faults: BTreeMap<String, Element>,
     cost: HashMap<(NodeId, NodeId), f64>,
     changes_per_route: HashMap<(NodeId, NodeId), VecDeque<i64>>,
+    #[serde(default)]
+    returned: BTreeSet<NodeId>,
 }
 
 #[derive(Debug)]
@@ -80,6 +82,9 @@ pub(crate) struct Planner {
     config: PlannerConfig,
     installed: BTreeMap<(NodeId, NodeId), Installed>,
     faults: BTreeMap<String, Element>,
+    /// Crashed nodes reporting again while their incident is open (see
+    /// [`Planner::node_returned`]).
+    returned: BTreeSet<NodeId>,
     /// ETX-like link cost per (low, high) link, with hysteresis.
     cost: HashMap<(NodeId, NodeId), f64>,
     /// When each (node, destination) route changed in the last minute.
@@ -123,6 +128,7 @@ impl Planner {
             config,
             installed: BTreeMap::new(),
             faults: BTreeMap::new(),
+            returned: BTreeSet::new(),
             cost: HashMap::new(),
             changes_per_route: HashMap::new(),
             baseline: HashMap::new(),
@@ -138,6 +144,7 @@ impl Planner {
             faults: self.faults.clone(),
             cost: self.cost.clone(),
             changes_per_route: self.changes_per_route.clone(),
+            returned: self.returned.clone(),
         }
     }
 
@@ -186,6 +193,7 @@ impl Planner {
         self.faults = m.faults;
         self.cost = m.cost;
         self.changes_per_route = m.changes_per_route;
+        self.returned = m.returned;
     }
 
     /// Updates link costs from a window's loss: ETX = 1 / (delivery a→b · delivery b→a).
@@ -259,7 +267,7 @@ impl Planner {
         }
         ends.sort_unstable();
         ends.dedup();
-        ends.retain(|x| !faults.nodes.contains(x));
+        ends.retain(|&x| !faults.down(x));
         for &x in &ends {
             for &v in std::iter::once(&x).chain(self.topo.neighbours(x)) {
                 hops.require(&self.topo, v);
@@ -268,14 +276,14 @@ impl Planner {
         let mut at_edge: Vec<Vec<NodeId>> = vec![Vec::new(); n];
         for &x in &ends {
             for (d, edge) in at_edge.iter_mut().enumerate() {
-                if d == x || faults.nodes.contains(&d) || hops.between(x, d) >= FAR {
+                if d == x || faults.down(d) || hops.between(x, d) >= FAR {
                     continue;
                 }
                 let next = match self.installed.get(&(x, d)) {
                     Some(r) => Some(r.primary),
                     None => hops.baseline_next(&self.topo, x, d),
                 };
-                if next.is_some_and(|y| !faults.hop_ok(x, y)) {
+                if next.is_some_and(|y| !faults.hop_toward(x, y, d)) {
                     edge.push(x);
                 }
             }
@@ -302,7 +310,7 @@ impl Planner {
         state[d] = FINE;
         let mut walk = Vec::new();
         for s in 0..n {
-            if state[s] != UNKNOWN || faults.nodes.contains(&s) {
+            if state[s] != UNKNOWN || faults.down(s) {
                 continue;
             }
             walk.clear();
@@ -311,7 +319,7 @@ impl Planner {
             let verdict = loop {
                 let at = *walk.last().expect("non-empty");
                 let Some(next) = self.effective_next(at, d) else { break BROKEN };
-                if !faults.hop_ok(at, next) || state[next] == WALKING {
+                if !faults.hop_toward(at, next, d) || state[next] == WALKING {
                     break BROKEN;
                 }
                 if state[next] != UNKNOWN {
@@ -324,10 +332,12 @@ impl Planner {
                 state[v] = verdict;
             }
         }
-        state.iter().enumerate().map(|(s, &v)| v == BROKEN && !faults.nodes.contains(&s)).collect()
+        state.iter().enumerate().map(|(s, &v)| v == BROKEN && !faults.down(s)).collect()
     }
 
-    /// Cheapest healthy-path cost from every node to `d` (Dijkstra, binary heap).
+    /// Cheapest healthy-path cost from every node to `d` (Dijkstra, binary heap). A
+    /// node back from a crash gets a cost (its own route is repaired) but no path
+    /// passes through it.
     fn distances(&self, d: NodeId, faults: &Faults) -> Vec<f64> {
         let n = self.topo.len();
         let mut dist = vec![f64::INFINITY; n];
@@ -339,8 +349,11 @@ impl Planner {
                 continue;
             }
             done[v] = true;
+            if v != d && faults.nodes.contains(&v) {
+                continue;
+            }
             for &u in self.topo.neighbours(v) {
-                if !faults.hop_ok(v, u) {
+                if faults.down(u) || faults.links.contains(&(u.min(v), u.max(v))) {
                     continue;
                 }
                 let c = dist[v] + self.link_cost(u, v);
@@ -378,7 +391,8 @@ impl Planner {
     fn reroute(&mut self, incident: &str, now_ns: i64, plan: &mut Plan) {
         let bad_nodes = self.faulted_nodes();
         let bad_links = self.faulted_links();
-        let faults = Faults { nodes: &bad_nodes, links: &bad_links };
+        let returned: HashSet<NodeId> = self.returned.iter().copied().filter(|n| bad_nodes.contains(n)).collect();
+        let faults = Faults { nodes: &bad_nodes, links: &bad_links, returned: &returned };
         let mut hops = Hops::new(self.topo.len(), self.hop_entries);
         let mut holders: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
         for &(s, d) in self.installed.keys() {
@@ -584,7 +598,7 @@ impl Planner {
             // hop when that hop is strictly closer to d over healthy paths: every
             // broken node then steps strictly closer, so fixing the hops downstream
             // fixes it without a loop (babeld's feasibility condition, in effect).
-            if current.is_some_and(|c| faults.hop_ok(s, c) && dist[c] < dist[s]) {
+            if current.is_some_and(|c| faults.hop_toward(s, c, d) && dist[c] < dist[s]) {
                 continue;
             }
             let via = |n: NodeId| self.link_cost(s, n) + dist[n];
@@ -593,7 +607,7 @@ impl Planner {
                 .neighbours(s)
                 .iter()
                 .copied()
-                .filter(|&n| faults.hop_ok(s, n) && dist[n].is_finite())
+                .filter(|&n| faults.hop_toward(s, n, d) && dist[n].is_finite())
                 .collect();
             // The current next hop, were it among the cheapest, is strictly closer and
             // was kept above: the primary is a change.
@@ -650,6 +664,8 @@ impl Planner {
         let started = Instant::now();
         let mut plan = Plan::default();
         self.faults.remove(incident);
+        let still_down = self.faulted_nodes();
+        self.returned.retain(|n| still_down.contains(n));
         let mine: Vec<((NodeId, NodeId), Installed)> =
             self.installed.iter().filter(|(_, r)| r.incident == incident).map(|(k, r)| (*k, r.clone())).collect();
         for (k, _) in &mine {
@@ -683,6 +699,56 @@ impl Planner {
         plan.explanation.extend(replan.explanation);
         plan.cost = PlanCost { took: started.elapsed(), changes: plan.changes.len(), ..replan.cost };
         plan
+    }
+
+    /// The nodes routed around (crashed or overloaded: the planner knows the element,
+    /// not the cause), with their incident and whether they are back.
+    pub(crate) fn crashed(&self) -> Vec<(String, String, bool)> {
+        self.faults
+            .iter()
+            .filter_map(|(id, e)| match e {
+                Element::Node { id: node } => {
+                    let back = self.topo.id(node).is_some_and(|n| self.returned.contains(&n));
+                    Some((id.clone(), node.clone(), back))
+                }
+                Element::Link { .. } => None,
+            })
+            .collect()
+    }
+
+    /// A crashed node reports again while its incident is open. Until the incident
+    /// clears on evidence, no route crosses it (a node that crashed once may again);
+    /// but it is a node that takes commands again, and its own routes (and the routes
+    /// toward it) are repaired around the faults still open, in `incident`'s name. Its
+    /// routes were left alone while it was down: a link that failed meanwhile may lie
+    /// across them.
+    pub(crate) fn node_returned(&mut self, incident: &str, node: &str, now_ns: i64) -> Plan {
+        let started = Instant::now();
+        let mut plan = Plan::default();
+        let Some(n) = self.topo.id(node) else { return plan };
+        if !self.returned.insert(n) {
+            return plan;
+        }
+        self.reroute(incident, now_ns, &mut plan);
+        plan.explanation.insert(
+            0,
+            format!(
+                "{node} reports again: no route crosses it until its incident clears; its own routes and those toward it repaired around the faults still open ({} route(s) on {} node(s))",
+                plan.changes.len(),
+                plan.changes.iter().map(|c| c.target.as_str()).collect::<HashSet<_>>().len()
+            ),
+        );
+        plan.cost.changes = plan.changes.len();
+        plan.cost.took = started.elapsed();
+        plan
+    }
+
+    /// A node back from a crash fell silent again: no plan sends it commands until it
+    /// is back (they would expire, and a plan with an expired command rolls back whole).
+    pub(crate) fn node_silent_again(&mut self, node: &str) {
+        if let Some(n) = self.topo.id(node) {
+            self.returned.remove(&n);
+        }
     }
 
     /// Whether `incident` has a fault routed around or routes installed in its name. An

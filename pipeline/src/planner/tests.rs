@@ -330,3 +330,35 @@ fn an_incident_that_planned_nothing_still_holds_its_fault_and_what_was_replanned
     assert!(!p.holds("crash"));
     assert_eq!(p.installed_routes(), 0, "every route back on its baseline");
 }
+
+/// Regression (stress-019): a link went down while one of its ends was crashed; the
+/// node came back before the link did, and its own routes (left alone while it was
+/// down) crossed the dead link until its incident cleared.
+#[test]
+fn a_node_back_from_a_crash_gets_its_routes_repaired_but_carries_no_transit() {
+    let mut p = planner();
+    p.plan_fault("crash", &Element::node("n5"), 0);
+    p.plan_fault("link", &Element::link("n5", "n6"), 1);
+    let crosses = |path: &[NodeId]| path.windows(2).any(|w| (w[0].min(w[1]), w[0].max(w[1])) == (5, 6));
+    assert!(crosses(&walk(&mut p, 5, 6).unwrap()), "a crashed node's own routes are left alone");
+    assert_eq!(p.crashed(), [("crash".to_string(), "n5".to_string(), false)]);
+    let plan = p.node_returned("crash", "n5", 2);
+    assert!(plan.changes.iter().any(|c| c.target == "n5"), "{:?}", plan.explanation);
+    assert!(plan.explanation[0].starts_with("n5 reports again"), "{:?}", plan.explanation);
+    assert_eq!(p.crashed(), [("crash".to_string(), "n5".to_string(), true)]);
+    for s in 0..16 {
+        for d in (0..16).filter(|&d| d != s) {
+            let path = walk(&mut p, s, d).unwrap_or_else(|| panic!("{s} -> {d} loops or dead-ends"));
+            assert!(!crosses(&path), "{s} -> {d} crosses the dead link: {path:?}");
+            assert!(!path[1..path.len() - 1].contains(&5), "{s} -> {d} crosses n5 before it cleared: {path:?}");
+        }
+    }
+    assert!(p.node_returned("crash", "n5", 3).changes.is_empty(), "once per return");
+    // Silent again: the next plan sends it nothing; back again, it is repaired again.
+    p.node_silent_again("n5");
+    assert!(!p.crashed()[0].2);
+    // Clearing the crash forgets that it was back.
+    p.node_returned("crash", "n5", 4);
+    p.plan_clear("crash", 5);
+    assert!(p.crashed().is_empty() && p.returned.is_empty());
+}
