@@ -63,6 +63,11 @@ pub(crate) fn note_reporters(seen: &mut HashSet<String>, batch: &x0_schema::Tele
     }
 }
 
+/// The nodes a window holds any sample from.
+pub(crate) fn reporting(f: &WindowFeatures) -> HashSet<&str> {
+    f.nodes.iter().map(|n| n.node.as_str()).chain(f.links.iter().map(|l| l.node.as_str())).collect()
+}
+
 /// Scores one window. `known` is the inventory; `seen` the nodes that ever reported.
 pub(crate) fn detect(
     detector: &mut RobustDetector,
@@ -148,8 +153,7 @@ pub(crate) fn detect(
     }
     // Silence is only news when most of the mesh is talking: a gap in the whole
     // stream is a telemetry problem, not a crash of every node (fail open).
-    let reporting: HashSet<&str> =
-        f.nodes.iter().map(|n| n.node.as_str()).chain(f.links.iter().map(|l| l.node.as_str())).collect();
+    let reporting = reporting(f);
     let silent: Vec<&String> = known.iter().filter(|n| seen.contains(*n) && !reporting.contains(n.as_str())).collect();
     if silent.len() * 2 < known.len().max(1) {
         for n in silent {
