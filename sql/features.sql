@@ -11,6 +11,8 @@
 -- from both ends: what the node sent against what the peer says it received.
 -- Required: node, peer, samples, tx_packets, lost_packets, loss_ratio, probes_sent,
 --           probe_loss, rtt_avg_us, down_fraction, peer_samples.
+-- Optional: rx_packets (what the node received from the peer; without it the job
+--           cannot weigh a silent node's other neighbours as witnesses).
 WITH ends AS (
     SELECT node, peer,
            count(*)                                       AS samples,
@@ -31,6 +33,7 @@ SELECT a.node,
        a.peer,
        a.samples,
        a.tx_packets,
+       a.rx_packets,
        a.drops,
        a.errors,
        a.retransmits,

@@ -52,6 +52,10 @@ pub(crate) struct EndView {
     pub view: View,
     pub probes_sent: f64,
     pub probes_lost: f64,
+    /// Packets the node sent the peer, and received from it (when the feature SQL
+    /// returns it).
+    pub tx_packets: f64,
+    pub rx_packets: Option<f64>,
 }
 
 /// Adds the nodes behind a batch to `seen` (the nodes whose silence is news).
@@ -138,6 +142,8 @@ pub(crate) fn detect(
             view,
             probes_sent: l.probes_sent,
             probes_lost: l.probe_loss.map_or(0.0, |p| p * l.probes_sent),
+            tx_packets: l.tx_packets,
+            rx_packets: l.rx_packets,
         });
     }
     for n in &f.nodes {

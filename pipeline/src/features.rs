@@ -62,6 +62,9 @@ pub struct LinkEndFeatures {
     pub peer: String,
     pub samples: f64,
     pub tx_packets: f64,
+    /// Packets the node received from the peer. `None` when the feature SQL does not
+    /// return it (an optional column: it feeds flow conservation around silent nodes).
+    pub rx_packets: Option<f64>,
     /// `None` when the peer did not report (nothing to compare with).
     pub lost_packets: Option<f64>,
     pub loss_ratio: Option<f64>,
@@ -168,6 +171,7 @@ impl FeatureEngine {
         for b in &link_batches {
             let (node, peer) = (text(b, "node")?, text(b, "peer")?);
             let f = |c| num(b, c);
+            let rx = b.column_by_name("rx_packets").is_some().then(|| f("rx_packets")).transpose()?;
             let (samples, tx, lost, ratio, sent, ploss, rtt, down, peer_samples) = (
                 f("samples")?,
                 f("tx_packets")?,
@@ -186,6 +190,7 @@ impl FeatureEngine {
                     peer: peer.value(i).to_string(),
                     samples: opt(&samples).unwrap_or(0.0),
                     tx_packets: opt(&tx).unwrap_or(0.0),
+                    rx_packets: rx.as_ref().and_then(|rx| opt(rx)),
                     lost_packets: opt(&lost),
                     loss_ratio: opt(&ratio),
                     probes_sent: opt(&sent).unwrap_or(0.0),

@@ -372,8 +372,10 @@ impl HealingLoop {
             for d in &mut diagnoses {
                 let raw = d.cause.confidence;
                 let calibrated = cal.apply(d.cause.kind.as_str(), raw);
-                // Calibration may lower one reporter's claim, never lift it.
-                d.cause.confidence = if one_reporters_word(&d.cause) { calibrated.min(raw) } else { calibrated };
+                // Calibration may lower one reporter's claim, never lift it, nor a claim
+                // on evidence it was never fitted on.
+                let lift = !one_reporters_word(&d.cause) && !d.uncalibrated;
+                d.cause.confidence = if lift { calibrated } else { calibrated.min(raw) };
                 d.cause.evidence.push(format!("evidence score {raw:.2}, calibrated to {:.2}", d.cause.confidence));
             }
         }

@@ -178,6 +178,7 @@ mod tests {
             peer: peer.into(),
             samples: 5.0,
             tx_packets: tx,
+            rx_packets: None,
             lost_packets: Some(0.0),
             loss_ratio: Some(0.0),
             probes_sent: probes,

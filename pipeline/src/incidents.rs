@@ -615,6 +615,7 @@ mod tests {
                 reporters: vec![],
             },
             hard: true,
+            uncalibrated: false,
             symptoms: vec![],
         }
     }
@@ -632,6 +633,7 @@ mod tests {
                 reporters: vec!["n1".into(), "n7".into()],
             },
             hard: true,
+            uncalibrated: false,
             symptoms: links.iter().map(|(a, b)| symptom(Element::link(a, b))).collect(),
         }
     }
@@ -707,6 +709,7 @@ mod tests {
                 reporters: vec![],
             },
             hard: false,
+            uncalibrated: false,
             symptoms: vec![],
         }
     }

@@ -274,6 +274,7 @@ mod tests {
             peer: peer.into(),
             samples: 10.0,
             tx_packets: 100.0,
+            rx_packets: None,
             lost_packets: None,
             loss_ratio: loss,
             probes_sent: 10.0,

@@ -6,11 +6,13 @@
 //! a lone symptom never gets more than 0.55, two independent corroborating sources
 //! reach 0.85–0.95.
 
+mod conservation;
 mod probes;
 
 use crate::detect::{Anomaly, EndView, Signal, View};
+use conservation::{FlowBalance, Witness};
 use probes::ProbeRecord;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use x0_schema::{Element, RootCause, RootCauseKind, Symptom};
 
 /// One root-cause hypothesis for one window.
@@ -19,6 +21,9 @@ pub(crate) struct Diagnosis {
     pub cause: RootCause,
     /// Carrier loss or a silent node: no need to wait for a second window.
     pub hard: bool,
+    /// Rests on evidence of a kind the calibration was never fitted on (a silent
+    /// node's neighbours as witnesses): calibration may lower it, never lift it.
+    pub uncalibrated: bool,
     pub symptoms: Vec<Symptom>,
 }
 
@@ -29,6 +34,9 @@ pub(crate) struct Localizer {
     /// Their probes over the same windows, pooled for a test across windows.
     #[serde(default)]
     probes: ProbeRecord,
+    /// Each end's usual traffic with its peer: a silent node's neighbours as witnesses.
+    #[serde(default)]
+    flows: FlowBalance,
     /// Reporters found uncorroborated, with the windows left before we trust them again.
     suspects: HashMap<String, usize>,
 }
@@ -79,7 +87,19 @@ impl Localizer {
         Self::default()
     }
 
-    fn remember(&mut self, views: &[EndView]) {
+    fn remember(&mut self, views: &[EndView], anomalies: &[Anomaly], heard: &HashSet<&str>) {
+        let disturbed: HashSet<&str> = anomalies
+            .iter()
+            .filter_map(|a| match &a.element {
+                Element::Link { a, b } => Some([a.as_str(), b.as_str()]),
+                Element::Node { .. } => None,
+            })
+            .flatten()
+            .collect();
+        let counted = views.iter().filter_map(|v| {
+            Some((v.node.as_str(), v.peer.as_str(), v.tx_packets, v.rx_packets?, v.view == View::Good))
+        });
+        self.flows.observe(counted, &disturbed, heard);
         for v in views {
             let q = self.views.entry((v.node.clone(), v.peer.clone())).or_default();
             if q.len() == MEMORY {
@@ -99,14 +119,15 @@ impl Localizer {
     /// explain delay and loss on theirs), then what is left, link by link, and last
     /// the claims only one end makes.
     pub(crate) fn localize(&mut self, anomalies: &[Anomaly], views: &[EndView], window_start: i64) -> Vec<Diagnosis> {
-        self.remember(views);
+        let heard: HashSet<&str> = views.iter().map(|v| v.node.as_str()).collect();
+        self.remember(views, anomalies, &heard);
         let mut explained = vec![false; anomalies.len()];
         let mut out = crashes(anomalies, views, &mut explained, window_start);
         out.extend(overloads(anomalies, &mut explained, window_start));
         let mut one_sided: BTreeMap<String, Vec<(Element, Vec<Symptom>)>> = BTreeMap::new();
         for (link, signals) in unexplained_links(anomalies, &explained) {
             let symptoms: Vec<Symptom> = signals.iter().map(|s| symptom(s, window_start)).collect();
-            match self.link_finding(&link, &signals) {
+            match self.link_finding(&link, &signals, &heard) {
                 LinkFinding::Cause(d) => out.push(Diagnosis { symptoms, ..d }),
                 LinkFinding::OneSided(claimant) => one_sided.entry(claimant).or_default().push((link, symptoms)),
                 LinkFinding::Nothing => {}
@@ -122,8 +143,8 @@ impl Localizer {
 
     /// What one link's unexplained signals say about it: carrier lost, loss claimed
     /// (by both ends, or by one whose claim the other end's probes contradict), or
-    /// round-trip time risen.
-    fn link_finding<'a>(&self, link: &'a Element, signals: &[&'a Anomaly]) -> LinkFinding {
+    /// round-trip time risen. `heard`: the nodes that reported this window.
+    fn link_finding<'a>(&self, link: &'a Element, signals: &[&'a Anomaly], heard: &HashSet<&str>) -> LinkFinding {
         let Element::Link { a: na, b: nb } = link else { return LinkFinding::Nothing };
         if let Some(d) = link_down(link, signals) {
             return LinkFinding::Cause(d);
@@ -149,6 +170,15 @@ impl Localizer {
             // an anomaly of them, or a third of the windows losing some. A healthy
             // end's probes come back, and keep a liar's claim its own.
             let other = if claimant == na.as_str() { nb.as_str() } else { na.as_str() };
+            if !heard.contains(other) {
+                // The other end is silent: what it said before says nothing now. Its
+                // other neighbours may still witness the loss downstream of it.
+                let mut d = link_loss(link, signals, &claims, self.pooled(na, nb));
+                if let Some(w) = self.flows.witness(other, claimant) {
+                    witnessed(&mut d, other, &w);
+                }
+                return LinkFinding::Cause(d);
+            }
             let now = self.latest(other, claimant);
             let pooled_loss = self.probes.lossy(other, claimant);
             let recent_loss = now != View::Good
@@ -167,8 +197,12 @@ impl Localizer {
                 claims.insert(other);
             }
         }
-        let pooled = (self.probes.pooled(na, nb), self.probes.pooled(nb, na));
-        LinkFinding::Cause(link_loss(link, signals, &claims, pooled))
+        LinkFinding::Cause(link_loss(link, signals, &claims, self.pooled(na, nb)))
+    }
+
+    /// Each end's probes over the remembered windows.
+    fn pooled(&self, a: &str, b: &str) -> ((u32, u32), (u32, u32)) {
+        (self.probes.pooled(a, b), self.probes.pooled(b, a))
     }
 
     fn latest(&self, node: &str, peer: &str) -> View {
@@ -230,6 +264,7 @@ fn diagnosis(kind: RootCauseKind, element: Element, confidence: f64, evidence: V
     Diagnosis {
         cause: RootCause { kind, element, confidence, ambiguity: vec![], evidence, reporters: vec![] },
         hard: false,
+        uncalibrated: false,
         symptoms: vec![],
     }
 }
@@ -424,6 +459,23 @@ fn link_loss(
     d
 }
 
+/// One end's claim of loss on its link into a silent node, corroborated by the silent
+/// node's other neighbours: they receive less through it than they usually do. An
+/// indirect witness, so surer than one end alone and less sure than both ends.
+fn witnessed(d: &mut Diagnosis, silent: &str, w: &Witness) {
+    d.cause.confidence = 0.8;
+    d.uncalibrated = true;
+    d.cause.reporters.extend(w.nodes.iter().cloned());
+    d.cause.evidence.push(format!(
+        "{silent} is silent, but its other neighbours ({}) received {:.0} packets from it over {} windows where they usually receive {:.0} ({:.1}% short) while sending it as much as usual: the loss is seen downstream",
+        w.nodes.join(", "),
+        w.received,
+        w.windows,
+        w.usual,
+        100.0 * (w.usual - w.received) / w.usual.max(1.0),
+    ));
+}
+
 /// Round-trip time risen on a link, as seen by one end or both.
 fn link_delay(link: &Element, signals: &[&Anomaly]) -> Option<Diagnosis> {
     let rtt = who(signals, |s| match s {
@@ -451,7 +503,15 @@ mod tests {
 
     /// One end's window: `sent` probes, `lost` of them lost.
     fn end(node: &str, peer: &str, view: View, sent: f64, lost: f64) -> EndView {
-        EndView { node: node.into(), peer: peer.into(), view, probes_sent: sent, probes_lost: lost }
+        EndView {
+            node: node.into(),
+            peer: peer.into(),
+            view,
+            probes_sent: sent,
+            probes_lost: lost,
+            tx_packets: 0.0,
+            rx_packets: None,
+        }
     }
 
     /// Ends whose five probes all came back, and ends that lost all five.

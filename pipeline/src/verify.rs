@@ -163,6 +163,7 @@ mod tests {
             peer: peer.into(),
             samples: 5.0,
             tx_packets: 100.0,
+            rx_packets: None,
             lost_packets: Some(lost),
             loss_ratio: Some(lost / 100.0),
             probes_sent: 5.0,
