@@ -190,7 +190,7 @@ impl FeatureEngine {
                     peer: peer.value(i).to_string(),
                     samples: opt(&samples).unwrap_or(0.0),
                     tx_packets: opt(&tx).unwrap_or(0.0),
-                    rx_packets: rx.as_ref().and_then(|rx| opt(rx)),
+                    rx_packets: rx.as_ref().and_then(&opt),
                     lost_packets: opt(&lost),
                     loss_ratio: opt(&ratio),
                     probes_sent: opt(&sent).unwrap_or(0.0),

@@ -477,7 +477,7 @@ impl HealingLoop {
                 rc.evidence.join("; "),
                 plan.explanation.join("; ")
             );
-            let actions = self.issue(id, &plan, now, out);
+            let actions = self.issue(id, plan, now, out);
             if actions.is_empty() && self.book.acted(id) {
                 // Rediagnosed after acting, and the routes already avoid the new cause.
                 self.book.note(id, &why);
@@ -535,8 +535,9 @@ impl HealingLoop {
     fn roll_back(&mut self, id: &str, why: &str, now: i64, out: &mut Vec<Publication>) {
         self.checks.remove(id);
         let plan = self.planner.plan_clear(id, now);
-        let withdrawals = self.issue(id, &plan, now, out);
-        self.book.roll_back(id, withdrawals, &format!("{why}; {}", plan.explanation.join("; ")));
+        let why = format!("{why}; {}", plan.explanation.join("; "));
+        let withdrawals = self.issue(id, plan, now, out);
+        self.book.roll_back(id, withdrawals, &why);
         JobStats::bump(&self.stats.repairs_rolled_back);
         self.generation += 1;
         out.extend(self.book.get(id).cloned().map(Publication::Incident));
@@ -549,7 +550,7 @@ impl HealingLoop {
         let (withdrawals, why) = if self.book.acted(id) || self.planner.holds(id) {
             let plan = self.planner.plan_clear(id, now);
             let why = plan.explanation.join("; ");
-            (self.issue(id, &plan, now, out), why)
+            (self.issue(id, plan, now, out), why)
         } else {
             (vec![], "symptoms cleared".to_string())
         };
@@ -560,26 +561,32 @@ impl HealingLoop {
         out.extend(self.book.get(id).cloned().map(Publication::Incident));
     }
 
-    fn issue(&mut self, incident: &str, plan: &Plan, now: i64, out: &mut Vec<Publication>) -> Vec<ActionRecord> {
+    /// Takes the plan: its actions move into the commands (a 100,000-route plan is
+    /// 300,000 strings; a copy of them costs tens of ms of the decision).
+    fn issue(&mut self, incident: &str, plan: Plan, now: i64, out: &mut Vec<Publication>) -> Vec<ActionRecord> {
         self.stats.planned(plan.cost);
         if let Some(live) = self.live.as_ref().filter(|_| !plan.changes.is_empty()) {
             live.routes_changed(self.planner.wanted());
         }
         // One command per node for its route changes (batches of at most
         // `MAX_BATCH_ROUTES`), in the order the plan gives the nodes.
-        let mut per_node: Vec<(&str, Vec<Action>)> = Vec::new();
-        let mut slot: HashMap<&str, usize> = HashMap::new();
-        for c in &plan.changes {
-            let i = *slot.entry(c.target.as_str()).or_insert_with(|| {
-                per_node.push((c.target.as_str(), Vec::new()));
-                per_node.len() - 1
-            });
-            per_node[i].1.push(c.action.clone());
+        let mut per_node: Vec<(String, Vec<Action>)> = Vec::new();
+        let mut slot: HashMap<String, usize> = HashMap::new();
+        for c in plan.changes {
+            let i = match slot.get(&c.target) {
+                Some(&i) => i,
+                None => {
+                    slot.insert(c.target.clone(), per_node.len());
+                    per_node.push((c.target, Vec::new()));
+                    per_node.len() - 1
+                }
+            };
+            per_node[i].1.push(c.action);
         }
         per_node
             .into_iter()
-            .flat_map(|(target, changes)| Action::batched(changes).into_iter().map(move |a| (target, a)))
-            .map(|(target, action)| self.send_command(incident, target, &action, now, out))
+            .flat_map(|(target, changes)| Action::batched(changes).into_iter().map(move |a| (target.clone(), a)))
+            .map(|(target, action)| self.send_command(incident, &target, action, now, out))
             .collect()
     }
 
@@ -589,7 +596,7 @@ impl HealingLoop {
         &mut self,
         incident: &str,
         target: &str,
-        action: &Action,
+        action: Action,
         now: i64,
         out: &mut Vec<Publication>,
     ) -> ActionRecord {
@@ -597,12 +604,12 @@ impl HealingLoop {
         self.issued += 1;
         let mut cmd = HealingCommand {
             schema_version: x0_schema::SCHEMA_VERSION,
-            id: command_id(incident, self.issued, target, action, now),
+            id: command_id(incident, self.issued, target, &action, now),
             incident_id: incident.to_string(),
             issued_at: now,
             expires_at: now + ttl,
             target: target.to_string(),
-            action: action.clone(),
+            action,
             signature: String::new(),
         };
         cmd.sign(&self.signer);
@@ -659,7 +666,7 @@ impl HealingLoop {
         }
         let now = self.stream_now().unwrap_or(r.applied_at);
         let mut out = Vec::new();
-        let record = self.send_command(&incident, &target, &action, now, &mut out);
+        let record = self.send_command(&incident, &target, action, now, &mut out);
         self.book.reissue(&incident, &r.command_id, &r.reason, record, REISSUES);
         if let Some(row) = self.commands.get_mut(&r.command_id) {
             row.status = Some(r.status);

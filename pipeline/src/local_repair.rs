@@ -19,7 +19,7 @@
 //! destination over its whole shortest-path tree instead.
 //! Hand-written: this is the planner's core, and no routing crate offers it.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 use x0_schema::{NodeId, Topology};
 
 /// How far from the edge node the shallow search goes (every candidate's own hop
@@ -225,13 +225,13 @@ impl Hops {
 /// The faulted elements routes must avoid.
 pub(crate) struct Faults<'a> {
     /// Crashed nodes: no route crosses them.
-    pub nodes: &'a HashSet<NodeId>,
+    pub nodes: &'a FxHashSet<NodeId>,
     /// (low, high) node ids.
-    pub links: &'a HashSet<(NodeId, NodeId)>,
+    pub links: &'a FxHashSet<(NodeId, NodeId)>,
     /// Of `nodes`, those reporting again while their incident is open: still crossed
     /// by no route until it clears, but their own routes and the routes toward them
     /// are repaired like any node's.
-    pub returned: &'a HashSet<NodeId>,
+    pub returned: &'a FxHashSet<NodeId>,
 }
 
 impl Faults<'_> {
@@ -351,7 +351,7 @@ pub(crate) fn repair_at_edge(
     deep: bool,
 ) -> Result<Option<EdgeRepair>, OverBudget> {
     let mut level = vec![vec![x]];
-    let mut seen = HashSet::from([x]);
+    let mut seen = FxHashSet::from_iter([x]);
     for depth in 1..=if deep { DEEP_DEPTH } else { MAX_DEPTH } {
         if depth > MAX_DEPTH && seen.len() > DEEP_NODES {
             break;
@@ -468,8 +468,8 @@ mod tests {
     fn a_clean_exit_is_clean_on_its_real_baseline_path() {
         let topo = grid(6);
         let (a, b) = (14, 15);
-        let (nodes, links) = (HashSet::from([21]), HashSet::from([(a, b)]));
-        let returned = HashSet::new();
+        let (nodes, links) = (FxHashSet::from_iter([21]), FxHashSet::from_iter([(a, b)]));
+        let returned = FxHashSet::default();
         let faults = Faults { nodes: &nodes, links: &links, returned: &returned };
         let mut hops = Hops::new(topo.len(), 1 << 20);
         let mut passed = 0;
@@ -500,9 +500,9 @@ mod tests {
     fn the_repair_goes_around_a_cut_on_a_grid_row() {
         let topo = grid(8);
         // Row 3: nodes 24..=31; cut 27-28, route 27 -> 31.
-        let links = HashSet::from([(27, 28)]);
-        let nodes = HashSet::new();
-        let returned = HashSet::new();
+        let links = FxHashSet::from_iter([(27, 28)]);
+        let nodes = FxHashSet::default();
+        let returned = FxHashSet::default();
         let faults = Faults { nodes: &nodes, links: &links, returned: &returned };
         let mut hops = Hops::new(topo.len(), 1 << 20);
         hops.require(&topo, 27);
@@ -535,8 +535,8 @@ mod tests {
     fn the_deep_search_goes_the_long_way_round() {
         let names = (0..12).map(|i| format!("n{i}")).collect();
         let topo = Topology::from_links(names, (0..12).map(|i| (i, (i + 1) % 12)));
-        let (nodes, links) = (HashSet::new(), HashSet::from([(0, 1)]));
-        let returned = HashSet::new();
+        let (nodes, links) = (FxHashSet::default(), FxHashSet::from_iter([(0, 1)]));
+        let returned = FxHashSet::default();
         let faults = Faults { nodes: &nodes, links: &links, returned: &returned };
         let mut hops = Hops::new(topo.len(), 1 << 20);
         hops.require(&topo, 0);
@@ -554,8 +554,8 @@ mod tests {
     #[test]
     fn a_loop_free_alternate_is_preferred() {
         let topo = grid(6);
-        let (nodes, links) = (HashSet::new(), HashSet::from([(14, 15)]));
-        let returned = HashSet::new();
+        let (nodes, links) = (FxHashSet::default(), FxHashSet::from_iter([(14, 15)]));
+        let returned = FxHashSet::default();
         let faults = Faults { nodes: &nodes, links: &links, returned: &returned };
         let mut hops = Hops::new(topo.len(), 1 << 20);
         // 14 toward 35 (bottom right): 20 (below) and 15 (right, cut) lead there; 8 and 13 go back through 14.

@@ -15,6 +15,7 @@ use crate::local_repair::{
     alternate, clean_exit, repair_at_edge, EdgeRepair, Faults, Hops, DEEP_DEPTH, FAR, MAX_DEPTH,
 };
 use crate::stats::PlanCost;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
@@ -70,8 +71,8 @@ pub(crate) struct Plan {
 pub(crate) struct PlannerMemory {
     installed: BTreeMap<(NodeId, NodeId), Installed>,
     faults: BTreeMap<String, Element>,
-    cost: HashMap<(NodeId, NodeId), f64>,
-    changes_per_route: HashMap<(NodeId, NodeId), VecDeque<i64>>,
+    cost: FxHashMap<(NodeId, NodeId), f64>,
+    changes_per_route: FxHashMap<(NodeId, NodeId), VecDeque<i64>>,
     #[serde(default)]
     returned: BTreeSet<NodeId>,
 }
@@ -86,12 +87,12 @@ pub(crate) struct Planner {
     /// [`Planner::node_returned`]).
     returned: BTreeSet<NodeId>,
     /// ETX-like link cost per (low, high) link, with hysteresis.
-    cost: HashMap<(NodeId, NodeId), f64>,
+    cost: FxHashMap<(NodeId, NodeId), f64>,
     /// When each (node, destination) route changed in the last minute.
-    changes_per_route: HashMap<(NodeId, NodeId), VecDeque<i64>>,
+    changes_per_route: FxHashMap<(NodeId, NodeId), VecDeque<i64>>,
     /// Baseline next hops toward recently used destinations (one BFS each), bounded:
     /// a full table would be n² entries (1.6 GB at 10,000 nodes).
-    baseline: HashMap<NodeId, Vec<Option<NodeId>>>,
+    baseline: FxHashMap<NodeId, Vec<Option<NodeId>>>,
     baseline_order: VecDeque<NodeId>,
     /// Hop distances a plan may hold ([`HOP_ENTRIES`]; smaller in tests).
     hop_entries: usize,
@@ -129,9 +130,9 @@ impl Planner {
             installed: BTreeMap::new(),
             faults: BTreeMap::new(),
             returned: BTreeSet::new(),
-            cost: HashMap::new(),
-            changes_per_route: HashMap::new(),
-            baseline: HashMap::new(),
+            cost: FxHashMap::default(),
+            changes_per_route: FxHashMap::default(),
+            baseline: FxHashMap::default(),
             baseline_order: VecDeque::new(),
             hop_entries: HOP_ENTRIES,
         }
@@ -220,7 +221,7 @@ impl Planner {
         self.cost.get(&(a.min(b), a.max(b))).copied().unwrap_or(1.0)
     }
 
-    fn faulted_nodes(&self) -> HashSet<NodeId> {
+    fn faulted_nodes(&self) -> FxHashSet<NodeId> {
         self.faults
             .values()
             .filter_map(|e| match e {
@@ -230,7 +231,7 @@ impl Planner {
             .collect()
     }
 
-    fn faulted_links(&self) -> HashSet<(NodeId, NodeId)> {
+    fn faulted_links(&self) -> FxHashSet<(NodeId, NodeId)> {
         self.faults
             .values()
             .filter_map(|e| match e {
@@ -391,15 +392,21 @@ impl Planner {
     fn reroute(&mut self, incident: &str, now_ns: i64, plan: &mut Plan) {
         let bad_nodes = self.faulted_nodes();
         let bad_links = self.faulted_links();
-        let returned: HashSet<NodeId> = self.returned.iter().copied().filter(|n| bad_nodes.contains(n)).collect();
+        let returned: FxHashSet<NodeId> = self.returned.iter().copied().filter(|n| bad_nodes.contains(n)).collect();
         let faults = Faults { nodes: &bad_nodes, links: &bad_links, returned: &returned };
         let mut hops = Hops::new(self.topo.len(), self.hop_entries);
-        let mut holders: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
+        let mut holders: FxHashMap<NodeId, Vec<NodeId>> = FxHashMap::default();
         for &(s, d) in self.installed.keys() {
             holders.entry(d).or_default().push(s);
         }
         let mut tally = Tally::default();
-        for (d, xs) in self.edge_routes(&mut hops, &faults) {
+        let edge = self.edge_routes(&mut hops, &faults);
+        // At least one change per route crossing the fault: reserved once, not grown
+        // (and copied) a doubling at a time.
+        let crossing = edge.iter().map(|(_, xs)| xs.len()).sum();
+        plan.changes.reserve(crossing);
+        self.changes_per_route.reserve(crossing);
+        for (d, xs) in edge {
             // Nodes a repair's exit must not route through: crashed ones, the edge
             // itself, and any that already hold an override toward d.
             let mut avoid: Vec<NodeId> =

@@ -29,7 +29,7 @@ impl HealingLoop {
                 (true, false) if !self.book.rolled_back(&id) => {
                     let plan = self.planner.node_returned(&id, &node, now);
                     let why = plan.explanation.join("; ");
-                    let actions = self.issue(&id, &plan, now, out);
+                    let actions = self.issue(&id, plan, now, out);
                     if actions.is_empty() {
                         self.book.note(&id, &why);
                     } else {

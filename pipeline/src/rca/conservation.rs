@@ -112,7 +112,12 @@ impl FlowBalance {
     ) {
         self.window += 1;
         for (node, peer, tx, rx, reaches) in ends {
-            let e = self.by_peer.entry(peer.to_string()).or_default().entry(node.to_string()).or_default();
+            // Looked up before inserting: a window's every link end passes here, and
+            // owned keys for each would be two allocations per end per window.
+            if !self.by_peer.get(peer).is_some_and(|ends| ends.contains_key(node)) {
+                self.by_peer.entry(peer.to_string()).or_default().insert(node.to_string(), EndFlow::default());
+            }
+            let e = self.by_peer.get_mut(peer).and_then(|ends| ends.get_mut(node)).expect("inserted above");
             (e.last, e.reaches) = (self.window, reaches);
             e.quiet_streak = if disturbed.contains(peer) { 0 } else { e.quiet_streak.saturating_add(1) };
             let silent = !heard.contains(peer);
@@ -176,14 +181,18 @@ mod tests {
 
     /// Window `i` around silent `s`: `x` sends it 100, `y` and `z` each send it
     /// `y_sends`/200 and receive 150 ± 10 from it, less `short` each (what a lossy link
-    /// into `s` costs them).
-    fn window(b: &mut FlowBalance, i: usize, disturbed: bool, short: f64, y_sends: f64) {
-        let jitter = if i % 2 == 0 { 10.0 } else { -10.0 };
+    /// into `s` costs them). `heard`: the nodes that report (all, unless given).
+    fn window_heard(b: &mut FlowBalance, i: usize, disturbed: bool, short: f64, y_sends: f64, heard: &[&str]) {
+        let jitter = if i.is_multiple_of(2) { 10.0 } else { -10.0 };
         let rx = 150.0 + jitter - short;
         let ends =
             [("x", "s", 100.0, 50.0, false), ("y", "s", y_sends + jitter / 2.0, rx, true), ("z", "s", 200.0, rx, true)];
         let d: HashSet<&str> = if disturbed { ["s"].into() } else { HashSet::new() };
-        b.observe(ends.into_iter(), &d, &["s", "x", "y", "z"].into());
+        b.observe(ends.into_iter(), &d, &heard.iter().copied().collect());
+    }
+
+    fn window(b: &mut FlowBalance, i: usize, disturbed: bool, short: f64, y_sends: f64) {
+        window_heard(b, i, disturbed, short, y_sends, &["s", "x", "y", "z"]);
     }
 
     fn quiet() -> FlowBalance {
@@ -201,7 +210,7 @@ mod tests {
         assert_eq!(b.witness("s", "x"), None, "one window's 30 of 300 is within the counts' spread");
         // The symptoms come and go: the quiet windows between them still count.
         for i in 1..8 {
-            window(&mut b, i, i % 3 == 0, 15.0, 200.0);
+            window(&mut b, i, i.is_multiple_of(3), 15.0, 200.0);
         }
         let w = b.witness("s", "x").expect("eight windows' 240 of 2,400 is not");
         assert_eq!((&w.nodes[..], w.windows), (&["y".to_string(), "z".to_string()][..], 8));
@@ -239,23 +248,14 @@ mod tests {
     #[test]
     fn a_silent_nodes_usual_is_kept_from_when_it_spoke_and_its_span_lasts_until_it_speaks() {
         let mut b = quiet();
-        let speaking: HashSet<&str> = ["x", "y", "z"].into();
-        let mut silent_window = |b: &mut FlowBalance, i: usize, disturbed: bool, short: f64| {
-            let jitter = if i % 2 == 0 { 10.0 } else { -10.0 };
-            let rx = 150.0 + jitter - short;
-            let ends = [
-                ("x", "s", 100.0, 50.0, false),
-                ("y", "s", 200.0 + jitter / 2.0, rx, true),
-                ("z", "s", 200.0, rx, true),
-            ];
-            let d: HashSet<&str> = if disturbed { ["s"].into() } else { HashSet::new() };
-            b.observe(ends.into_iter(), &d, &speaking);
+        let silent_window = |b: &mut FlowBalance, i: usize, disturbed: bool, short: f64| {
+            window_heard(b, i, disturbed, short, 200.0, &["x", "y", "z"])
         };
         // Silent, and its link slowly lossy before anyone flags it: no usual learnt.
         (0..20).for_each(|i| silent_window(&mut b, i, false, 15.0));
         // Flagged now and then, with many quiet windows between: one span.
         for i in 0..12 {
-            silent_window(&mut b, i, i % 6 == 0, 15.0);
+            silent_window(&mut b, i, i.is_multiple_of(6), 15.0);
         }
         let w = b.witness("s", "x").expect("twelve windows short against the usual from before");
         assert_eq!(w.windows, 12, "{w:?}");
