@@ -1,7 +1,8 @@
 //! Healing never makes things worse: liars on one or two links move no route, one-way
 //! loss in either direction heals without a flap, and a silent agent beside a lossy
-//! link is not taken for a crashed node while the link is rerouted. Each runs the closed loop (the healing loop
-//! with real actuators on the simulated mesh) and is judged from the ground truth.
+//! link is not taken for a crashed node while the link is rerouted. Each runs the
+//! closed loop (the healing loop with real actuators on the simulated mesh) and is
+//! judged from the ground truth.
 
 #![allow(clippy::unwrap_used)]
 
@@ -83,8 +84,8 @@ async fn one_way_loss_in_either_direction_heals_without_flapping() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_agent_beside_a_lossy_link_is_not_taken_for_a_crash_and_the_link_is_rerouted() {
     let link = busy_link(&grid("probe", vec![]));
+    let ends: Vec<&str> = link.split('-').collect();
     for silent_end in [0, 1] {
-        let ends: Vec<&str> = link.split('-').collect();
         let mut loss = fault(FaultKind::LinkLoss, &link);
         loss.loss = Some(0.3);
         let silent = fault(FaultKind::AgentDown, ends[silent_end]);

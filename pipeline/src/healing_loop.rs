@@ -583,11 +583,13 @@ impl HealingLoop {
             };
             per_node[i].1.push(c.action);
         }
-        per_node
-            .into_iter()
-            .flat_map(|(target, changes)| Action::batched(changes).into_iter().map(move |a| (target.clone(), a)))
-            .map(|(target, action)| self.send_command(incident, &target, action, now, out))
-            .collect()
+        let mut records = Vec::new();
+        for (target, changes) in per_node {
+            for action in Action::batched(changes) {
+                records.push(self.send_command(incident, &target, action, now, out));
+            }
+        }
+        records
     }
 
     /// Signs and records one command of `incident`'s plan, issued `now` and valid for
