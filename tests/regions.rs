@@ -9,11 +9,13 @@
 //! member that leaves cleanly hands them over at once); see BENCHMARKS §8.
 //!
 //! A gray loss inside each region, then a link down on the border, each detected by
-//! one instance only and repaired; then the instance owning region 1 is killed
-//! (`kill -9`), the group hands its partition to the survivor, and a later fault in
-//! region 1 is handled by the survivor. Everything is counted from the simulated
-//! mesh (restoration from its probe traffic, applications per command id) and from
-//! both instances' histories through SQL.
+//! one instance only and repaired. Then a link goes down in region 1, its owner
+//! repairs it, and is killed (`kill -9`) while the link is still down: the group hands
+//! its partition to the survivor, which takes the open incident over from the region's
+//! handoff (`x0.handoff`), carries it on under its id and withdraws its routes when
+//! the link comes back. A later fault in region 1 is the survivor's. Everything is
+//! counted from the simulated mesh (restoration from its probe traffic, applications
+//! per command id, overrides left) and from both instances' histories through SQL.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -26,7 +28,7 @@ use x0_sql::HistoryEngine;
 
 const HEAD: &str = r#"
 name = "regions-two-instances"
-duration = "100s"
+duration = "104s"
 telemetry_interval = "100ms"
 [topology]
 shape = "grid"
@@ -38,8 +40,9 @@ pairs = 80
 rate_pps = 50
 "#;
 
-/// When the owner of region 1 is killed (scenario time).
-const KILL_AT: Duration = Duration::from_secs(56);
+/// When the owner of region 1 is killed (scenario time): 8 s into a link down in its
+/// region that lasts until 74 s.
+const KILL_AT: Duration = Duration::from_secs(58);
 
 fn exe() -> std::ffi::OsString {
     std::env::var_os("X0_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_x0tta6bl4").into())
@@ -68,8 +71,8 @@ fn busiest(topo: &Topology, scenario: &Scenario, candidates: &[(usize, usize)]) 
     topo.link_element(a, b)
 }
 
-/// The scenario with its four faults: targets picked by region from the inventory.
-fn scenario() -> (String, [Element; 4]) {
+/// The scenario with its five faults: targets picked by region from the inventory.
+fn scenario() -> (String, [Element; 5]) {
     let base = Scenario::from_toml_str(HEAD).unwrap();
     let topo = Topology::generate(&base.topology).unwrap();
     let regions = topo.regions();
@@ -88,16 +91,19 @@ fn scenario() -> (String, [Element; 4]) {
     };
     let border: Vec<_> = topo.links().iter().copied().filter(|&(a, b)| regions.of(a) != regions.of(b)).collect();
     let (r0, r1, edge) = (inside(0), inside(1), busiest(&topo, &base, &border));
-    // A second link in region 1 for after the failover (another than the first).
-    let r1_later = {
+    // More links in region 1, other than those picked before: one down across the
+    // kill, one after the failover.
+    let other_in_1 = |taken: &[&Element]| {
         let own: Vec<_> = topo
             .links()
             .iter()
             .copied()
-            .filter(|&(a, b)| regions.of(a) == 1 && regions.of(b) == 1 && topo.link_element(a, b) != r1)
+            .filter(|&(a, b)| regions.of(a) == 1 && regions.of(b) == 1 && !taken.contains(&&topo.link_element(a, b)))
             .collect();
         busiest(&topo, &base, &own)
     };
+    let r1_later = other_in_1(&[&r1]);
+    let r1_across = other_in_1(&[&r1, &r1_later]);
     let link = |e: &Element| match e {
         Element::Link { a, b } => format!("{a}-{b}"),
         Element::Node { .. } => unreachable!(),
@@ -117,12 +123,17 @@ target = "{}"
 loss = 0.4
 duration = "12s"
 [[fault]]
-at = "42s"
+at = "40s"
 kind = "link-down"
 target = "{}"
-duration = "10s"
+duration = "8s"
 [[fault]]
-at = "76s"
+at = "50s"
+kind = "link-down"
+target = "{}"
+duration = "24s"
+[[fault]]
+at = "80s"
 kind = "link-down"
 target = "{}"
 duration = "12s"
@@ -130,9 +141,10 @@ duration = "12s"
         link(&r0),
         link(&r1),
         link(&edge),
+        link(&r1_across),
         link(&r1_later)
     );
-    (format!("{HEAD}{faults}"), [r0, r1, edge, r1_later])
+    (format!("{HEAD}{faults}"), [r0, r1, edge, r1_later, r1_across])
 }
 
 /// The regions an instance's log says it owns last (None: not yet).
@@ -152,25 +164,25 @@ fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// Every incident of a history: (root-cause element, kind, state).
-async fn incidents(history: &Path) -> Vec<(String, String, String)> {
+/// Every incident of a history: (root-cause element, kind, state, id).
+async fn incidents(history: &Path) -> Vec<(String, String, String, String)> {
     if !history.exists() {
         return vec![];
     }
     let engine = HistoryEngine::open(history.to_str().unwrap()).await.unwrap();
     let batches = engine
-        .query("SELECT root_cause_element, root_cause_kind, state FROM incidents ORDER BY detected_at")
+        .query("SELECT root_cause_element, root_cause_kind, state, incident_id FROM incidents ORDER BY detected_at")
         .await
         .unwrap();
     let mut out = Vec::new();
     for b in batches {
         let col = |i: usize| arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8).unwrap();
-        let (e, k, s) = (col(0), col(1), col(2));
+        let (e, k, s, id) = (col(0), col(1), col(2), col(3));
         let str = |a: &arrow::array::ArrayRef, r: usize| {
             a.as_any().downcast_ref::<arrow::array::StringArray>().unwrap().value(r).to_string()
         };
         for r in 0..b.num_rows() {
-            out.push((str(&e, r), str(&k, r), str(&s, r)));
+            out.push((str(&e, r), str(&k, r), str(&s, r), str(&id, r)));
         }
     }
     out
@@ -275,21 +287,41 @@ async fn two_instances_split_a_two_region_mesh_and_the_survivor_takes_over() {
     assert_eq!(mesh["max_applications_per_command"], 1, "a command applied twice: {mesh}");
     assert_eq!(mesh["overrides_in_force"], 0, "overrides left behind: {mesh}\n{context}");
 
-    // Detected once, by the owner, and diagnosed right; nothing else opened.
+    // Detected once, by the owner, and diagnosed right; nothing else opened. An
+    // incident is one id: the one carried across the kill is in both histories (open
+    // in the killed instance's last snapshot, resolved in the survivor's).
     let by_victim = incidents(&path(&format!("history-{victim_name}"))).await;
     let by_survivor = incidents(&path(&format!("history-{survivor_name}"))).await;
     eprintln!("{victim_name} (region 1, killed): {by_victim:?}\n{survivor_name}: {by_survivor:?}");
-    let named =
-        |e: &Element, list: &[(String, String, String)]| list.iter().filter(|(el, _, _)| *el == e.to_string()).count();
-    let all: Vec<_> = by_victim.iter().chain(&by_survivor).cloned().collect();
+    type Row = (String, String, String, String);
+    let ids = |e: &Element, list: &[Row]| -> std::collections::BTreeSet<String> {
+        list.iter().filter(|(el, ..)| *el == e.to_string()).map(|(.., id)| id.clone()).collect()
+    };
+    let named = |e: &Element, list: &[Row]| ids(e, list).len();
+    let all: Vec<Row> = by_victim.iter().chain(&by_survivor).cloned().collect();
     for (i, t) in targets.iter().enumerate() {
         assert_eq!(named(t, &all), 1, "fault {i} on {t}: one incident across both instances: {all:?}\n{context}");
     }
-    assert_eq!(all.len(), 4, "no incident but the four faults': {all:?}\n{context}");
-    assert!(all.iter().all(|(_, kind, _)| kind.starts_with("link-")), "{all:?}");
+    let distinct: std::collections::BTreeSet<&String> = all.iter().map(|(.., id)| id).collect();
+    assert_eq!(distinct.len(), 5, "no incident but the five faults': {all:?}\n{context}");
+    assert!(all.iter().all(|(_, kind, ..)| kind.starts_with("link-")), "{all:?}");
     assert_eq!(named(&targets[1], &by_victim), 1, "region 1's fault is its owner's: {all:?}");
     assert_eq!(named(&targets[3], &by_survivor), 1, "the fault after the kill is the survivor's: {all:?}");
     assert_eq!(named(&targets[0], &by_survivor), 1, "{all:?}");
     assert_eq!(named(&targets[2], &by_survivor), 1, "the border link is region 0's: {all:?}");
+    // The fault across the kill: opened by region 1's owner, carried on and resolved by
+    // the survivor under the same id.
+    let across = &targets[4];
+    let (opened, carried) = (ids(across, &by_victim), ids(across, &by_survivor));
+    assert_eq!(opened.len(), 1, "{across} was opened by region 1's owner before the kill: {all:?}\n{context}");
+    assert_eq!(carried, opened, "{across}: the survivor carried the same incident on: {all:?}\n{context}");
+    assert!(
+        by_survivor.iter().any(|(el, _, state, _)| *el == across.to_string() && state == "resolved"),
+        "{across}: resolved by the survivor: {by_survivor:?}\n{context}"
+    );
+    let took = log(survivor_name);
+    let line = took.lines().find(|l| l.contains("took over region 1 from")).unwrap_or_default();
+    eprintln!("{survivor_name}: {line}");
+    assert!(line.contains("1 open incident(s)"), "{context}");
     drop(broker);
 }

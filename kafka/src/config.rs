@@ -160,6 +160,12 @@ impl KafkaConfig {
         Ok(self.consumer_config(group, false, None).create()?)
     }
 
+    /// A consumer that commits nothing and joins no group: the caller assigns it the
+    /// partitions and offsets to read (a topic read from its start, like a changelog).
+    pub fn reader(&self, group: &str) -> Result<StreamConsumer, KafkaError> {
+        Ok(self.consumer_config(group, true, None).create()?)
+    }
+
     fn consumer_config(&self, group: &str, manual_commit: bool, instance: Option<&str>) -> ClientConfig {
         let mut c = self.base();
         if manual_commit {

@@ -2,10 +2,12 @@
 //! features, detect, localise, manage incidents, plan and sign commands, take results.
 //! The Kafka loop (`job.rs`) and the benchmark both drive this.
 
+mod handoff;
 mod regions;
 mod returned;
 mod state;
 
+pub use handoff::Takeover;
 pub use state::StateError;
 
 use crate::calibration::Calibration;
@@ -55,6 +57,8 @@ pub enum Publication {
     Command(HealingCommand),
     /// An incident's new state for `x0.incidents`.
     Incident(Incident),
+    /// A region's open work for `x0.handoff` (a mesh split among instances only).
+    Handoff(Box<crate::handoff::RegionHandoff>),
 }
 
 /// The stream job's decisions without Kafka: telemetry in, windows closed, features,
@@ -105,6 +109,9 @@ pub struct HealingLoop {
     /// The part of the mesh the model scores: what this instance sees when the mesh is
     /// split (see `regions`); None: the whole inventory.
     seen_mesh: Option<Topology>,
+    /// Owned regions whose handoff is behind (a result taken since it was published):
+    /// published with the next window's outputs.
+    handoff_due: std::collections::BTreeSet<u32>,
 }
 
 /// One window's root-cause hypotheses, as localisation produced them.
@@ -173,6 +180,7 @@ impl HealingLoop {
             live: None,
             ownership: None,
             seen_mesh: None,
+            handoff_due: Default::default(),
         }
     }
 
@@ -320,7 +328,8 @@ impl HealingLoop {
             }
             self.stats.window_closed(w.end, started.elapsed());
         }
-        Ok(out)
+        let due = std::mem::take(&mut self.handoff_due);
+        Ok(self.with_handoffs(out, due))
     }
 
     fn decide(&mut self, f: &WindowFeatures) -> Vec<Publication> {
@@ -702,6 +711,11 @@ impl HealingLoop {
     /// Takes a command's result (one that fails [`check_result`](Self::check_result)
     /// changes nothing): updates its incident, rolls a refused plan back.
     pub fn on_result(&mut self, r: &CommandResult) -> Vec<Publication> {
+        let out = self.take_result(r);
+        self.with_handoffs(out, Default::default())
+    }
+
+    fn take_result(&mut self, r: &CommandResult) -> Vec<Publication> {
         if self.check_result(r, None).is_err() {
             return vec![];
         }
@@ -728,6 +742,7 @@ impl HealingLoop {
             row.acked_at = Some(r.applied_at);
         }
         let Some((id, changed)) = self.book.on_result(r) else { return vec![] };
+        self.handoff_is_due(&id);
         let mut out = Vec::new();
         if let Some(reason) = self.book.refused_command(&id) {
             let now = self.stream_now().unwrap_or(r.applied_at);

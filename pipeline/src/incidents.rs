@@ -5,8 +5,10 @@ use crate::rca::Diagnosis;
 use std::collections::BTreeMap;
 
 mod attribution;
+mod handoff;
 #[cfg(test)]
 use attribution::FIRST_SIGN_WINDOWS;
+pub(crate) use handoff::BookSlice;
 use x0_schema::{ActionRecord, CommandResult, Element, Incident, IncidentState, Outcome, ResultStatus};
 
 /// What a window or a result did to the book.
@@ -22,7 +24,7 @@ pub(crate) enum Transition {
     Reopened(String),
 }
 
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Tracked {
     incident: Incident,
     streak: u32,
@@ -85,7 +87,7 @@ fn refusal(a: &ActionRecord) -> Option<String> {
 /// and a walk per answer made the job quadratic in the plan. Appends are indexed on
 /// the next use (actions are only ever appended or replaced in place); rebuilt after a
 /// restore.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct ActionIndex {
     /// Where each command is in `incident.actions`.
     at: std::collections::HashMap<String, usize>,

@@ -70,6 +70,8 @@ struct Io {
     /// Replaced when the broker fences it (see [`x0_kafka::fenced`]).
     producer: std::sync::RwLock<FutureProducer>,
     kafka: KafkaConfig,
+    /// Partitions of the handoff topic (0: the mesh is not split among instances).
+    handoff_partitions: usize,
 }
 
 /// Attempts per publication before the job gives up (backing off 100 ms, doubling).
@@ -135,10 +137,15 @@ impl Io {
     /// same command ids) instead of losing it.
     async fn send(&self, outputs: Vec<Publication>) -> Result<(), JobError> {
         let sends = outputs.into_iter().map(|o| async move {
-            let (topic, key, payload) = match &o {
+            let (topic, key, payload, partition) = match &o {
                 Publication::Command(c) => {
                     tracing::info!(command_id = %c.id, incident_id = %c.incident_id, node = %c.target, action = c.action.kind(), "command issued");
-                    (&self.kafka.topics.commands, c.target.clone(), c.to_json())
+                    (&self.kafka.topics.commands, c.target.clone(), c.to_json(), None)
+                }
+                Publication::Handoff(h) => {
+                    tracing::debug!(region = h.region, incidents = h.incidents(), "region handoff");
+                    let partition = crate::handoff::handoff_partition(h.region, self.handoff_partitions);
+                    (&self.kafka.topics.handoff, h.key(), h.to_bytes(), Some(partition))
                 }
                 Publication::Incident(i) => {
                     tracing::info!(
@@ -150,12 +157,15 @@ impl Io {
                         outcome = i.outcome.as_str(),
                         "incident"
                     );
-                    (&self.kafka.topics.incidents, i.incident_id.clone(), incident_message(i))
+                    (&self.kafka.topics.incidents, i.incident_id.clone(), incident_message(i), None)
                 }
             };
             let mut backoff = Duration::from_millis(100);
             for attempt in 1..=PUBLISH_ATTEMPTS {
-                let record = FutureRecord::to(topic).key(key.as_str()).payload(&payload);
+                let mut record = FutureRecord::to(topic).key(key.as_str()).payload(&payload);
+                if let Some(p) = partition {
+                    record = record.partition(p);
+                }
                 let producer = self.producer();
                 match producer.send(record, Duration::from_secs(5)).await {
                     Ok(_) => return Ok(()),
@@ -295,7 +305,8 @@ pub async fn run_job(
         manual,
         instance("results").as_deref(),
     )?;
-    let io = Io { producer: std::sync::RwLock::new(kafka.job_producer()?), kafka: kafka.clone() };
+    let mut io =
+        Io { producer: std::sync::RwLock::new(kafka.job_producer()?), kafka: kafka.clone(), handoff_partitions: 0 };
     // A broker that cannot be reached at start is an error now, not a silent wait.
     let startup = STARTUP_CONTACT.min(kafka.outage_limit.max(Duration::from_secs(1)));
     let partitions = broker_contact(&io.producer(), &kafka.topics.telemetry, startup).await.map_err(|e| {
@@ -303,6 +314,18 @@ pub async fn run_job(
     })?;
     core.expect_sources(&partitions, wall_clock_ns());
     core.split_by_regions(partitions.len());
+    if core.is_split() {
+        // A region's open work travels on the handoff topic (see `crate::handoff`): a
+        // split mesh without it would lose every open incident of a dead instance.
+        let topic = &kafka.topics.handoff;
+        io.handoff_partitions = x0_kafka::partition_count(&io.producer(), topic, startup).map_err(|e| {
+            JobError::Unreachable {
+                brokers: kafka.brokers.clone(),
+                waited: startup,
+                reason: format!("{e}: a mesh split into regions needs the handoff topic {topic:?} (create it compacted, cleanup.policy=compact)"),
+            }
+        })?;
+    }
     core.stats().durable.store(manual, std::sync::atomic::Ordering::Relaxed);
     let mut lag_tick = tokio::time::interval(LAG_EVERY);
     let mut lag_task = None;
@@ -374,7 +397,7 @@ pub async fn run_job(
                         }
                     }
                     if !core.holds_partition(m.partition()) {
-                        take_assignment(&mut core, &telemetry);
+                        take_assignment(&mut core, &telemetry, &io, job_id).await?;
                     }
                     if !taken.new || !core.takes_copy(m.key(), m.partition()) {
                         continue;
@@ -416,7 +439,7 @@ pub async fn run_job(
                 Err(e) => tracing::warn!(error = %e, "telemetry consumer"),
             },
             _ = lag_tick.tick() => {
-                take_assignment(&mut core, &telemetry);
+                take_assignment(&mut core, &telemetry, &io, job_id).await?;
                 refresh_lag(&io.producer(), consumer_positions([&telemetry, &results]), core.stats().clone(), &mut lag_task);
             }
             _ = watchdog.tick() => {
@@ -453,15 +476,61 @@ pub async fn run_job(
     Ok(JobReport { incidents: core.incidents(), commands: core.command_rows() })
 }
 
+/// How long taking a region over may wait for its handoff to be read.
+const HANDOFF_READ_LIMIT: Duration = Duration::from_secs(10);
+
 /// Takes the telemetry consumer's current assignment: on a mesh split into regions,
-/// the regions this instance owns (see [`HealingLoop::assign`]).
-fn take_assignment(core: &mut HealingLoop, telemetry: &StreamConsumer) {
-    let Ok(assigned) = telemetry.assignment() else { return };
-    let partitions = assigned.elements().iter().map(|e| e.partition()).collect();
-    if let Some(regions) = core.assign(partitions) {
-        tracing::info!(?regions, "this instance now owns these regions of the mesh");
-        eprintln!("stream job: owns regions {regions:?} of the mesh");
+/// the regions this instance owns (see [`HealingLoop::assign`]). A region it did not
+/// own before is taken over from its handoff before any of its telemetry is judged,
+/// and the handoff is published again as this instance's.
+async fn take_assignment(
+    core: &mut HealingLoop,
+    telemetry: &StreamConsumer,
+    io: &Io,
+    job_id: &str,
+) -> Result<(), JobError> {
+    let Ok(assigned) = telemetry.assignment() else { return Ok(()) };
+    let partitions: Vec<i32> = assigned.elements().iter().map(|e| e.partition()).collect();
+    if partitions.is_empty() {
+        // Mid-rebalance (the group revokes every partition before it assigns them
+        // again): the regions stay as they were until the group says otherwise.
+        return Ok(());
     }
+    let before = core.owned_regions();
+    let Some(regions) = core.assign(partitions) else { return Ok(()) };
+    tracing::info!(?regions, "this instance now owns these regions of the mesh");
+    eprintln!("stream job: owns regions {regions:?} of the mesh");
+    let gained: Vec<u32> = regions.iter().copied().filter(|r| !before.contains(r)).collect();
+    if gained.is_empty() || io.handoff_partitions == 0 {
+        return Ok(());
+    }
+    let kafka = &io.kafka;
+    let reader = format!("{}-handoff-{job_id}", kafka.group_id);
+    let handoffs = crate::handoff::read_handoffs(
+        kafka,
+        &reader,
+        &kafka.topics.handoff,
+        io.handoff_partitions,
+        &gained,
+        HANDOFF_READ_LIMIT,
+    )
+    .await?;
+    let mut republish = Vec::new();
+    for (region, h) in handoffs {
+        let (from, written) = (h.from.clone(), h.written_at_ns);
+        let Some(t) = core.take_over(h) else { continue };
+        tracing::info!(region, %from, incidents = ?t.incidents, left_out = ?t.left_out, routes = t.routes, clashes = t.clashes, "region taken over");
+        eprintln!(
+            "stream job: took over region {region} from {from} (handoff {:.1} s old): {} open incident(s) {:?}, {} route(s){}",
+            (wall_clock_ns() - written) as f64 / 1e9,
+            t.incidents.len(),
+            t.incidents,
+            t.routes,
+            if t.left_out.is_empty() { String::new() } else { format!(", left out {:?}", t.left_out) }
+        );
+        republish.push(Publication::Handoff(Box::new(core.region_handoff(region))));
+    }
+    io.send(republish).await
 }
 
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);

@@ -32,6 +32,7 @@ mod detect;
 mod digest;
 mod features;
 mod graph_input;
+mod handoff;
 mod healing_loop;
 mod health;
 mod history;
@@ -51,7 +52,7 @@ mod trust;
 mod verify;
 mod window;
 
-pub use crate::healing_loop::{HealingLoop, Publication, Rejection, StateError, WindowDiagnoses};
+pub use crate::healing_loop::{HealingLoop, Publication, Rejection, StateError, Takeover, WindowDiagnoses};
 pub use allocator::keep_freed_memory;
 pub use calibration::{Calibration, Step as CalibrationStep, BUILTIN_CALIBRATION};
 pub use checkpoint::{
@@ -63,6 +64,7 @@ pub use config::{
 };
 pub use features::{FeatureEngine, FeatureError, WindowFeatures, BUILTIN_FEATURES_SQL};
 pub use graph_input::{graph_window, FeaturizedWindow, OfflineFeaturizer};
+pub use handoff::{handoff_partition, RegionHandoff, HANDOFF_FORMAT};
 pub use history::MODEL_INPUTS;
 pub use job::{run_job, Durability, JobError, JobReport};
 pub use live::{Deciding, IncidentView, LinkLook, LiveEvent, LiveView, Look, MeshFrame, WantedRoute};

@@ -18,12 +18,19 @@ pub(crate) struct Ownership {
     assigned: Vec<i32>,
     /// Per region: owned.
     owned: Vec<bool>,
+    /// Digest of the inventory (a region's handoff names it).
+    inventory: String,
 }
 
 impl Ownership {
     /// Nothing owned yet, on a telemetry topic of `partitions`.
     pub(crate) fn new(topology: &Topology, partitions: usize) -> Ownership {
-        Ownership { partitions: partitions.max(1), assigned: vec![], owned: vec![false; topology.regions().count()] }
+        Ownership {
+            partitions: partitions.max(1),
+            assigned: vec![],
+            owned: vec![false; topology.regions().count()],
+            inventory: crate::checkpoint::inventory_digest(topology),
+        }
     }
 
     /// Takes the consumer group's assignment; true when it changed.
@@ -50,6 +57,16 @@ impl Ownership {
     /// The regions owned.
     pub(crate) fn regions(&self) -> Vec<u32> {
         (0..self.owned.len() as u32).filter(|&r| self.owned[r as usize]).collect()
+    }
+
+    /// Whether `region` is owned.
+    pub(crate) fn owns_region(&self, region: u32) -> bool {
+        self.owned.get(region as usize).copied().unwrap_or(false)
+    }
+
+    /// Digest of the inventory the regions were cut from.
+    pub(crate) fn inventory(&self) -> &str {
+        &self.inventory
     }
 
     /// Whether this instance opens incidents and plans for `element`.

@@ -21,6 +21,9 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDequ
 use std::time::Instant;
 use x0_schema::{Action, Element, NodeId, Topology};
 
+mod handoff;
+pub(crate) use handoff::PlannerSlice;
+
 /// A path cost and its node, ordered by cost (then node) for the Dijkstra heap.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Cost(f64, NodeId);

@@ -27,6 +27,10 @@ pub struct Topics {
     pub incidents: String,
     /// Rejected messages with their reason.
     pub dlq: String,
+    /// The open work of each region of a mesh split among job instances, keyed by
+    /// region, for the instance that takes a region over (the stream job's changelog;
+    /// compacted: only the latest per region matters).
+    pub handoff: String,
 }
 
 impl Default for Topics {
@@ -37,13 +41,14 @@ impl Default for Topics {
             command_results: "x0.command-results".into(),
             incidents: "x0.incidents".into(),
             dlq: "x0.dlq".into(),
+            handoff: "x0.handoff".into(),
         }
     }
 }
 
 impl Topics {
     /// Every topic, for creating them on a dev broker.
-    pub fn all(&self) -> [&str; 5] {
-        [&self.telemetry, &self.commands, &self.command_results, &self.incidents, &self.dlq]
+    pub fn all(&self) -> [&str; 6] {
+        [&self.telemetry, &self.commands, &self.command_results, &self.incidents, &self.dlq, &self.handoff]
     }
 }

@@ -49,6 +49,7 @@ impl TestBroker {
                     command_results: format!("{}.{tag}", t.command_results),
                     incidents: format!("{}.{tag}", t.incidents),
                     dlq: format!("{}.{tag}", t.dlq),
+                    handoff: format!("{}.{tag}", t.handoff),
                 };
                 (None, b, topics)
             }

@@ -84,6 +84,6 @@ pub async fn run(config: &Config, scenario: &Scenario) -> Result<ClosedRun> {
 fn commands_in(publications: Vec<Publication>) -> impl Iterator<Item = HealingCommand> {
     publications.into_iter().filter_map(|p| match p {
         Publication::Command(c) => Some(c),
-        Publication::Incident(_) => None,
+        Publication::Incident(_) | Publication::Handoff(_) => None,
     })
 }

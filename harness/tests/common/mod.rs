@@ -32,7 +32,7 @@ pub(crate) async fn run_offline(scenario: &Scenario) -> (HealingLoop, Vec<Vec<He
             .into_iter()
             .filter_map(|p| match p {
                 Publication::Command(c) => Some(c),
-                Publication::Incident(_) => None,
+                Publication::Incident(_) | Publication::Handoff(_) => None,
             })
             .collect();
         if !commands.is_empty() {

@@ -17,13 +17,22 @@ impl HealingLoop {
 
     /// Takes the consumer group's assignment of telemetry partitions. Returns the
     /// regions now owned when they changed. Nodes it no longer sees are forgotten as
-    /// reporters (their silence is another instance's news).
+    /// reporters (their silence is another instance's news), and the open incidents of
+    /// regions no longer owned are let go (their new owner takes them over from their
+    /// handoff, see [`take_over`](Self::take_over)).
     pub fn assign(&mut self, partitions: Vec<i32>) -> Option<Vec<u32>> {
         let ownership = self.ownership.as_mut()?;
         if !ownership.assign(&self.topo, partitions) {
             return None;
         }
-        let (ownership, topo) = (&*ownership, &self.topo);
+        // Every region not owned now, not only those just lost: a state restored from a
+        // checkpoint may hold any region's incidents.
+        let lost: Vec<u32> = (0..self.topo.regions().count() as u32).filter(|&r| !ownership.owns_region(r)).collect();
+        let let_go = self.let_go(&lost);
+        if !let_go.is_empty() {
+            tracing::info!(incidents = ?let_go, "open incidents of regions another instance owns now: let go");
+        }
+        let (Some(ownership), topo) = (&self.ownership, &self.topo) else { return None };
         self.seen.retain(|n| ownership.sees(topo, n));
         // The model scores only the nodes this instance sees and the links among them
         // (a graph of the whole inventory would cost every instance the whole mesh's
@@ -40,6 +49,20 @@ impl HealingLoop {
         self.seen_mesh = Some(Topology::from_links(names, links));
         self.model_inputs.clear();
         Some(regions)
+    }
+
+    /// Whether the mesh is split among instances (the inventory has regions and
+    /// [`split_by_regions`](Self::split_by_regions) was called).
+    pub fn is_split(&self) -> bool {
+        self.ownership.is_some()
+    }
+
+    /// The regions owned now (every region's number when the mesh is not split).
+    pub fn owned_regions(&self) -> Vec<u32> {
+        match &self.ownership {
+            Some(o) => o.regions(),
+            None => (0..self.topo.regions().count() as u32).collect(),
+        }
     }
 
     /// The mesh the model scores: what this instance sees.

@@ -1,0 +1,171 @@
+//! A region's open work, handed from the instance that owned it to the one that takes
+//! it over: the stream job's changelog, in the manner of Kafka Streams' state-store
+//! changelogs.
+//!
+//! Whenever an open incident of a region it owns moves (opened, planned, applied,
+//! verified, resolved), the owner publishes the region's handoff to `x0.handoff`,
+//! keyed by region, on the partition the region's telemetry uses: the open incidents
+//! whole, the faults they route around and the routes installed in their names, their
+//! commands and their repair checks. When the consumer group gives an instance a
+//! region it did not own (its owner died or the group rebalanced), the instance reads
+//! that partition to its end and carries the latest handoff's incidents on under their
+//! ids: it withdraws their routes when the faults clear, and a fault still there is
+//! the same incident, not a new one. The instance that loses a region forgets its
+//! open incidents. Latest wins, so the topic can be compacted.
+
+use crate::incidents::BookSlice;
+use crate::planner::PlannerSlice;
+use crate::verify::RepairCheck;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use x0_kafka::{rdkafka, KafkaConfig, KafkaError};
+use x0_schema::Regions;
+use x0_sql::CommandRow;
+
+/// Bumped when the layout changes; another format is ignored with a warning.
+pub const HANDOFF_FORMAT: u32 = 1;
+
+/// One region's open work as its owner last published it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegionHandoff {
+    /// [`HANDOFF_FORMAT`] when written.
+    pub format: u32,
+    /// The region.
+    pub region: u32,
+    /// The incident-id prefix (the job id) of the instance that wrote it.
+    pub from: String,
+    /// Digest of the inventory it was written over (node ids index it).
+    pub inventory: String,
+    /// Wall clock when written (ns since the epoch).
+    pub written_at_ns: i64,
+    pub(crate) book: BookSlice,
+    pub(crate) planner: PlannerSlice,
+    pub(crate) commands: Vec<CommandRow>,
+    pub(crate) checks: Vec<(String, RepairCheck)>,
+}
+
+impl RegionHandoff {
+    /// The message key: the region's number.
+    pub fn key(&self) -> String {
+        self.region.to_string()
+    }
+
+    /// Open incidents it carries.
+    pub fn incidents(&self) -> usize {
+        self.book.len()
+    }
+
+    /// CBOR, as published.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(self, &mut out).expect("a handoff serialises into memory");
+        out
+    }
+
+    /// From a message's payload.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        let h: RegionHandoff = ciborium::from_reader(bytes).map_err(|e| e.to_string())?;
+        if h.format != HANDOFF_FORMAT {
+            return Err(format!("handoff format {} (this job reads {HANDOFF_FORMAT})", h.format));
+        }
+        Ok(h)
+    }
+}
+
+/// The partition of the handoff topic (of `partitions`) that carries `region`'s.
+pub fn handoff_partition(region: u32, partitions: usize) -> i32 {
+    Regions::partition(region, partitions)
+}
+
+/// The latest handoff of each of `regions` on `topic` (of `partitions`), read from
+/// the start of their partitions to their end as of now. Gives up after `within` with
+/// what it has, saying so.
+pub(crate) async fn read_handoffs(
+    kafka: &KafkaConfig,
+    reader_group: &str,
+    topic: &str,
+    partitions: usize,
+    regions: &[u32],
+    within: Duration,
+) -> Result<BTreeMap<u32, RegionHandoff>, KafkaError> {
+    let consumer: StreamConsumer = kafka.reader(reader_group)?;
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    for p in regions.iter().map(|&r| handoff_partition(r, partitions)) {
+        let (low, high) = consumer.fetch_watermarks(topic, p, within)?;
+        if high > low {
+            ends.insert(p, high);
+        }
+    }
+    let mut latest = BTreeMap::new();
+    if ends.is_empty() {
+        return Ok(latest);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for &p in ends.keys() {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let deadline = Instant::now() + within;
+    while !ends.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = match tokio::time::timeout(left, consumer.recv()).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reading the handoff topic");
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(topic, unread = ?ends, "handoff topic not read to its end in time: taking over with what was read");
+                break;
+            }
+        };
+        if ends.get(&m.partition()).is_some_and(|&end| m.offset() + 1 >= end) {
+            ends.remove(&m.partition());
+        }
+        let region = m.key().and_then(|k| std::str::from_utf8(k).ok()).and_then(|k| k.parse::<u32>().ok());
+        let Some(region) = region.filter(|r| regions.contains(r)) else { continue };
+        match RegionHandoff::from_bytes(m.payload().unwrap_or_default()) {
+            Ok(h) => {
+                latest.insert(region, h);
+            }
+            Err(e) => tracing::warn!(region, offset = m.offset(), error = %e, "handoff unreadable; skipped"),
+        }
+    }
+    Ok(latest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty(region: u32) -> RegionHandoff {
+        RegionHandoff {
+            format: HANDOFF_FORMAT,
+            region,
+            from: "job-a".into(),
+            inventory: "0123".into(),
+            written_at_ns: 1,
+            book: BookSlice::default(),
+            planner: PlannerSlice::default(),
+            commands: vec![],
+            checks: vec![],
+        }
+    }
+
+    #[test]
+    fn a_handoff_reads_back_and_another_format_is_refused_with_the_reason() {
+        let h = empty(3);
+        assert_eq!(h.key(), "3");
+        let back = RegionHandoff::from_bytes(&h.to_bytes()).unwrap();
+        assert_eq!((back.region, back.from.as_str(), back.incidents()), (3, "job-a", 0));
+        let newer = RegionHandoff { format: HANDOFF_FORMAT + 1, ..empty(3) };
+        let err = RegionHandoff::from_bytes(&newer.to_bytes()).unwrap_err();
+        assert!(err.contains("handoff format 2"), "{err}");
+        assert!(RegionHandoff::from_bytes(b"not cbor").is_err());
+        assert_eq!(handoff_partition(3, 2), 1);
+    }
+}

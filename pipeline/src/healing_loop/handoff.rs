@@ -1,0 +1,143 @@
+//! The healing loop's side of a region changing hands (see `crate::handoff`): what it
+//! publishes for the regions it owns, what it takes up when given one, and what it
+//! forgets when one is taken from it.
+
+use super::{HealingLoop, Publication};
+use crate::handoff::{RegionHandoff, HANDOFF_FORMAT};
+use std::collections::BTreeSet;
+use x0_schema::Element;
+
+/// What taking a region over took up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Takeover {
+    /// Incidents now carried on here, by id.
+    pub incidents: Vec<String>,
+    /// Incidents left out: already here, or their element already has one here.
+    pub left_out: Vec<String>,
+    /// Routes installed in their names, now withdrawn from here when they clear.
+    pub routes: usize,
+    /// Of the handoff's routes, those another incident here already holds.
+    pub clashes: usize,
+}
+
+impl HealingLoop {
+    /// Whether `element`'s owner region is `region`.
+    fn in_region(&self, region: u32, element: &Element) -> bool {
+        self.topo.regions().owner(&self.topo, element) == Some(region)
+    }
+
+    /// `region`'s open work as this loop holds it now.
+    pub fn region_handoff(&self, region: u32) -> RegionHandoff {
+        let book = self.book.hand_off(|e| self.in_region(region, e));
+        let ids: BTreeSet<&str> = book.ids().collect();
+        RegionHandoff {
+            format: HANDOFF_FORMAT,
+            region,
+            from: self.book.id_prefix().to_string(),
+            inventory: self.ownership.as_ref().map(|o| o.inventory().to_string()).unwrap_or_default(),
+            written_at_ns: x0_schema::wall_clock_ns(),
+            planner: self.planner.hand_off(&ids),
+            commands: self.commands.values().filter(|c| ids.contains(c.incident_id.as_str())).cloned().collect(),
+            checks: self
+                .checks
+                .iter()
+                .filter(|(id, _)| ids.contains(id.as_str()))
+                .map(|(id, c)| (id.clone(), c.clone()))
+                .collect(),
+            book,
+        }
+    }
+
+    /// `out` followed by the handoff of each owned region whose incidents it moves, and
+    /// of those `due` (nothing on a mesh not split among instances).
+    pub(super) fn with_handoffs(&self, mut out: Vec<Publication>, due: BTreeSet<u32>) -> Vec<Publication> {
+        let Some(ownership) = &self.ownership else { return out };
+        let moved: BTreeSet<u32> = out
+            .iter()
+            .filter_map(|p| match p {
+                Publication::Incident(i) => i.root_cause.as_ref(),
+                _ => None,
+            })
+            .filter_map(|rc| self.topo.regions().owner(&self.topo, &rc.element))
+            .chain(due)
+            .filter(|&r| ownership.owns_region(r))
+            .collect();
+        out.extend(moved.into_iter().map(|r| Publication::Handoff(Box::new(self.region_handoff(r)))));
+        out
+    }
+
+    /// Notes that incident `id`'s region needs its handoff published again.
+    pub(super) fn handoff_is_due(&mut self, id: &str) {
+        if self.ownership.is_none() {
+            return;
+        }
+        let region = self
+            .book
+            .get(id)
+            .and_then(|i| i.root_cause.as_ref())
+            .and_then(|rc| self.topo.regions().owner(&self.topo, &rc.element));
+        self.handoff_due.extend(region);
+    }
+
+    /// Takes up a region's open work from its handoff, once the region is this loop's:
+    /// its incidents carry on under their ids, their routes are withdrawn from here when
+    /// their faults clear. Refused (None, with the reason logged) when the region is not
+    /// owned here or the handoff was written over another inventory.
+    pub fn take_over(&mut self, h: RegionHandoff) -> Option<Takeover> {
+        let ownership = self.ownership.as_ref()?;
+        if !ownership.owns_region(h.region) {
+            tracing::warn!(region = h.region, "handoff of a region this instance does not own: ignored");
+            return None;
+        }
+        if h.inventory != ownership.inventory() {
+            tracing::warn!(region = h.region, from = %h.from, "handoff written over another inventory: ignored");
+            return None;
+        }
+        let routes_offered = h.planner.routes();
+        // What this loop holds under the handoff's ids (its checkpoint's copy, from
+        // before it last held the region) gives way to the handoff's, the newer.
+        let held: Vec<String> = h.book.ids().filter(|id| self.book.get(id).is_some()).map(str::to_string).collect();
+        self.forget(&held);
+        let (taken, left_out) = self.book.take_over(h.book);
+        let ids: BTreeSet<&str> = taken.iter().map(String::as_str).collect();
+        let clashes = self.planner.take_over(h.planner, &ids);
+        for c in h.commands.into_iter().filter(|c| ids.contains(c.incident_id.as_str())) {
+            self.commands.entry(c.command_id.clone()).or_insert(c);
+        }
+        for (id, check) in h.checks.into_iter().filter(|(id, _)| ids.contains(id.as_str())) {
+            self.checks.insert(id, check);
+        }
+        for id in &taken {
+            self.book.note(id, &format!("carried on by {} (region {} changed hands)", self.book.id_prefix(), h.region));
+        }
+        self.generation += 1;
+        let routes = self.planner.hand_off(&ids).routes();
+        debug_assert!(routes + clashes <= routes_offered);
+        Some(Takeover { incidents: taken, left_out, routes, clashes })
+    }
+
+    /// Forgets the open work of regions not owned here (their owner carries it on
+    /// from their handoffs). Returns the incident ids let go.
+    pub(super) fn let_go(&mut self, not_owned: &[u32]) -> Vec<String> {
+        if not_owned.is_empty() {
+            return vec![];
+        }
+        let topo = &self.topo;
+        let ids = self.book.open_in(|e| topo.regions().owner(topo, e).is_some_and(|r| not_owned.contains(&r)));
+        self.forget(&ids);
+        ids
+    }
+
+    /// Forgets the incidents `ids`, their routes, commands and checks.
+    fn forget(&mut self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        let set: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        self.book.forget(&set);
+        self.planner.let_go(&set);
+        self.commands.retain(|_, c| !set.contains(c.incident_id.as_str()));
+        self.checks.retain(|id, _| !set.contains(id.as_str()));
+        self.generation += 1;
+    }
+}
