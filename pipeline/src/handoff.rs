@@ -5,8 +5,8 @@
 //! Whenever an open incident of a region it owns moves (opened, planned, applied,
 //! verified, resolved), the owner publishes the region's handoff to `x0.handoff`,
 //! keyed by region, on the partition the region's telemetry uses: the open incidents
-//! whole, the faults they route around and the routes installed in their names, their
-//! commands and their repair checks. When the consumer group gives an instance a
+//! whole (with their commands and results), the faults they route around and the
+//! routes installed in their names, and their repair checks. When the consumer group gives an instance a
 //! region it did not own (its owner died or the group rebalanced), the instance reads
 //! that partition to its end and carries the latest handoff's incidents on under their
 //! ids: it withdraws their routes when the faults clear, and a fault still there is
@@ -24,7 +24,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use x0_kafka::{rdkafka, KafkaConfig, KafkaError};
 use x0_schema::Regions;
-use x0_sql::CommandRow;
 
 /// Bumped when the layout changes; another format is ignored with a warning.
 pub const HANDOFF_FORMAT: u32 = 1;
@@ -44,7 +43,6 @@ pub struct RegionHandoff {
     pub written_at_ns: i64,
     pub(crate) book: BookSlice,
     pub(crate) planner: PlannerSlice,
-    pub(crate) commands: Vec<CommandRow>,
     pub(crate) checks: Vec<(String, RepairCheck)>,
 }
 
@@ -151,7 +149,6 @@ mod tests {
             written_at_ns: 1,
             book: BookSlice::default(),
             planner: PlannerSlice::default(),
-            commands: vec![],
             checks: vec![],
         }
     }

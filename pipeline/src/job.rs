@@ -72,6 +72,7 @@ struct Io {
     kafka: KafkaConfig,
     /// Partitions of the handoff topic (0: the mesh is not split among instances).
     handoff_partitions: usize,
+    stats: std::sync::Arc<JobStats>,
 }
 
 /// Attempts per publication before the job gives up (backing off 100 ms, doubling).
@@ -168,9 +169,22 @@ impl Io {
                 }
                 let producer = self.producer();
                 match producer.send(record, Duration::from_secs(5)).await {
-                    Ok(_) => return Ok(()),
+                    Ok(_) => {
+                        if partition.is_some() {
+                            JobStats::bump(&self.stats.handoffs);
+                        }
+                        return Ok(());
+                    }
                     Err((e, _)) if x0_kafka::fenced(&e) && attempt < PUBLISH_ATTEMPTS => {
                         self.replace_fenced(&producer)?;
+                    }
+                    Err((e, _)) if attempt == PUBLISH_ATTEMPTS && partition.is_some() => {
+                        // A handoff that cannot be published (larger than the broker's
+                        // message.max.bytes: a repair of 100,000 routes) costs a successor
+                        // the region's open work, not this job its life: said and counted.
+                        JobStats::bump(&self.stats.handoff_failures);
+                        tracing::error!(error = %e, topic = %topic, key = %key, bytes = payload.len(), "region handoff not published: a successor would not carry this region's open incidents on");
+                        return Ok(());
                     }
                     Err((e, _)) if attempt == PUBLISH_ATTEMPTS => {
                         return Err(JobError::Kafka(KafkaError::Delivery { topic: topic.clone(), source: e }))
@@ -305,8 +319,12 @@ pub async fn run_job(
         manual,
         instance("results").as_deref(),
     )?;
-    let mut io =
-        Io { producer: std::sync::RwLock::new(kafka.job_producer()?), kafka: kafka.clone(), handoff_partitions: 0 };
+    let mut io = Io {
+        producer: std::sync::RwLock::new(kafka.job_producer()?),
+        kafka: kafka.clone(),
+        handoff_partitions: 0,
+        stats: core.stats().clone(),
+    };
     // A broker that cannot be reached at start is an error now, not a silent wait.
     let startup = STARTUP_CONTACT.min(kafka.outage_limit.max(Duration::from_secs(1)));
     let partitions = broker_contact(&io.producer(), &kafka.topics.telemetry, startup).await.map_err(|e| {
@@ -519,6 +537,7 @@ async fn take_assignment(
     for (region, h) in handoffs {
         let (from, written) = (h.from.clone(), h.written_at_ns);
         let Some(t) = core.take_over(h) else { continue };
+        JobStats::bump(&core.stats().takeovers);
         tracing::info!(region, %from, incidents = ?t.incidents, left_out = ?t.left_out, routes = t.routes, clashes = t.clashes, "region taken over");
         eprintln!(
             "stream job: took over region {region} from {from} (handoff {:.1} s old): {} open incident(s) {:?}, {} route(s){}",

@@ -135,6 +135,14 @@ impl Collector for JobMetrics {
             "Repairs rolled back (did not help, or refused in part)",
             g(&s.repairs_rolled_back),
         )?;
+        counter(e, "x0_job_handoffs", "Region handoffs published (a mesh split among instances)", g(&s.handoffs))?;
+        counter(
+            e,
+            "x0_job_handoff_failures",
+            "Region handoffs the broker would not take: that region's open work would not reach a successor",
+            g(&s.handoff_failures),
+        )?;
+        counter(e, "x0_job_takeovers", "Regions taken over from another instance's handoff", g(&s.takeovers))?;
         counter(e, "x0_job_checkpoints", "Checkpoints written", g(&s.checkpoints))?;
         let at = s.last_checkpoint_ns.load(Relaxed);
         if at > 0 {

@@ -47,6 +47,13 @@ pub struct JobStats {
     pub duplicate_results: AtomicU64,
     /// Commands re-issued because they reached their node expired.
     pub commands_reissued: AtomicU64,
+    /// Region handoffs published (a mesh split among instances).
+    pub handoffs: AtomicU64,
+    /// Region handoffs the broker would not take (too large, or no broker): the
+    /// region's open work would not reach a successor.
+    pub handoff_failures: AtomicU64,
+    /// Regions taken over from another instance's handoff.
+    pub takeovers: AtomicU64,
     /// Checkpoints written.
     pub checkpoints: AtomicU64,
     /// The last checkpoint's size, bytes.
@@ -98,6 +105,9 @@ impl Default for JobStats {
             commands_sent: AtomicU64::default(),
             duplicate_results: AtomicU64::default(),
             commands_reissued: AtomicU64::default(),
+            handoffs: AtomicU64::default(),
+            handoff_failures: AtomicU64::default(),
+            takeovers: AtomicU64::default(),
             checkpoints: AtomicU64::default(),
             checkpoint_bytes: AtomicU64::default(),
             checkpoint_us: AtomicU64::default(),
@@ -280,6 +290,9 @@ impl JobStats {
             "duplicate_results": g(&self.duplicate_results),
             "commands_reissued": g(&self.commands_reissued),
             "repairs_rolled_back": g(&self.repairs_rolled_back),
+            "handoffs": g(&self.handoffs),
+            "handoff_failures": g(&self.handoff_failures),
+            "takeovers": g(&self.takeovers),
             "checkpoints": g(&self.checkpoints),
             "checkpoint_bytes": g(&self.checkpoint_bytes),
             "checkpoint_us": g(&self.checkpoint_us),

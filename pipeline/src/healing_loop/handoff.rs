@@ -6,6 +6,7 @@ use super::{HealingLoop, Publication};
 use crate::handoff::{RegionHandoff, HANDOFF_FORMAT};
 use std::collections::BTreeSet;
 use x0_schema::Element;
+use x0_sql::CommandRow;
 
 /// What taking a region over took up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,7 +38,6 @@ impl HealingLoop {
             inventory: self.ownership.as_ref().map(|o| o.inventory().to_string()).unwrap_or_default(),
             written_at_ns: x0_schema::wall_clock_ns(),
             planner: self.planner.hand_off(&ids),
-            commands: self.commands.values().filter(|c| ids.contains(c.incident_id.as_str())).cloned().collect(),
             checks: self
                 .checks
                 .iter()
@@ -101,8 +101,22 @@ impl HealingLoop {
         let (taken, left_out) = self.book.take_over(h.book);
         let ids: BTreeSet<&str> = taken.iter().map(String::as_str).collect();
         let clashes = self.planner.take_over(h.planner, &ids);
-        for c in h.commands.into_iter().filter(|c| ids.contains(c.incident_id.as_str())) {
-            self.commands.entry(c.command_id.clone()).or_insert(c);
+        // The commands, from the incidents' own records (the handoff carries each once).
+        let ttl = self.config.planner.command_ttl.as_nanos() as i64;
+        for id in &taken {
+            for a in self.book.get(id).map(|i| i.actions.as_slice()).unwrap_or_default() {
+                self.commands.entry(a.command_id.clone()).or_insert_with(|| CommandRow {
+                    command_id: a.command_id.clone(),
+                    incident_id: id.clone(),
+                    target: a.target.clone(),
+                    action: a.action.clone(),
+                    issued_at: a.issued_at,
+                    expires_at: a.issued_at + ttl,
+                    status: a.status,
+                    reason: a.reason.clone(),
+                    acked_at: a.acked_at,
+                });
+            }
         }
         for (id, check) in h.checks.into_iter().filter(|(id, _)| ids.contains(id.as_str())) {
             self.checks.insert(id, check);
