@@ -79,6 +79,33 @@ pub fn handoff_partition(region: u32, partitions: usize) -> i32 {
     Regions::partition(region, partitions)
 }
 
+/// A consumer of every partition of the handoff topic from its start: each instance's
+/// view of the others' work (see `Planner::observe_foreign`).
+pub(crate) fn watch_handoffs(
+    kafka: &KafkaConfig,
+    reader_group: &str,
+    topic: &str,
+    partitions: usize,
+) -> Result<StreamConsumer, KafkaError> {
+    let consumer = kafka.reader(reader_group)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    Ok(consumer)
+}
+
+/// The next message of `view`; never, without one.
+pub(crate) async fn next_handoff(
+    view: Option<&StreamConsumer>,
+) -> Result<rdkafka::message::BorrowedMessage<'_>, rdkafka::error::KafkaError> {
+    match view {
+        Some(c) => c.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The latest handoff of each of `regions` on `topic` (of `partitions`), read from
 /// the start of their partitions to their end as of now. Gives up after `within` with
 /// what it has, saying so.

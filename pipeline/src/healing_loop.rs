@@ -112,6 +112,9 @@ pub struct HealingLoop {
     /// Owned regions whose handoff is behind (a result taken since it was published):
     /// published with the next window's outputs.
     handoff_due: std::collections::BTreeSet<u32>,
+    /// Another instance's faults or routes changed since the last window: the routes
+    /// crossing this loop's faults are checked again (see `handoff`).
+    reconcile_due: bool,
 }
 
 /// One window's root-cause hypotheses, as localisation produced them.
@@ -181,6 +184,7 @@ impl HealingLoop {
             ownership: None,
             seen_mesh: None,
             handoff_due: Default::default(),
+            reconcile_due: false,
         }
     }
 
@@ -428,6 +432,7 @@ impl HealingLoop {
             }
         }
         self.plan_for_returned_nodes(f, now, &mut out);
+        self.reconcile(now, &mut out);
         if let Some(live) = self.live.as_ref().filter(|l| l.watched()) {
             let open: Vec<(Element, Look)> =
                 self.book.open_states().into_iter().map(|(e, s)| (e, incident_look(s))).collect();

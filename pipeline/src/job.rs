@@ -345,6 +345,17 @@ pub async fn run_job(
         })?;
     }
     core.stats().durable.store(manual, std::sync::atomic::Ordering::Relaxed);
+    // Every instance watches the others' handoffs: its repairs avoid their faults and
+    // take their routes for where traffic goes (see `Planner::observe_foreign`).
+    let view = match io.handoff_partitions {
+        0 => None,
+        p => Some(crate::handoff::watch_handoffs(
+            kafka,
+            &format!("{}-handoff-view-{job_id}", kafka.group_id),
+            &kafka.topics.handoff,
+            p,
+        )?),
+    };
     let mut lag_tick = tokio::time::interval(LAG_EVERY);
     let mut lag_task = None;
     let mut last_contact = Instant::now();
@@ -398,6 +409,13 @@ pub async fn run_job(
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "result consumer"),
+            },
+            m = crate::handoff::next_handoff(view.as_ref()) => match m {
+                Ok(m) => match crate::handoff::RegionHandoff::from_bytes(m.payload().unwrap_or_default()) {
+                    Ok(h) => core.observe_foreign(h),
+                    Err(e) => tracing::warn!(partition = m.partition(), offset = m.offset(), error = %e, "handoff unreadable; skipped"),
+                },
+                Err(e) => tracing::warn!(error = %e, "handoff view consumer"),
             },
             m = telemetry.recv() => match m {
                 Ok(m) => {

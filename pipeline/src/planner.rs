@@ -48,6 +48,10 @@ struct Installed {
     primary: NodeId,
     backup: Option<NodeId>,
     incident: String,
+    /// Stream time it was planned (the later of two instances' routes for one
+    /// (node, destination) stands; see `handoff`).
+    #[serde(default)]
+    at: i64,
 }
 
 /// One planned route change.
@@ -99,6 +103,9 @@ pub(crate) struct Planner {
     baseline_order: VecDeque<NodeId>,
     /// Hop distances a plan may hold ([`HOP_ENTRIES`]; smaller in tests).
     hop_entries: usize,
+    /// Other job instances' faults and routes, per region they own, from their
+    /// handoffs (a mesh split among instances; see `handoff`).
+    foreign: handoff::Foreign,
 }
 
 /// Next-hop entries the baseline cache may hold (16 bytes each: 64 MB).
@@ -138,6 +145,7 @@ impl Planner {
             baseline: FxHashMap::default(),
             baseline_order: VecDeque::new(),
             hop_entries: HOP_ENTRIES,
+            foreign: Default::default(),
         }
     }
 
@@ -263,10 +271,12 @@ impl Planner {
     /// need looking at: the distances from each of them and from each of their
     /// neighbours give every baseline next hop they have (the first neighbour one hop
     /// closer), instead of one BFS per destination of the mesh.
-    fn edge_routes(&self, hops: &mut Hops, faults: &Faults) -> Vec<(NodeId, Vec<NodeId>)> {
+    /// `own`: the faults this planner answers for (another instance's are avoided, not
+    /// repaired around: see `handoff`).
+    fn edge_routes(&self, hops: &mut Hops, faults: &Faults, own: &Faults) -> Vec<(NodeId, Vec<NodeId>)> {
         let n = self.topo.len();
-        let mut ends: Vec<NodeId> = faults.links.iter().flat_map(|&(a, b)| [a, b]).collect();
-        for &c in faults.nodes {
+        let mut ends: Vec<NodeId> = own.links.iter().flat_map(|&(a, b)| [a, b]).collect();
+        for &c in own.nodes {
             ends.extend(self.topo.neighbours(c).iter().copied());
         }
         ends.sort_unstable();
@@ -283,10 +293,7 @@ impl Planner {
                 if d == x || faults.down(d) || hops.between(x, d) >= FAR {
                     continue;
                 }
-                let next = match self.installed.get(&(x, d)) {
-                    Some(r) => Some(r.primary),
-                    None => hops.baseline_next(&self.topo, x, d),
-                };
+                let next = self.current_next(hops, x, d);
                 if next.is_some_and(|y| !faults.hop_toward(x, y, d)) {
                     edge.push(x);
                 }
@@ -295,9 +302,17 @@ impl Planner {
         at_edge.into_iter().enumerate().filter(|(_, xs)| !xs.is_empty()).collect()
     }
 
-    fn effective_next(&mut self, s: NodeId, d: NodeId) -> Option<NodeId> {
+    /// `s`'s override toward `d`, ours or another instance's, if it has one.
+    fn override_next(&self, s: NodeId, d: NodeId) -> Option<NodeId> {
         match self.installed.get(&(s, d)) {
             Some(r) => Some(r.primary),
+            None => self.foreign.next_hop(s, d),
+        }
+    }
+
+    fn effective_next(&mut self, s: NodeId, d: NodeId) -> Option<NodeId> {
+        match self.override_next(s, d) {
+            Some(n) => Some(n),
             None => self.baseline_next(s, d),
         }
     }
@@ -393,17 +408,21 @@ impl Planner {
     /// fault's edge where that suffices (`local_repair`), over the destination's whole
     /// shortest-path tree where it does not.
     fn reroute(&mut self, incident: &str, now_ns: i64, plan: &mut Plan) {
-        let bad_nodes = self.faulted_nodes();
-        let bad_links = self.faulted_links();
-        let returned: FxHashSet<NodeId> = self.returned.iter().copied().filter(|n| bad_nodes.contains(n)).collect();
+        let own_nodes = self.faulted_nodes();
+        let own_links = self.faulted_links();
+        let returned: FxHashSet<NodeId> = self.returned.iter().copied().filter(|n| own_nodes.contains(n)).collect();
+        let own = Faults { nodes: &own_nodes, links: &own_links, returned: &returned };
+        // Paths avoid other instances' faults too; only routes crossing ours are ours
+        // to repair.
+        let (bad_nodes, bad_links) = self.foreign.with_faults(&own_nodes, &own_links);
         let faults = Faults { nodes: &bad_nodes, links: &bad_links, returned: &returned };
         let mut hops = Hops::new(self.topo.len(), self.hop_entries);
         let mut holders: FxHashMap<NodeId, Vec<NodeId>> = FxHashMap::default();
-        for &(s, d) in self.installed.keys() {
+        for (s, d) in self.installed.keys().copied().chain(self.foreign.routes()) {
             holders.entry(d).or_default().push(s);
         }
         let mut tally = Tally::default();
-        let edge = self.edge_routes(&mut hops, &faults);
+        let edge = self.edge_routes(&mut hops, &faults, &own);
         // At least one change per route crossing the fault: reserved once, not grown
         // (and copied) a doubling at a time.
         let crossing = edge.iter().map(|(_, xs)| xs.len()).sum();
@@ -544,15 +563,15 @@ impl Planner {
         }
         for h in moving {
             self.allow_change(h.node, d, now_ns);
-            self.install(incident, h.node, d, h.primary, h.backup, plan);
+            self.install(incident, h.node, d, (h.primary, h.backup), now_ns, plan);
         }
     }
 
     /// `v`'s next hop toward `d` now, where the hop distances from its neighbours are
     /// known (None where they are not: the route is then simply replaced).
     fn current_next(&self, hops: &Hops, v: NodeId, d: NodeId) -> Option<NodeId> {
-        match self.installed.get(&(v, d)) {
-            Some(r) => Some(r.primary),
+        match self.override_next(v, d) {
+            Some(n) => Some(n),
             None => hops.baseline_next(&self.topo, v, d),
         }
     }
@@ -562,11 +581,11 @@ impl Planner {
         incident: &str,
         s: NodeId,
         d: NodeId,
-        primary: NodeId,
-        backup: Option<NodeId>,
+        (primary, backup): (NodeId, Option<NodeId>),
+        at: i64,
         plan: &mut Plan,
     ) {
-        self.installed.insert((s, d), Installed { primary, backup, incident: incident.to_string() });
+        self.installed.insert((s, d), Installed { primary, backup, incident: incident.to_string(), at });
         plan.changes.push(PlannedChange {
             target: self.topo.name(s).to_string(),
             action: Action::RouteReplace {
@@ -638,7 +657,7 @@ impl Planner {
                 tally.held += 1;
                 continue;
             }
-            self.install(incident, s, d, primary, backup, plan);
+            self.install(incident, s, d, (primary, backup), now_ns, plan);
         }
     }
 

@@ -130,6 +130,45 @@ impl HealingLoop {
         Some(Takeover { incidents: taken, left_out, routes, clashes })
     }
 
+    /// Takes another instance's handoff of a region it owns as that instance's current
+    /// work: this loop's repairs avoid its faults and take its routes for where traffic
+    /// goes, and are made again at the next window if they changed. Ignored for a
+    /// region owned here (its handoff is taken over, not watched) or over another
+    /// inventory.
+    pub fn observe_foreign(&mut self, h: RegionHandoff) {
+        let Some(ownership) = &self.ownership else { return };
+        if ownership.owns_region(h.region) || h.inventory != ownership.inventory() {
+            return;
+        }
+        if self.planner.observe_foreign(h.region, h.planner) {
+            self.reconcile_due = true;
+        }
+    }
+
+    /// After another instance's work changed: the routes crossing this loop's faults
+    /// are repaired again where they need it, in the name of the first open incident
+    /// that holds a fault.
+    pub(super) fn reconcile(&mut self, now: i64, out: &mut Vec<Publication>) {
+        if !std::mem::take(&mut self.reconcile_due) {
+            return;
+        }
+        let holder = self
+            .planner
+            .fault_incidents()
+            .into_iter()
+            .find(|id| self.book.get(id).is_some_and(|i| !i.state.is_final()) && !self.book.rolled_back(id));
+        let Some(id) = holder else { return };
+        let plan = self.planner.reconcile(&id, now);
+        if plan.changes.is_empty() {
+            return;
+        }
+        let why = plan.explanation.join("; ");
+        let actions = self.issue(&id, plan, now, out);
+        self.book.record_actions(&id, actions, &why);
+        self.generation += 1;
+        out.extend(self.book.get(&id).cloned().map(Publication::Incident));
+    }
+
     /// Forgets the open work of regions not owned here (their owner carries it on
     /// from their handoffs). Returns the incident ids let go.
     pub(super) fn let_go(&mut self, not_owned: &[u32]) -> Vec<String> {

@@ -33,6 +33,10 @@ impl HealingLoop {
             tracing::info!(incidents = ?let_go, "open incidents of regions another instance owns now: let go");
         }
         let (Some(ownership), topo) = (&self.ownership, &self.topo) else { return None };
+        // What another instance held for a region owned now is this loop's to hold.
+        for r in ownership.regions() {
+            self.planner.forget_foreign(r);
+        }
         self.seen.retain(|n| ownership.sees(topo, n));
         // The model scores only the nodes this instance sees and the links among them
         // (a graph of the whole inventory would cost every instance the whole mesh's
