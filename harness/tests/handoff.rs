@@ -197,8 +197,10 @@ async fn run(scenario: &Scenario, o: Options) -> Run {
             }
         }
         split('a', a.close_ready().await.unwrap(), &mut next, &mut published);
+        split('a', a.take_handoffs(), &mut next, &mut published);
         if let Some(b) = &mut b {
             split('b', b.close_ready().await.unwrap(), &mut next, &mut published);
+            split('b', b.take_handoffs(), &mut next, &mut published);
         }
         in_flight = next;
         handoffs = published;

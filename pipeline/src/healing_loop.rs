@@ -109,9 +109,11 @@ pub struct HealingLoop {
     /// The part of the mesh the model scores: what this instance sees when the mesh is
     /// split (see `regions`); None: the whole inventory.
     seen_mesh: Option<Topology>,
-    /// Owned regions whose handoff is behind (a result taken since it was published):
-    /// published with the next window's outputs.
+    /// Owned regions whose handoff is behind: an incident of theirs moved (published
+    /// at the next [`take_handoffs`](Self::take_handoffs)), or a result changed one
+    /// (`handoff_stale`: due at the next window, not once per result).
     handoff_due: std::collections::BTreeSet<u32>,
+    handoff_stale: std::collections::BTreeSet<u32>,
     /// Another instance's faults or routes changed since the last window: the routes
     /// crossing this loop's faults are checked again (see `handoff`).
     reconcile_due: bool,
@@ -184,6 +186,7 @@ impl HealingLoop {
             ownership: None,
             seen_mesh: None,
             handoff_due: Default::default(),
+            handoff_stale: Default::default(),
             reconcile_due: false,
         }
     }
@@ -332,8 +335,10 @@ impl HealingLoop {
             }
             self.stats.window_closed(w.end, started.elapsed());
         }
-        let due = std::mem::take(&mut self.handoff_due);
-        Ok(self.with_handoffs(out, due))
+        self.note_moved(&out);
+        let stale = std::mem::take(&mut self.handoff_stale);
+        self.handoff_due.extend(stale);
+        Ok(out)
     }
 
     fn decide(&mut self, f: &WindowFeatures) -> Vec<Publication> {
@@ -717,7 +722,8 @@ impl HealingLoop {
     /// changes nothing): updates its incident, rolls a refused plan back.
     pub fn on_result(&mut self, r: &CommandResult) -> Vec<Publication> {
         let out = self.take_result(r);
-        self.with_handoffs(out, Default::default())
+        self.note_moved(&out);
+        out
     }
 
     fn take_result(&mut self, r: &CommandResult) -> Vec<Publication> {

@@ -397,7 +397,8 @@ pub async fn run_job(
                     match taken {
                         Ok(r) => {
                             tracing::info!(command_id = %r.command_id, node = %r.node, status = r.status.as_str(), reason = %r.reason, "command result");
-                            io.send(core.on_result(&r)).await?
+                            io.send(core.on_result(&r)).await?;
+                            io.send(core.take_handoffs()).await?
                         }
                         Err(refused) => {
                             core.stats().dead_lettered(refused.label);
@@ -463,6 +464,8 @@ pub async fn run_job(
                         Ok(outputs) => io.send(outputs).await?,
                         Err(e) => tracing::error!(error = %e, "feature computation failed; window skipped"),
                     }
+                    // The changelog after the decision's commands, before any checkpoint.
+                    io.send(core.take_handoffs()).await?;
                     // At a window boundary, once its outputs are acknowledged.
                     let closed = JobStats::get(&core.stats().windows_closed);
                     if let Some(d) = &durable {

@@ -363,7 +363,9 @@ pub(crate) fn repair_at_edge(
                 if !faults.hop_toward(at, z, d) || !seen.insert(z) {
                     continue;
                 }
-                let mut p = path.clone();
+                // One allocation, not a clone at exact capacity then a regrowth.
+                let mut p = Vec::with_capacity(path.len() + 1);
+                p.extend_from_slice(path);
                 p.push(z);
                 if joins.contains(&z) {
                     joined.push(p);
@@ -373,10 +375,12 @@ pub(crate) fn repair_at_edge(
             }
         }
         let mut best: Option<(f64, EdgeRepair)> = None;
+        let mut around = Vec::with_capacity(avoid.len() + depth);
         for (p, joins) in next.iter().map(|p| (p, false)).chain(joined.iter().map(|p| (p, true))) {
             let z = *p.last().expect("non-empty");
             if !joins {
-                let mut around = avoid.to_vec();
+                around.clear();
+                around.extend_from_slice(avoid);
                 around.extend_from_slice(&p[1..p.len() - 1]);
                 // A far-out candidate is judged on its own distances while the budget
                 // has room (the next destination asks about it again), else on the

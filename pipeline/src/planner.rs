@@ -17,7 +17,7 @@ use crate::local_repair::{
 use crate::stats::PlanCost;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet, VecDeque};
 use std::time::Instant;
 use x0_schema::{Action, Element, NodeId, Topology};
 
@@ -211,19 +211,38 @@ impl Planner {
     /// Updates link costs from a window's loss: ETX = 1 / (delivery a→b · delivery b→a).
     /// A cost moves only when it changes by more than 20% (hysteresis against noise).
     pub(crate) fn observe(&mut self, f: &WindowFeatures) {
-        let mut loss: HashMap<(NodeId, NodeId), f64> = HashMap::new();
+        // Delivery per (low, high) link, each direction: only links that lost anything
+        // this window, and those whose cost is not 1 yet, can change (a window of a
+        // 100,000-node mesh need not walk its 200,000 links).
+        let mut delivery: FxHashMap<(NodeId, NodeId), (f64, f64)> = FxHashMap::default();
         for l in &f.links {
-            let (Some(a), Some(b)) = (self.topo.id(&l.node), self.topo.id(&l.peer)) else { continue };
             let p = l.loss_ratio.or(l.probe_loss).unwrap_or(0.0).clamp(0.0, 0.99);
-            loss.insert((a, b), p);
+            if p <= 0.0 {
+                continue;
+            }
+            let (Some(a), Some(b)) = (self.topo.id(&l.node), self.topo.id(&l.peer)) else { continue };
+            if !self.topo.neighbours(a).contains(&b) {
+                continue;
+            }
+            let e = delivery.entry((a.min(b), a.max(b))).or_insert((1.0, 1.0));
+            if a < b {
+                e.0 = 1.0 - p;
+            } else {
+                e.1 = 1.0 - p;
+            }
         }
-        for &(a, b) in self.topo.links() {
-            let fwd = 1.0 - loss.get(&(a, b)).copied().unwrap_or(0.0);
-            let rev = 1.0 - loss.get(&(b, a)).copied().unwrap_or(0.0);
+        for (&k, _) in self.cost.iter().filter(|&(_, &c)| c != 1.0) {
+            delivery.entry(k).or_insert((1.0, 1.0));
+        }
+        for (k, (fwd, rev)) in delivery {
             let etx = 1.0 / (fwd * rev).max(0.01);
-            let current = self.cost.entry((a, b)).or_insert(1.0);
-            if (etx - *current).abs() / *current > 0.2 {
-                *current = etx;
+            let current = self.link_cost(k.0, k.1);
+            if (etx - current).abs() / current > 0.2 {
+                if etx == 1.0 {
+                    self.cost.remove(&k);
+                } else {
+                    self.cost.insert(k, etx);
+                }
             }
         }
     }

@@ -48,25 +48,33 @@ impl HealingLoop {
         }
     }
 
-    /// `out` followed by the handoff of each owned region whose incidents it moves, and
-    /// of those `due` (nothing on a mesh not split among instances).
-    pub(super) fn with_handoffs(&self, mut out: Vec<Publication>, due: BTreeSet<u32>) -> Vec<Publication> {
-        let Some(ownership) = &self.ownership else { return out };
-        let moved: BTreeSet<u32> = out
+    /// Notes the owned regions whose incidents `out` moves: their handoffs are due.
+    pub(super) fn note_moved(&mut self, out: &[Publication]) {
+        let Some(ownership) = &self.ownership else { return };
+        let moved = out
             .iter()
             .filter_map(|p| match p {
                 Publication::Incident(i) => i.root_cause.as_ref(),
                 _ => None,
             })
             .filter_map(|rc| self.topo.regions().owner(&self.topo, &rc.element))
-            .chain(due)
-            .filter(|&r| ownership.owns_region(r))
-            .collect();
-        out.extend(moved.into_iter().map(|r| Publication::Handoff(Box::new(self.region_handoff(r)))));
-        out
+            .filter(|&r| ownership.owns_region(r));
+        self.handoff_due.extend(moved);
     }
 
-    /// Notes that incident `id`'s region needs its handoff published again.
+    /// The handoffs due (nothing on a mesh not split among instances): one per owned
+    /// region whose incidents moved since, for `x0.handoff`. Built apart from the
+    /// window's decision (the commands go out first; a handoff of a repair of 100,000
+    /// routes is megabytes).
+    pub fn take_handoffs(&mut self) -> Vec<Publication> {
+        let due = std::mem::take(&mut self.handoff_due);
+        let Some(ownership) = &self.ownership else { return vec![] };
+        let owned: Vec<u32> = due.into_iter().filter(|&r| ownership.owns_region(r)).collect();
+        owned.into_iter().map(|r| Publication::Handoff(Box::new(self.region_handoff(r)))).collect()
+    }
+
+    /// Notes that incident `id`'s region needs its handoff published again, at the
+    /// next window (a result changed it; not once per result).
     pub(super) fn handoff_is_due(&mut self, id: &str) {
         if self.ownership.is_none() {
             return;
@@ -76,7 +84,7 @@ impl HealingLoop {
             .get(id)
             .and_then(|i| i.root_cause.as_ref())
             .and_then(|rc| self.topo.regions().owner(&self.topo, &rc.element));
-        self.handoff_due.extend(region);
+        self.handoff_stale.extend(region);
     }
 
     /// Takes up a region's open work from its handoff, once the region is this loop's:

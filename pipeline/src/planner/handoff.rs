@@ -89,6 +89,9 @@ pub(crate) struct Foreign {
 impl Foreign {
     /// Another instance's next hop for `s` toward `d`, if it installed one.
     pub(crate) fn next_hop(&self, s: NodeId, d: NodeId) -> Option<NodeId> {
+        if self.routes.is_empty() {
+            return None; // the common case, on the planner's hottest path
+        }
         self.routes.get(&(s, d)).map(|&(n, _)| n)
     }
 
