@@ -15,9 +15,8 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use x0_actuator::Actuator;
 use x0_harness::datasets::START_NS;
-use x0_lab::{GroundTruth, SimMesh, SimOptions, SimRouteTarget};
+use x0_lab::{GroundTruth, SimMesh, SimOptions};
 use x0_pipeline::{Config, FeatureEngine, HealingLoop, JobStats, Publication, RegionHandoff, Takeover};
 use x0_schema::{Element, HealingCommand, Incident, IncidentState, Scenario, Topology};
 
@@ -133,12 +132,7 @@ async fn run(scenario: &Scenario, o: Options) -> Run {
     };
     let mut a = instance("a", 0).await;
     let mut b = Some(instance("b", 1).await);
-    let mut actuators: HashMap<String, Actuator<SimRouteTarget>> = topo
-        .names()
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.clone(), Actuator::new(n.clone(), key, SimRouteTarget::new(mesh.clone(), i))))
-        .collect();
+    let mut actuators = x0_harness::stress::closed_loop::actuators(&topo, key, &mesh);
     // Commands and handoffs in flight, with the loop that sent them.
     let mut in_flight: Vec<(char, HealingCommand)> = Vec::new();
     let mut handoffs: Vec<(char, RegionHandoff)> = Vec::new();

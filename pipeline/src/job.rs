@@ -178,7 +178,11 @@ impl Io {
                     Err((e, _)) if x0_kafka::fenced(&e) && attempt < PUBLISH_ATTEMPTS => {
                         self.replace_fenced(&producer)?;
                     }
-                    Err((e, _)) if attempt == PUBLISH_ATTEMPTS && partition.is_some() => {
+                    Err((e, _))
+                        if partition.is_some()
+                            && (attempt == PUBLISH_ATTEMPTS
+                                || e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge)) =>
+                    {
                         // A handoff that cannot be published (larger than the broker's
                         // message.max.bytes: a repair of 100,000 routes) costs a successor
                         // the region's open work, not this job its life: said and counted.

@@ -47,12 +47,7 @@ pub async fn run(config: &Config, scenario: &Scenario) -> Result<ClosedRun> {
     let features = FeatureEngine::new(&config.feature_sql()?).await?;
     let mut healing = HealingLoop::new(config, topo.clone(), features, signer, Arc::new(JobStats::default()), "stress");
     healing.discard_features();
-    let mut actuators: HashMap<String, Actuator<SimRouteTarget>> = topo
-        .names()
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.clone(), Actuator::new(n.clone(), key, SimRouteTarget::new(mesh.clone(), i))))
-        .collect();
+    let mut actuators = actuators(&topo, key, &mesh);
     let mut in_flight: Vec<HealingCommand> = Vec::new();
     let mut commands = 0;
     loop {
@@ -79,6 +74,20 @@ pub async fn run(config: &Config, scenario: &Scenario) -> Result<ClosedRun> {
     }
     let truth = lock(&mesh).truth().clone();
     Ok(ClosedRun { incidents: healing.incidents(), truth, elements, commands })
+}
+
+/// One real actuator per node of `topo`, applying what it is sent to `mesh`'s routing
+/// tables and checking signatures against `key`.
+pub fn actuators(
+    topo: &x0_schema::Topology,
+    key: x0_schema::VerifyingKey,
+    mesh: &Arc<Mutex<SimMesh>>,
+) -> HashMap<String, Actuator<SimRouteTarget>> {
+    topo.names()
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), Actuator::new(n.clone(), key, SimRouteTarget::new(mesh.clone(), i))))
+        .collect()
 }
 
 fn commands_in(publications: Vec<Publication>) -> impl Iterator<Item = HealingCommand> {
