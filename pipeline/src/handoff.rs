@@ -47,11 +47,6 @@ pub struct RegionHandoff {
 }
 
 impl RegionHandoff {
-    /// The message key: the region's number.
-    pub fn key(&self) -> String {
-        self.region.to_string()
-    }
-
     /// Open incidents it carries.
     pub fn incidents(&self) -> usize {
         self.book.len()
@@ -71,6 +66,74 @@ impl RegionHandoff {
             return Err(format!("handoff format {} (this job reads {HANDOFF_FORMAT})", h.format));
         }
         Ok(h)
+    }
+}
+
+/// The largest part of a handoff in one message: brokers take 1 MB by default, and the
+/// open work of a region repairing 100,000 routes is tens of MB.
+pub const HANDOFF_PART_BYTES: usize = 512 * 1024;
+
+/// Header on each part of a handoff: `index/count/generation`. The parts of one
+/// handoff share its generation (its `written_at_ns`) and are keyed `region/index`,
+/// so that a compacted topic keeps the latest of each part.
+pub const HANDOFF_PART_HEADER: &str = "x0-handoff-part";
+
+impl RegionHandoff {
+    /// Its encoding in parts of at most `max` bytes, each as (key, part header, bytes).
+    pub fn parts(&self, max: usize) -> Vec<(String, String, Vec<u8>)> {
+        let bytes = self.to_bytes();
+        let chunks: Vec<&[u8]> = bytes.chunks(max.max(1)).collect();
+        let n = chunks.len();
+        chunks
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (format!("{}/{i}", self.region), format!("{i}/{n}/{}", self.written_at_ns), c.to_vec()))
+            .collect()
+    }
+}
+
+/// One part as stored: (generation, count, bytes).
+type Part = (i64, usize, Vec<u8>);
+
+/// Puts handoffs back together from their parts, read in offset order (a handoff's
+/// parts are published together, in order, on one partition).
+#[derive(Debug, Default)]
+pub(crate) struct Assembler {
+    parts: BTreeMap<u32, BTreeMap<usize, Part>>,
+}
+
+impl Assembler {
+    /// Takes one message of the handoff topic; returns its region and the handoff,
+    /// when this part completes one (or why the message or the handoff is unusable).
+    pub(crate) fn take(
+        &mut self,
+        key: Option<&[u8]>,
+        header: Option<&str>,
+        payload: &[u8],
+    ) -> Option<(u32, Result<RegionHandoff, String>)> {
+        let key = key.and_then(|k| std::str::from_utf8(k).ok()).unwrap_or_default();
+        let region: u32 = key.split('/').next()?.parse().ok()?;
+        let header = header.unwrap_or_default();
+        let mut fields = header.split('/').map(str::parse::<i64>);
+        let (Some(Ok(i)), Some(Ok(n)), Some(Ok(generation))) = (fields.next(), fields.next(), fields.next()) else {
+            return Some((region, Err(format!("part header {header:?} is not index/count/generation"))));
+        };
+        let (i, n) = (usize::try_from(i).ok()?, usize::try_from(n).ok()?);
+        if i >= n {
+            return Some((region, Err(format!("part {i} of {n}"))));
+        }
+        let parts = self.parts.entry(region).or_default();
+        parts.insert(i, (generation, n, payload.to_vec()));
+        let complete = (0..n).all(|j| parts.get(&j).is_some_and(|(g, c, _)| *g == generation && *c == n));
+        if !complete {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        for j in 0..n {
+            bytes.extend_from_slice(&parts[&j].2);
+        }
+        self.parts.remove(&region);
+        Some((region, RegionHandoff::from_bytes(&bytes)))
     }
 }
 
@@ -135,6 +198,7 @@ pub(crate) async fn read_handoffs(
     }
     consumer.assign(&tpl)?;
     let deadline = Instant::now() + within;
+    let mut parts = Assembler::default();
     while !ends.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         let m = match tokio::time::timeout(left, consumer.recv()).await {
@@ -151,13 +215,15 @@ pub(crate) async fn read_handoffs(
         if ends.get(&m.partition()).is_some_and(|&end| m.offset() + 1 >= end) {
             ends.remove(&m.partition());
         }
-        let region = m.key().and_then(|k| std::str::from_utf8(k).ok()).and_then(|k| k.parse::<u32>().ok());
-        let Some(region) = region.filter(|r| regions.contains(r)) else { continue };
-        match RegionHandoff::from_bytes(m.payload().unwrap_or_default()) {
-            Ok(h) => {
+        let header = x0_kafka::header(&m, HANDOFF_PART_HEADER);
+        match parts.take(m.key(), header, m.payload().unwrap_or_default()) {
+            Some((region, Ok(h))) if regions.contains(&region) => {
                 latest.insert(region, h);
             }
-            Err(e) => tracing::warn!(region, offset = m.offset(), error = %e, "handoff unreadable; skipped"),
+            Some((region, Err(e))) if regions.contains(&region) => {
+                tracing::warn!(region, offset = m.offset(), error = %e, "handoff unreadable; skipped")
+            }
+            _ => {}
         }
     }
     Ok(latest)
@@ -183,7 +249,6 @@ mod tests {
     #[test]
     fn a_handoff_reads_back_and_another_format_is_refused_with_the_reason() {
         let h = empty(3);
-        assert_eq!(h.key(), "3");
         let back = RegionHandoff::from_bytes(&h.to_bytes()).unwrap();
         assert_eq!((back.region, back.from.as_str(), back.incidents()), (3, "job-a", 0));
         let newer = RegionHandoff { format: HANDOFF_FORMAT + 1, ..empty(3) };
@@ -191,5 +256,31 @@ mod tests {
         assert!(err.contains("handoff format 2"), "{err}");
         assert!(RegionHandoff::from_bytes(b"not cbor").is_err());
         assert_eq!(handoff_partition(3, 2), 1);
+    }
+
+    #[test]
+    fn a_handoff_in_parts_is_put_back_together_and_only_whole() {
+        let mut h = empty(1);
+        h.from = "x".repeat(5_000); // about 5 KB: 6 parts of 1,000 bytes
+        let parts = h.parts(1_000);
+        assert_eq!(parts.len(), 6);
+        assert_eq!(parts[0].0, "1/0");
+        let mut a = Assembler::default();
+        // An older generation's part 2 first (a compacted topic keeps it), then the new
+        // handoff: it completes only on its last part, from its own generation.
+        let older = RegionHandoff { written_at_ns: 0, ..h.clone() }.parts(1_000);
+        assert!(a.take(Some(older[2].0.as_bytes()), Some(older[2].1.as_str()), &older[2].2).is_none());
+        for (i, (key, header, bytes)) in parts.iter().enumerate() {
+            let got = a.take(Some(key.as_bytes()), Some(header.as_str()), bytes);
+            if i + 1 < parts.len() {
+                assert!(got.is_none(), "part {i}");
+            } else {
+                let (region, back) = got.unwrap();
+                assert_eq!((region, back.unwrap().from.len()), (1, 5_000));
+            }
+        }
+        let bad = a.take(Some(b"1/0"), Some("zero"), b"");
+        assert!(matches!(bad, Some((1, Err(e))) if e.contains("index/count/generation")));
+        assert!(a.take(Some(b"not a region"), Some("0/1/1"), b"").is_none());
     }
 }

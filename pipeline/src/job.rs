@@ -8,7 +8,7 @@ use crate::history::History;
 use crate::stats::JobStats;
 use futures::future::join_all;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
@@ -75,6 +75,10 @@ struct Io {
     stats: std::sync::Arc<JobStats>,
 }
 
+/// One message to publish: topic, key, payload, an explicit partition, and a
+/// handoff part's header.
+type Record<'a> = (&'a String, String, Vec<u8>, Option<i32>, Option<String>);
+
 /// Attempts per publication before the job gives up (backing off 100 ms, doubling).
 const PUBLISH_ATTEMPTS: u32 = 6;
 
@@ -137,16 +141,20 @@ impl Io {
     /// offsets are not committed, so a restarted job replays the decision (with the
     /// same command ids) instead of losing it.
     async fn send(&self, outputs: Vec<Publication>) -> Result<(), JobError> {
-        let sends = outputs.into_iter().map(|o| async move {
-            let (topic, key, payload, partition) = match &o {
+        // Each output as its messages (a region's handoff is one or more parts).
+        let mut records: Vec<Record> = Vec::new();
+        for o in outputs {
+            match &o {
                 Publication::Command(c) => {
                     tracing::info!(command_id = %c.id, incident_id = %c.incident_id, node = %c.target, action = c.action.kind(), "command issued");
-                    (&self.kafka.topics.commands, c.target.clone(), c.to_json(), None)
+                    records.push((&self.kafka.topics.commands, c.target.clone(), c.to_json(), None, None));
                 }
                 Publication::Handoff(h) => {
                     tracing::debug!(region = h.region, incidents = h.incidents(), "region handoff");
                     let partition = crate::handoff::handoff_partition(h.region, self.handoff_partitions);
-                    (&self.kafka.topics.handoff, h.key(), h.to_bytes(), Some(partition))
+                    for (key, part, bytes) in h.parts(crate::handoff::HANDOFF_PART_BYTES) {
+                        records.push((&self.kafka.topics.handoff, key, bytes, Some(partition), Some(part)));
+                    }
                 }
                 Publication::Incident(i) => {
                     tracing::info!(
@@ -158,14 +166,26 @@ impl Io {
                         outcome = i.outcome.as_str(),
                         "incident"
                     );
-                    (&self.kafka.topics.incidents, i.incident_id.clone(), incident_message(i), None)
+                    records.push((
+                        &self.kafka.topics.incidents,
+                        i.incident_id.clone(),
+                        incident_message(i),
+                        None,
+                        None,
+                    ));
                 }
-            };
+            }
+        }
+        let sends = records.into_iter().map(|(topic, key, payload, partition, part)| async move {
             let mut backoff = Duration::from_millis(100);
             for attempt in 1..=PUBLISH_ATTEMPTS {
                 let mut record = FutureRecord::to(topic).key(key.as_str()).payload(&payload);
                 if let Some(p) = partition {
                     record = record.partition(p);
+                }
+                if let Some(part) = &part {
+                    let header = Header { key: crate::handoff::HANDOFF_PART_HEADER, value: Some(part.as_str()) };
+                    record = record.headers(OwnedHeaders::new().insert(header));
                 }
                 let producer = self.producer();
                 match producer.send(record, Duration::from_secs(5)).await {
@@ -183,9 +203,9 @@ impl Io {
                             && (attempt == PUBLISH_ATTEMPTS
                                 || e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge)) =>
                     {
-                        // A handoff that cannot be published (larger than the broker's
-                        // message.max.bytes: a repair of 100,000 routes) costs a successor
-                        // the region's open work, not this job its life: said and counted.
+                        // A handoff part that cannot be published (a broker whose
+                        // message.max.bytes is under the part size) costs a successor the
+                        // region's open work, not this job its life: said and counted.
                         JobStats::bump(&self.stats.handoff_failures);
                         tracing::error!(error = %e, topic = %topic, key = %key, bytes = payload.len(), "region handoff not published: a successor would not carry this region's open incidents on");
                         return Ok(());
@@ -360,6 +380,7 @@ pub async fn run_job(
             p,
         )?),
     };
+    let mut view_parts = crate::handoff::Assembler::default();
     let mut lag_tick = tokio::time::interval(LAG_EVERY);
     let mut lag_task = None;
     let mut last_contact = Instant::now();
@@ -416,9 +437,10 @@ pub async fn run_job(
                 Err(e) => tracing::warn!(error = %e, "result consumer"),
             },
             m = crate::handoff::next_handoff(view.as_ref()) => match m {
-                Ok(m) => match crate::handoff::RegionHandoff::from_bytes(m.payload().unwrap_or_default()) {
-                    Ok(h) => core.observe_foreign(h),
-                    Err(e) => tracing::warn!(partition = m.partition(), offset = m.offset(), error = %e, "handoff unreadable; skipped"),
+                Ok(m) => match view_parts.take(m.key(), header(&m, crate::handoff::HANDOFF_PART_HEADER), m.payload().unwrap_or_default()) {
+                    Some((_, Ok(h))) => core.observe_foreign(h),
+                    Some((region, Err(e))) => tracing::warn!(region, offset = m.offset(), error = %e, "handoff unreadable; skipped"),
+                    None => {}
                 },
                 Err(e) => tracing::warn!(error = %e, "handoff view consumer"),
             },

@@ -64,7 +64,7 @@ pub use config::{
 };
 pub use features::{FeatureEngine, FeatureError, WindowFeatures, BUILTIN_FEATURES_SQL};
 pub use graph_input::{graph_window, FeaturizedWindow, OfflineFeaturizer};
-pub use handoff::{handoff_partition, RegionHandoff, HANDOFF_FORMAT};
+pub use handoff::{handoff_partition, RegionHandoff, HANDOFF_FORMAT, HANDOFF_PART_BYTES, HANDOFF_PART_HEADER};
 pub use history::MODEL_INPUTS;
 pub use job::{run_job, Durability, JobError, JobReport};
 pub use live::{Deciding, IncidentView, LinkLook, LiveEvent, LiveView, Look, MeshFrame, WantedRoute};

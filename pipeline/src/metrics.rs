@@ -135,11 +135,16 @@ impl Collector for JobMetrics {
             "Repairs rolled back (did not help, or refused in part)",
             g(&s.repairs_rolled_back),
         )?;
-        counter(e, "x0_job_handoffs", "Region handoffs published (a mesh split among instances)", g(&s.handoffs))?;
+        counter(
+            e,
+            "x0_job_handoffs",
+            "Region handoff messages published (a mesh split among instances; parts of at most 512 KB)",
+            g(&s.handoffs),
+        )?;
         counter(
             e,
             "x0_job_handoff_failures",
-            "Region handoffs the broker would not take: that region's open work would not reach a successor",
+            "Region handoff messages the broker would not take: that region's open work would not reach a successor",
             g(&s.handoff_failures),
         )?;
         counter(e, "x0_job_takeovers", "Regions taken over from another instance's handoff", g(&s.takeovers))?;

@@ -47,10 +47,11 @@ pub struct JobStats {
     pub duplicate_results: AtomicU64,
     /// Commands re-issued because they reached their node expired.
     pub commands_reissued: AtomicU64,
-    /// Region handoffs published (a mesh split among instances).
+    /// Region handoff messages published (a mesh split among instances; a handoff is
+    /// one or more parts of at most 512 KB).
     pub handoffs: AtomicU64,
-    /// Region handoffs the broker would not take (too large, or no broker): the
-    /// region's open work would not reach a successor.
+    /// Region handoff messages the broker would not take: that region's open work
+    /// would not reach a successor.
     pub handoff_failures: AtomicU64,
     /// Regions taken over from another instance's handoff.
     pub takeovers: AtomicU64,
