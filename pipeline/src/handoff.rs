@@ -151,12 +151,22 @@ pub(crate) fn watch_handoffs(
     partitions: usize,
 ) -> Result<StreamConsumer, KafkaError> {
     let consumer = kafka.reader(reader_group)?;
+    read_from_start(&consumer, topic, 0..partitions as i32)?;
+    Ok(consumer)
+}
+
+/// Assigns `consumer` the `partitions` of `topic`, each from its first offset.
+fn read_from_start(
+    consumer: &StreamConsumer,
+    topic: &str,
+    partitions: impl IntoIterator<Item = i32>,
+) -> Result<(), KafkaError> {
     let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions as i32 {
+    for p in partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
-    Ok(consumer)
+    Ok(())
 }
 
 /// The next message of `view`; never, without one.
@@ -192,11 +202,7 @@ pub(crate) async fn read_handoffs(
     if ends.is_empty() {
         return Ok(latest);
     }
-    let mut tpl = TopicPartitionList::new();
-    for &p in ends.keys() {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
+    read_from_start(&consumer, topic, ends.keys().copied())?;
     let deadline = Instant::now() + within;
     let mut parts = Assembler::default();
     while !ends.is_empty() {

@@ -22,14 +22,14 @@ pub struct Takeover {
 }
 
 impl HealingLoop {
-    /// Whether `element`'s owner region is `region`.
-    fn in_region(&self, region: u32, element: &Element) -> bool {
-        self.topo.regions().owner(&self.topo, element) == Some(region)
+    /// The region that owns `element`.
+    fn region_of(&self, element: &Element) -> Option<u32> {
+        self.topo.regions().owner(&self.topo, element)
     }
 
     /// `region`'s open work as this loop holds it now.
     pub fn region_handoff(&self, region: u32) -> RegionHandoff {
-        let book = self.book.hand_off(|e| self.in_region(region, e));
+        let book = self.book.hand_off(|e| self.region_of(e) == Some(region));
         let ids: BTreeSet<&str> = book.ids().collect();
         RegionHandoff {
             format: HANDOFF_FORMAT,
@@ -57,8 +57,9 @@ impl HealingLoop {
                 Publication::Incident(i) => i.root_cause.as_ref(),
                 _ => None,
             })
-            .filter_map(|rc| self.topo.regions().owner(&self.topo, &rc.element))
-            .filter(|&r| ownership.owns_region(r));
+            .filter_map(|rc| self.region_of(&rc.element))
+            .filter(|&r| ownership.owns_region(r))
+            .collect::<Vec<u32>>();
         self.handoff_due.extend(moved);
     }
 
@@ -79,11 +80,7 @@ impl HealingLoop {
         if self.ownership.is_none() {
             return;
         }
-        let region = self
-            .book
-            .get(id)
-            .and_then(|i| i.root_cause.as_ref())
-            .and_then(|rc| self.topo.regions().owner(&self.topo, &rc.element));
+        let region = self.book.get(id).and_then(|i| i.root_cause.as_ref()).and_then(|rc| self.region_of(&rc.element));
         self.handoff_stale.extend(region);
     }
 
@@ -101,14 +98,13 @@ impl HealingLoop {
             tracing::warn!(region = h.region, from = %h.from, "handoff written over another inventory: ignored");
             return None;
         }
-        let routes_offered = h.planner.routes();
         // What this loop holds under the handoff's ids (its checkpoint's copy, from
         // before it last held the region) gives way to the handoff's, the newer.
         let held: Vec<String> = h.book.ids().filter(|id| self.book.get(id).is_some()).map(str::to_string).collect();
         self.forget(&held);
         let (taken, left_out) = self.book.take_over(h.book);
         let ids: BTreeSet<&str> = taken.iter().map(String::as_str).collect();
-        let clashes = self.planner.take_over(h.planner, &ids);
+        let (routes, clashes) = self.planner.take_over(h.planner, &ids);
         // The commands, from the incidents' own records (the handoff carries each once).
         let ttl = self.config.planner.command_ttl.as_nanos() as i64;
         for id in &taken {
@@ -133,8 +129,6 @@ impl HealingLoop {
             self.book.note(id, &format!("carried on by {} (region {} changed hands)", self.book.id_prefix(), h.region));
         }
         self.generation += 1;
-        let routes = self.planner.hand_off(&ids).routes();
-        debug_assert!(routes + clashes <= routes_offered);
         Some(Takeover { incidents: taken, left_out, routes, clashes })
     }
 
@@ -183,8 +177,7 @@ impl HealingLoop {
         if not_owned.is_empty() {
             return vec![];
         }
-        let topo = &self.topo;
-        let ids = self.book.open_in(|e| topo.regions().owner(topo, e).is_some_and(|r| not_owned.contains(&r)));
+        let ids = self.book.open_in(|e| self.region_of(e).is_some_and(|r| not_owned.contains(&r)));
         self.forget(&ids);
         ids
     }

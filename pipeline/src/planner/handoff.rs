@@ -24,13 +24,6 @@ pub(crate) struct PlannerSlice {
     installed: Vec<((NodeId, NodeId), Installed)>,
 }
 
-impl PlannerSlice {
-    /// Routes it carries.
-    pub(crate) fn routes(&self) -> usize {
-        self.installed.len()
-    }
-}
-
 impl Planner {
     /// What the planner holds for `incidents`.
     pub(crate) fn hand_off(&self, incidents: &BTreeSet<&str>) -> PlannerSlice {
@@ -52,9 +45,9 @@ impl Planner {
 
     /// Takes up what another instance held for the incidents in `taken`. A route this
     /// planner already installed for its own incident stays its own (the newer word on
-    /// that node); returns how many of the slice's routes were left so.
-    pub(crate) fn take_over(&mut self, slice: PlannerSlice, taken: &BTreeSet<&str>) -> usize {
-        let mut clashes = 0;
+    /// that node). Returns the routes taken up, and those left so.
+    pub(crate) fn take_over(&mut self, slice: PlannerSlice, taken: &BTreeSet<&str>) -> (usize, usize) {
+        let (mut routes, mut clashes) = (0, 0);
         for (id, e) in slice.faults.into_iter().filter(|(id, _)| taken.contains(id.as_str())) {
             self.faults.insert(id, e);
         }
@@ -62,11 +55,12 @@ impl Planner {
             match self.installed.entry(k) {
                 std::collections::btree_map::Entry::Vacant(v) => {
                     v.insert(r);
+                    routes += 1;
                 }
                 std::collections::btree_map::Entry::Occupied(_) => clashes += 1,
             }
         }
-        clashes
+        (routes, clashes)
     }
 
     /// Forgets the faults and routes of `incidents`, now another instance's.
