@@ -190,7 +190,7 @@ impl Io {
                 let producer = self.producer();
                 match producer.send(record, Duration::from_secs(5)).await {
                     Ok(_) => {
-                        if partition.is_some() {
+                        if part.is_some() {
                             JobStats::bump(&self.stats.handoffs);
                         }
                         return Ok(());
@@ -199,7 +199,7 @@ impl Io {
                         self.replace_fenced(&producer)?;
                     }
                     Err((e, _))
-                        if partition.is_some()
+                        if part.is_some()
                             && (attempt == PUBLISH_ATTEMPTS
                                 || e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge)) =>
                     {
@@ -360,12 +360,9 @@ pub async fn run_job(
         // A region's open work travels on the handoff topic (see `crate::handoff`): a
         // split mesh without it would lose every open incident of a dead instance.
         let topic = &kafka.topics.handoff;
-        io.handoff_partitions = x0_kafka::partition_count(&io.producer(), topic, startup).map_err(|e| {
-            JobError::Unreachable {
-                brokers: kafka.brokers.clone(),
-                waited: startup,
-                reason: format!("{e}: a mesh split into regions needs the handoff topic {topic:?} (create it compacted, cleanup.policy=compact)"),
-            }
+        io.handoff_partitions = x0_kafka::partition_count(&io.producer(), topic, startup).inspect_err(|e| {
+            // The broker answered (it just did, above): the topic is what is missing.
+            tracing::error!(error = %e, "a mesh split into regions needs the handoff topic {topic:?}: create it compacted (cleanup.policy=compact), as many partitions as the telemetry topic");
         })?;
     }
     core.stats().durable.store(manual, std::sync::atomic::Ordering::Relaxed);
